@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+
+const USAGE = `usage: git panini <command> [options]
+
+Large files stored as deduplicated, content-addressed atoms.
+
+Plumbing used by Git:
+  clean [path]               file bytes on stdin -> concept on stdout
+  smudge [path]              concept on stdin -> file bytes on stdout (verified)
+
+Inspecting:
+  list-atoms <path|concept> [--json]   atoms of a file, in file order
+  verify-content <path|concept>...     rebuild and check every atom and the file's SHA-256
+  stats [--json]                       atoms, bytes stored, logical bytes, dedup ratio by type
+
+Environment:
+  PANINI_STORAGE     atom store directory (outside a repository, or to override panini.storage)
+  PANINI_SKIP_SMUDGE=1  check out concepts instead of files
+  PANINI_TRACE=1     print stack traces on errors
+`;
+
+export function run(): number {
+  process.stdout.write(USAGE);
+  return 0;
+}
+
+export function version(): number {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  process.stdout.write(`git-panini ${pkg.version} (node ${process.version})\n`);
+  return 0;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/**
+ * `git panini <command>`: dispatches to one module per command, loaded on demand so Git's many
+ * short calls (hooks, single-shot filters) pay only for what they use.
+ */
+import { errorMessage } from '../errors.js';
+
+type CommandModule = { run(args: string[]): Promise<number> | number };
+
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  clean: () => import('./clean.js'),
+  smudge: () => import('./smudge.js'),
+  'list-atoms': () => import('./list-atoms.js'),
+  'verify-content': () => import('./verify-content.js'),
+  stats: () => import('./stats.js'),
+  help: () => import('./help.js'),
+  version: () => import('./help.js').then((m) => ({ run: m.version })),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name = 'help', ...args] = argv;
+  const load = COMMANDS[name === '--help' || name === '-h' ? 'help' : name === '--version' ? 'version' : name];
+  if (!load) {
+    process.stderr.write(`git-panini: '${name}' is not a git-panini command. See 'git panini help'.\n`);
+    return 2;
+  }
+  return (await load()).run(args);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`git-panini: ${errorMessage(err)}\n`);
+    if (process.env.PANINI_TRACE) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,158 @@
+/**
+ * Concepts: what Git stores in place of a tracked file. Markdown with YAML front matter; the format
+ * is specified in docs/concept-format.md. Rendering is done by hand so the output is byte-for-byte
+ * deterministic; parsing goes through gray-matter restricted to YAML (no engine that runs code).
+ */
+import matter from 'gray-matter';
+import yaml from 'js-yaml';
+import { atomUri, isAtomHash, isAtomType, parseAtomUri, type ContentRef } from '../atom.js';
+import { PaniniError } from '../errors.js';
+import type { FormatInfo } from '../decompose/index.js';
+
+export const CONCEPT_VERSION = 1;
+/** Refs kept inline in a concept; more go into manifest atoms. Keeps concepts under 8 KiB. */
+export const MAX_INLINE_REFS = 32;
+/** Refuse to parse anything bigger: concepts we write are < 8 KiB; hand-written notes stay small. */
+export const MAX_CONCEPT_BYTES = 1024 * 1024;
+const MAX_REFS = 4096;
+/** 2^48 bytes (256 TiB): larger sizes are not real files. */
+export const MAX_FILE_SIZE = 2 ** 48;
+
+export interface Concept {
+  version: number;
+  /** SHA-256 of the whole file, hex. */
+  oid: string;
+  size: number;
+  format: string;
+  info: FormatInfo;
+  /** Top-level refs in file order, covering [0, size) exactly; Manifest refs expand to more. */
+  refs: ContentRef[];
+  /** Markdown body (after the front matter). */
+  body: string;
+  /** Front matter keys that are not git-panini's (hand-written knowledge notes keep theirs). */
+  extra: Record<string, unknown>;
+}
+
+const OWN_KEYS = new Set(['panini', 'oid', 'size', 'format', 'info', 'content_refs']);
+
+function scalar(v: string | number): string {
+  return typeof v === 'number' ? String(v) : JSON.stringify(v); // JSON strings are valid YAML
+}
+
+/** The front matter block (between the fences) for our keys. */
+export function renderFrontMatter(c: Pick<Concept, 'oid' | 'size' | 'format' | 'info' | 'refs'>): string {
+  const lines = [
+    `panini: ${CONCEPT_VERSION}`,
+    `oid: sha256:${c.oid}`,
+    `size: ${c.size}`,
+    `format: ${scalar(c.format)}`,
+  ];
+  const info = Object.entries(c.info);
+  if (info.length > 0) lines.push(`info: {${info.map(([k, v]) => `${k}: ${scalar(v)}`).join(', ')}}`);
+  lines.push('content_refs:');
+  for (const r of c.refs) lines.push(`  - {uri: "${atomUri(r.hash)}", type: ${r.type}, offset: ${r.offset}, size: ${r.size}}`);
+  return lines.join('\n') + '\n';
+}
+
+export function renderConcept(c: Pick<Concept, 'oid' | 'size' | 'format' | 'info' | 'refs'>, leafCounts: Record<string, number>): string {
+  return `---\n${renderFrontMatter(c)}---\n${describe(c, leafCounts)}`;
+}
+
+function describe(c: Pick<Concept, 'size' | 'format' | 'info'>, leafCounts: Record<string, number>): string {
+  const facts = Object.entries(c.info).map(([k, v]) => `${k.replace(/_/g, ' ')} ${v}`);
+  const total = Object.values(leafCounts).reduce((a, b) => a + b, 0);
+  const byType = Object.entries(leafCounts).sort(([a], [b]) => (a < b ? -1 : 1)).map(([t, n]) => `${n} ${t}`);
+  return [
+    `# ${c.format} file, ${c.size} bytes`,
+    '',
+    ...(facts.length ? [facts.join(' · '), ''] : []),
+    `Stored by git-panini as ${total} atom${total === 1 ? '' : 's'}${byType.length ? `: ${byType.join(', ')}` : ''}.`,
+    '',
+  ].join('\n');
+}
+
+/** Cheap test: does this content claim to be a concept (so smudge must rebuild it, not pass it)? */
+export function looksLikeConcept(head: Buffer): boolean {
+  if (head.length < 4 || head[0] !== 0x2d || head[1] !== 0x2d || head[2] !== 0x2d) return false;
+  const text = head.subarray(0, 1024).toString('latin1');
+  return /^---[^\n]*\r?\n(?:[^\n]*\n)*?panini\s*:/m.test(text) || text.includes('content_refs');
+}
+
+const refuse = (lang: string) => (): never => {
+  throw new PaniniError(`front matter in '${lang}' is refused: git-panini only reads YAML front matter and never evaluates code`, 'if this concept came from a clone, it was crafted or damaged; ask its author, or remove the file');
+};
+
+/** gray-matter with every engine but YAML replaced by a refusal, YAML parsed with the safe schema. */
+const MATTER_OPTIONS = {
+  language: 'yaml',
+  engines: {
+    yaml: (s: string): object => (yaml.safeLoad(s, { schema: yaml.CORE_SCHEMA, json: false }) ?? {}) as object,
+    js: refuse('js'), javascript: refuse('javascript'), coffee: refuse('coffee'), coffeescript: refuse('coffeescript'),
+    cson: refuse('cson'), json: refuse('json'), toml: refuse('toml'),
+  },
+};
+
+/** Parses and validates a concept; throws PaniniError saying what is wrong. */
+export function parseConcept(input: Buffer | string): Concept {
+  const text = typeof input === 'string' ? input : input.toString('utf8');
+  const bad = (why: string): PaniniError =>
+    new PaniniError(`not a valid git-panini concept: ${why}`, 'if it came from a clone it may be damaged or crafted; `git log -p` on the path shows who changed it');
+  if (Buffer.byteLength(text) > MAX_CONCEPT_BYTES) throw bad('larger than 1 MiB');
+  const fence = /^---([^\n\r]*)\r?\n/.exec(text);
+  if (!fence) throw bad('it does not start with a --- front matter fence');
+  const lang = fence[1]!.trim().toLowerCase();
+  if (lang !== '' && lang !== 'yaml' && lang !== 'yml') refuse(lang)();
+  let parsed: matter.GrayMatterFile<string>;
+  try {
+    parsed = matter(text, MATTER_OPTIONS as unknown as Parameters<typeof matter>[1]);
+  } catch (err) {
+    if (err instanceof PaniniError) throw err;
+    throw bad(`its front matter is not valid YAML (${(err as Error).message.split('\n')[0]})`);
+  }
+  const data = parsed.data as Record<string, unknown>;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('front matter is not a mapping');
+  if (data.panini !== CONCEPT_VERSION) throw bad(`unknown format version ${JSON.stringify(data.panini)} (this git-panini reads version ${CONCEPT_VERSION})`);
+  const oidText = typeof data.oid === 'string' ? data.oid : '';
+  const oid = oidText.startsWith('sha256:') ? oidText.slice(7) : '';
+  if (!isAtomHash(oid)) throw bad('oid must be sha256:<64 lowercase hex>');
+  const size = data.size;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || size > MAX_FILE_SIZE) throw bad('size must be a whole number of bytes');
+  const format = typeof data.format === 'string' && data.format.length <= 64 ? data.format : null;
+  if (format === null) throw bad('format must be a short string');
+  const info = parseInfo(data.info, bad);
+  const refs = parseRefs(data.content_refs, size, bad);
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(data)) if (!OWN_KEYS.has(k)) extra[k] = v;
+  return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.content, extra };
+}
+
+function parseInfo(value: unknown, bad: (why: string) => PaniniError): FormatInfo {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('info must be a mapping');
+  const info: FormatInfo = {};
+  for (const [k, v] of Object.entries(value).slice(0, 64)) {
+    if (typeof v === 'string' || typeof v === 'number') info[k] = v;
+  }
+  return info;
+}
+
+function parseRefs(value: unknown, size: number, bad: (why: string) => PaniniError): ContentRef[] {
+  if (!Array.isArray(value)) throw bad('content_refs must be a list');
+  if (value.length > MAX_REFS) throw bad(`more than ${MAX_REFS} content_refs`);
+  const refs: ContentRef[] = [];
+  let expected = 0;
+  for (const [i, item] of value.entries()) {
+    const at = `content_refs[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw bad(`${at} is not a mapping`);
+    const { uri, type, offset, size: refSize } = item as Record<string, unknown>;
+    const hash = parseAtomUri(uri);
+    if (hash === null) throw bad(`${at}.uri must be atom://sha256:<64 lowercase hex>`);
+    if (!isAtomType(type)) throw bad(`${at}.type ${JSON.stringify(type)} is not an atom type`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset !== expected) throw bad(`${at}.offset must be ${expected} (refs are contiguous, in file order)`);
+    if (typeof refSize !== 'number' || !Number.isSafeInteger(refSize) || refSize <= 0 || offset + refSize > size) throw bad(`${at}.size must be positive and stay within the file's size`);
+    refs.push({ hash, type, offset, size: refSize });
+    expected += refSize;
+  }
+  if (expected !== size) throw bad(`content_refs cover ${expected} bytes but size is ${size}`);
+  return refs;
+}

@@ -1,0 +1,96 @@
+/**
+ * Effective settings. Precedence, highest first: environment (PANINI_*), git config (any level),
+ * the committed .paniniconfig (worktree file, else the index, else HEAD), built-in defaults.
+ * A .paniniconfig comes with clones, so it may only set the keys listed in SHARED_KEYS.
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { git } from './exec.js';
+import type { Repo } from './repo.js';
+
+export interface Setting {
+  value: string;
+  origin: string;
+}
+
+/** Keys a committed .paniniconfig may set: where the shared store is and how to reach it. */
+export const SHARED_KEYS = new Set([
+  'panini.url', 'panini.s3.endpoint', 'panini.s3.region', 'panini.s3.forcepathstyle', 'panini.concurrency',
+  'panini.maxatomsize',
+]);
+
+const ENV_KEYS: Record<string, string> = {
+  PANINI_STORAGE: 'panini.storage',
+  PANINI_URL: 'panini.url',
+};
+
+export class Config {
+  constructor(private readonly settings: Map<string, Setting>) {}
+
+  get(key: string): string | undefined {
+    return this.settings.get(key.toLowerCase())?.value;
+  }
+
+  getInt(key: string, fallback: number): number {
+    const v = this.get(key);
+    if (v === undefined) return fallback;
+    const m = /^(\d+)\s*([kmg]i?b?)?$/i.exec(v.trim());
+    if (!m) return fallback;
+    const unit = (m[2] ?? '').toLowerCase()[0];
+    const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+    return Number(m[1]) * mult;
+  }
+
+  getBool(key: string, fallback: boolean): boolean {
+    const v = this.get(key)?.toLowerCase();
+    if (v === undefined) return fallback;
+    return ['true', 'yes', 'on', '1'].includes(v);
+  }
+
+  entries(): [string, Setting][] {
+    return [...this.settings.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  }
+}
+
+function parseZ(out: Buffer, origin: (first: string) => string | null, withOrigin: boolean): [string, Setting][] {
+  const parts = out.toString().split('\0');
+  const result: [string, Setting][] = [];
+  for (let i = 0; i + (withOrigin ? 1 : 0) < parts.length; i += withOrigin ? 2 : 1) {
+    const from = withOrigin ? parts[i]! : '';
+    const kv = parts[withOrigin ? i + 1 : i]!;
+    if (!kv) continue;
+    const nl = kv.indexOf('\n');
+    const key = (nl < 0 ? kv : kv.slice(0, nl)).toLowerCase();
+    const value = nl < 0 ? 'true' : kv.slice(nl + 1);
+    const o = origin(from);
+    if (o !== null) result.push([key, { value, origin: o }]);
+  }
+  return result;
+}
+
+export function loadConfig(repo: Repo | null, env: NodeJS.ProcessEnv = process.env): Config {
+  const settings = new Map<string, Setting>();
+  if (repo) {
+    for (const [k, s] of readPaniniConfigFile(repo)) if (SHARED_KEYS.has(k)) settings.set(k, s);
+  }
+  const r = git(['config', '-z', '--show-origin', '--get-regexp', '^panini\\.'], { cwd: repo?.top ?? repo?.commonDir });
+  if (r.status === 0) for (const [k, s] of parseZ(r.stdout, (o) => o, true)) settings.set(k, s);
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v) settings.set(key, { value: v, origin: `env:${name}` });
+  }
+  return new Config(settings);
+}
+
+function readPaniniConfigFile(repo: Repo): [string, Setting][] {
+  const cwd = repo.top ?? repo.commonDir;
+  const candidates: [string[], string][] = [];
+  if (repo.top && existsSync(join(repo.top, '.paniniconfig'))) candidates.push([['--file', join(repo.top, '.paniniconfig')], '.paniniconfig']);
+  candidates.push([['--blob', ':.paniniconfig'], 'index:.paniniconfig'], [['--blob', 'HEAD:.paniniconfig'], 'HEAD:.paniniconfig']);
+  for (const [args, origin] of candidates) {
+    const r = git(['config', '-z', ...args, '--get-regexp', '^panini\\.'], { cwd });
+    if (r.status === 0) return parseZ(r.stdout, () => origin, false);
+    if (r.status === 1 && args[0] === '--file') return []; // file exists but sets nothing of ours
+  }
+  return [];
+}

@@ -1,0 +1,45 @@
+/**
+ * Verified streaming reconstruction: atoms are read one at a time in file order, each checked
+ * against its name, written out, and the whole output checked against the concept's oid.
+ */
+import type { ContentRef } from '../atom.js';
+import type { Concept } from '../concept/concept.js';
+import { expandRefs } from '../concept/manifest.js';
+import { PaniniError } from '../errors.js';
+import { newSha256 } from '../hash.js';
+import type { AtomReader } from '../store/local.js';
+
+/** Leaf atoms of the concept that the store lacks (manifests must be present to look inside). */
+export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader): string[] {
+  const missing = new Set<string>();
+  for (const leaf of expandRefs(concept.refs, store)) if (!store.has(leaf.hash)) missing.add(leaf.hash);
+  return [...missing];
+}
+
+/**
+ * Writes the file's bytes through `write` in order. Throws (naming the atom) on a missing or
+ * corrupt atom, or if the result does not hash to the concept's oid; callers write to a temporary
+ * place and keep it only if this returns.
+ */
+export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void): void {
+  const whole = newSha256();
+  let written = 0;
+  for (const leaf of expandRefs(concept.refs, store)) {
+    const bytes = store.get(leaf.hash);
+    if (bytes.length !== leaf.size) {
+      throw new PaniniError(`atom ${leaf.hash} holds ${bytes.length} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
+    }
+    whole.update(bytes);
+    write(bytes);
+    written += bytes.length;
+  }
+  const oid = whole.digest('hex');
+  if (written !== concept.size || oid !== concept.oid) {
+    throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');
+  }
+}
+
+/** Leaf refs in file order (for list-atoms and partial extraction). */
+export function leafRefs(concept: Pick<Concept, 'refs'>, store: AtomReader): ContentRef[] {
+  return [...expandRefs(concept.refs, store)];
+}

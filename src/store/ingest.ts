@@ -1,0 +1,78 @@
+/**
+ * Turns a file into atoms: decompose by format, content-defined chunk what has no structure (and
+ * any structured piece above the size bound), hash each piece, store the new ones. One sequential
+ * read of the source; memory is bounded by the read window, whatever the file's size.
+ */
+import type { ContentRef } from '../atom.js';
+import { decompose, type FormatInfo, type Segment } from '../decompose/index.js';
+import { CDC_MAX_SIZE, cutPoint } from '../decompose/cdc.js';
+import { newSha256, sha256Hex } from '../hash.js';
+import type { Source } from '../source.js';
+import type { AtomWriter } from './local.js';
+
+/**
+ * Default bound above which a structured atom (a huge IDAT, a long JPEG scan) is chunked.
+ * Measured (see README, "Choosing max_atom_size"): 4 MiB keeps whole frames and scans of ordinary
+ * media intact while bounding memory per atom.
+ */
+export const DEFAULT_MAX_ATOM_SIZE = 4 * 1024 * 1024;
+const READ_WINDOW = 8 * 1024 * 1024;
+
+export interface IngestOptions {
+  maxAtomSize?: number;
+}
+
+export interface IngestResult {
+  oid: string;
+  size: number;
+  format: string;
+  info: FormatInfo;
+  /** Every atom of the file, in file order, covering it exactly. */
+  leaves: ContentRef[];
+  /** How many atoms were new to the store. */
+  written: number;
+}
+
+export function ingest(src: Source, store: AtomWriter, options: IngestOptions = {}): IngestResult {
+  const maxAtomSize = Math.max(CDC_MAX_SIZE, options.maxAtomSize ?? DEFAULT_MAX_ATOM_SIZE);
+  const { format, info, segments } = decompose(src);
+  const whole = newSha256();
+  const leaves: ContentRef[] = [];
+  let written = 0;
+  const emit = (bytes: Uint8Array, seg: Segment, offset: number): void => {
+    whole.update(bytes);
+    const hash = sha256Hex(bytes);
+    if (store.put(hash, bytes)) written++;
+    leaves.push({ hash, type: seg.type, offset, size: bytes.length });
+  };
+  for (const seg of segments) {
+    if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
+    else emit(src.read(seg.offset, seg.size), seg, seg.offset);
+  }
+  return { oid: whole.digest('hex'), size: src.size, format, info, leaves, written };
+}
+
+/** Streams a segment through FastCDC in bounded windows, emitting each chunk. */
+function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, seg: Segment, offset: number) => void): void {
+  const end = seg.offset + seg.size;
+  let pos = seg.offset; // source offset of the next chunk
+  let buf = Buffer.alloc(0);
+  let at = 0; // index of `pos` in buf
+  let bufEnd = seg.offset; // source offset just past buf's last byte
+  while (pos < end) {
+    const final = bufEnd >= end;
+    const cut = cutPoint(buf, at, buf.length - at, final);
+    if (cut === 0) {
+      // Not enough bytes for a decision: keep the tail and read the next window after it.
+      const next = src.read(bufEnd, Math.min(READ_WINDOW, end - bufEnd));
+      if (next.length === 0) throw new Error(`source ended at ${bufEnd} before ${end}`);
+      buf = Buffer.concat([buf.subarray(at), next]);
+      at = 0;
+      bufEnd += next.length;
+      continue;
+    }
+    emit(buf.subarray(at, at + cut), seg, pos);
+    at += cut;
+    pos += cut;
+  }
+}
