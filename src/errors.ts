@@ -9,6 +9,14 @@ export class PaniniError extends Error {
   }
 }
 
+/** The store itself cannot be written (disk full, read-only): every further write would fail too. */
+export class StoreError extends PaniniError {
+  constructor(message: string, hint: string) {
+    super(message, hint);
+    this.name = 'StoreError';
+  }
+}
+
 /** An atom's bytes do not hash to its name, or it is missing. */
 export class AtomError extends PaniniError {
   constructor(readonly hash: string, readonly kind: 'missing' | 'corrupt', hint?: string) {

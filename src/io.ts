@@ -52,30 +52,33 @@ export function spoolFd(fd: number, tempPath: () => string): SpooledInput {
     const source = FileSource.fromFd(fd);
     return { source, head: source.read(0, 4096), dispose: () => undefined };
   }
-  return spoolChunks((buf) => readFd(fd, buf), tempPath);
+  return spoolChunks(() => {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    const n = readFd(fd, buf);
+    return n === 0 ? null : buf.subarray(0, n);
+  }, tempPath);
 }
 
-/** Same, for any pull-style reader returning 0 at the end. */
-export function spoolChunks(read: (buf: Buffer) => number, tempPath: () => string): SpooledInput {
+/** Same, for any pull-style reader of chunks (null at the end). Chunks handed over are kept. */
+export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
   const chunks: Buffer[] = [];
   let total = 0;
   for (;;) {
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
-    const n = read(buf);
-    if (n === 0) {
-      const all = Buffer.concat(chunks, total);
+    const chunk = next();
+    if (chunk === null) {
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
       return { source: new BufferSource(all), head: all.subarray(0, 4096), dispose: () => undefined };
     }
-    chunks.push(buf.subarray(0, n));
-    total += n;
+    chunks.push(chunk);
+    total += chunk.length;
     if (total > IN_MEMORY_LIMIT) break;
   }
   const path = tempPath();
   const out = openSync(path, 'wx', 0o600);
   try {
     for (const c of chunks) writeFdAll(out, c);
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
-    for (let n = read(buf); n > 0; n = read(buf)) writeFdAll(out, buf.subarray(0, n));
+    chunks.length = 0;
+    for (let c = next(); c !== null; c = next()) writeFdAll(out, c);
   } catch (err) {
     closeSync(out);
     unlinkSync(path);

@@ -4,7 +4,7 @@ import { PaniniError } from '../errors.js';
 import { git } from '../git/exec.js';
 import type { Context } from './context.js';
 
-function readHead(path: string, limit: number): Buffer {
+export function readHead(path: string, limit: number): Buffer {
   const fd = openSync(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(limit);

@@ -10,7 +10,7 @@ import {
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAtomHash } from '../atom.js';
-import { AtomError, PaniniError } from '../errors.js';
+import { AtomError, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 
 /** No atom this program writes is larger; a bigger file under an atom's name is not one of ours. */
@@ -207,8 +207,8 @@ function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {
 
 function storeWriteError(err: unknown, dir: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new PaniniError(`the disk holding the atom store is full (writing in ${dir})`, 'free some space (git panini gc removes unreachable atoms) and run the command again; nothing was half-written');
-  if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return new PaniniError(`the atom store is not writable (${dir}: ${code})`, 'check the permissions of the store directory, or set panini.storage to a writable place');
+  if (code === 'ENOSPC') return new StoreError(`the disk holding the atom store is full (writing in ${dir})`, 'free some space (git panini gc removes unreachable atoms) and run the command again; nothing was half-written');
+  if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return new StoreError(`the atom store is not writable (${dir}: ${code})`, 'check the permissions of the store directory, or set panini.storage to a writable place');
   return err as Error;
 }
 

@@ -1,0 +1,15 @@
+import { PktReader, PktWriter } from '../git/pktline.js';
+import { serveFilterProcess } from '../git/filter-process.js';
+import { openContext } from './context.js';
+import { skipSmudge } from './smudge.js';
+
+/** Started by Git once per command (filter.panini.process); serves every file through pkt-lines. */
+export async function run(): Promise<number> {
+  const ctx = openContext();
+  await serveFilterProcess(ctx, new PktReader(0), new PktWriter(1), {
+    fetcher: null,
+    skipSmudge: skipSmudge(),
+    log: (line) => process.stderr.write(line + '\n'),
+  });
+  return 0;
+}

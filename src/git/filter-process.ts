@@ -1,0 +1,182 @@
+/**
+ * Git's long-running filter process protocol, version 2 (gitattributes(5), "Long Running Filter
+ * Process"), with the clean, smudge and delay capabilities. One process serves a whole `git add`,
+ * `checkout` or `clone`. Smudges whose atoms must be downloaded are answered `delayed`, then fetched
+ * together when Git asks `list_available_blobs`.
+ */
+import { cleanInput } from '../cli/clean.js';
+import type { Context } from '../cli/context.js';
+import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
+import { errorMessage, PaniniError, StoreError } from '../errors.js';
+import { spoolChunks, type SpooledInput } from '../io.js';
+import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
+import { PktReader, PktWriter } from './pktline.js';
+
+/** Downloads every atom the concepts need into the local store. */
+export type AtomFetcher = (concepts: Concept[]) => Promise<void>;
+
+export interface FilterOptions {
+  /** Null when no remote store is configured: missing atoms are then an error. */
+  fetcher: AtomFetcher | null;
+  /** Leave concepts in the worktree (PANINI_SKIP_SMUDGE). */
+  skipSmudge: boolean;
+  log?: (line: string) => void;
+}
+
+const CAPABILITIES = ['clean', 'smudge', 'delay'];
+
+export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
+  handshake(reader, writer);
+  /** Delayed smudges by path: their concept, and the error if fetching failed. */
+  const delayed = new Map<string, { concept: Concept; error?: string }>();
+  let listed = new Set<string>();
+  for (;;) {
+    const request = reader.readKeyValues();
+    if (request === undefined) return; // Git closed the pipe: done
+    const command = request.get('command');
+    const pathname = request.get('pathname') ?? '';
+    if (command === 'list_available_blobs') {
+      const pending = [...delayed.entries()].filter(([p]) => !listed.has(p));
+      if (pending.length > 0 && options.fetcher) {
+        try {
+          await options.fetcher(pending.map(([, d]) => d.concept));
+        } catch (err) {
+          for (const [, d] of pending) d.error = errorMessage(err);
+        }
+      }
+      for (const [p] of pending) writer.text(`pathname=${p}`);
+      listed = new Set([...listed, ...pending.map(([p]) => p)]);
+      writer.flushPkt();
+      writer.text('status=success');
+      writer.flushPkt();
+      writer.send();
+      continue;
+    }
+    if (command !== 'clean' && command !== 'smudge') {
+      drainContent(reader);
+      respondStatus(writer, 'error');
+      continue;
+    }
+    let contentEnded = false;
+    let input: SpooledInput;
+    try {
+      input = spoolChunks(() => {
+        const p = reader.read();
+        if (p === null || p === undefined) contentEnded = true;
+        return p ?? null;
+      }, () => ctx.store.tempPath('filter'));
+    } catch (err) {
+      if (!contentEnded) drainContent(reader);
+      options.log?.(`git-panini: ${pathname}: ${errorMessage(err)}`);
+      respondStatus(writer, err instanceof StoreError ? 'abort' : 'error');
+      continue;
+    }
+    try {
+      if (command === 'clean') {
+        const concept = cleanInput(ctx, input);
+        respondContent(writer, (emit) => emit(concept));
+      } else {
+        await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed);
+      }
+    } catch (err) {
+      const cause = err instanceof ResponseFailed ? err.cause : err;
+      options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`);
+      if (!(err instanceof ResponseFailed)) respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
+    } finally {
+      input.dispose();
+    }
+  }
+}
+
+async function smudge(
+  ctx: Context, writer: PktWriter, options: FilterOptions, input: SpooledInput, pathname: string, canDelay: boolean,
+  delayed: Map<string, { concept: Concept; error?: string }>,
+): Promise<void> {
+  const wasDelayed = delayed.get(pathname);
+  if (wasDelayed && input.source.size === 0) {
+    delayed.delete(pathname);
+    if (wasDelayed.error) throw new PaniniError(`could not download the atoms of ${pathname}: ${wasDelayed.error}`);
+    return serveConcept(ctx, writer, wasDelayed.concept, pathname);
+  }
+  if (options.skipSmudge || !looksLikeConcept(input.head)) {
+    return respondContent(writer, (emit) => streamSource(input, emit));
+  }
+  const concept = parseConcept(input.source.read(0, input.source.size));
+  if (missingAtoms(concept, ctx.store).length > 0 && options.fetcher) {
+    if (canDelay) {
+      delayed.set(pathname, { concept });
+      respondStatus(writer, 'delayed');
+      return;
+    }
+    await options.fetcher([concept]);
+  }
+  return serveConcept(ctx, writer, concept, pathname);
+}
+
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, pathname: string): void {
+  const missing = missingAtoms(concept, ctx.store);
+  if (missing.length > 0) {
+    throw new PaniniError(`${pathname}: ${missing.length} atoms missing from the local store (first: ${missing[0]})`,
+      ctx.config.get('panini.url') ? 'run `git panini fetch`, then `git checkout -- <path>`' : 'no remote store is configured (panini.url); set PANINI_SKIP_SMUDGE=1 to check out concepts only');
+  }
+  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));
+}
+
+function streamSource(input: SpooledInput, emit: (b: Buffer) => void): void {
+  for (let pos = 0; pos < input.source.size; pos += 1024 * 1024) emit(input.source.read(pos, 1024 * 1024));
+}
+
+/** Producing content failed after status=success went out; the error status has been sent. */
+class ResponseFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessage(cause));
+  }
+}
+
+function handshake(reader: PktReader, writer: PktWriter): void {
+  const hello = reader.readText();
+  if (hello !== 'git-filter-client') throw new PaniniError(`unexpected filter handshake ${JSON.stringify(hello)}`, 'filter-process is started by Git; run `git panini install`');
+  const versions: string[] = [];
+  for (let line = reader.readText(); line !== null; line = reader.readText()) versions.push(line);
+  if (!versions.includes('version=2')) throw new PaniniError('Git does not offer filter protocol version 2', 'upgrade Git to 2.11 or later');
+  writer.text('git-filter-server');
+  writer.text('version=2');
+  writer.flushPkt();
+  writer.send();
+  const offered = new Set<string>();
+  for (let line = reader.readText(); line !== null; line = reader.readText()) offered.add(line.replace(/^capability=/, ''));
+  for (const cap of CAPABILITIES) if (offered.has(cap)) writer.text(`capability=${cap}`);
+  writer.flushPkt();
+  writer.send();
+}
+
+function drainContent(reader: PktReader): void {
+  for (let p = reader.read(); p !== null && p !== undefined; p = reader.read()) { /* discard */ }
+}
+
+function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort'): void {
+  writer.text(`status=${status}`);
+  writer.flushPkt();
+  writer.send();
+}
+
+/**
+ * status=success, the content, then an empty list (status unchanged) — or, if producing the content
+ * fails half-way, status=error after it, so Git discards what it received.
+ */
+function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => void) => void): void {
+  writer.text('status=success');
+  writer.flushPkt();
+  try {
+    produce((bytes) => writer.data(bytes));
+  } catch (err) {
+    writer.flushPkt();
+    writer.text('status=error');
+    writer.flushPkt();
+    writer.send();
+    throw new ResponseFailed(err);
+  }
+  writer.flushPkt();
+  writer.flushPkt();
+  writer.send();
+}

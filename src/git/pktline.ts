@@ -1,0 +1,106 @@
+/**
+ * Git's pkt-line framing (Documentation/technical/protocol-common.txt): four hex digits of length
+ * (including themselves) then the payload; "0000" is a flush packet. Payloads are at most 65516
+ * bytes. Synchronous on file descriptors: the filter process serves one request at a time.
+ */
+import { PaniniError } from '../errors.js';
+import { readFd, writeFdAll } from '../io.js';
+
+export const MAX_PAYLOAD = 65516;
+const FLUSH = Buffer.from('0000');
+
+export class PktReader {
+  private buf = Buffer.alloc(0);
+  private pos = 0;
+  constructor(private readonly fd: number) {}
+
+  /** Next packet's payload, null for a flush packet, undefined at end of input. */
+  read(): Buffer | null | undefined {
+    const head = this.take(4);
+    if (head === undefined) return undefined;
+    const len = parseInt(head.toString('latin1'), 16);
+    if (!/^[0-9a-f]{4}$/i.test(head.toString('latin1')) || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
+      throw new PaniniError(`bad pkt-line header ${JSON.stringify(head.toString('latin1'))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
+    }
+    if (len === 0) return null;
+    const payload = this.take(len - 4);
+    if (payload === undefined) throw new PaniniError('input ended inside a pkt-line');
+    return payload;
+  }
+
+  /** A text packet without its trailing newline; null on flush. */
+  readText(): string | null {
+    const p = this.read();
+    if (p === undefined) throw new PaniniError('Git closed the filter pipe unexpectedly');
+    return p === null ? null : p.toString('utf8').replace(/\n$/, '');
+  }
+
+  /** key=value lines up to the next flush. */
+  readKeyValues(): Map<string, string> | undefined {
+    const first = this.read();
+    if (first === undefined) return undefined;
+    const map = new Map<string, string>();
+    for (let p: Buffer | null | undefined = first; p !== null; p = this.read()) {
+      if (p === undefined) throw new PaniniError('Git closed the filter pipe inside a request');
+      const line = p.toString('utf8').replace(/\n$/, '');
+      const eq = line.indexOf('=');
+      if (eq > 0) map.set(line.slice(0, eq), line.slice(eq + 1));
+    }
+    return map;
+  }
+
+  private take(n: number): Buffer | undefined {
+    while (this.buf.length - this.pos < n) {
+      const chunk = Buffer.allocUnsafe(Math.max(1024 * 1024, n));
+      const got = readFd(this.fd, chunk);
+      if (got === 0) {
+        if (this.buf.length - this.pos === 0) return undefined;
+        throw new PaniniError('input ended inside a pkt-line');
+      }
+      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, got)]);
+      this.pos = 0;
+    }
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+}
+
+/** Buffers small packets and writes them in large syscalls. */
+export class PktWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  constructor(private readonly fd: number) {}
+
+  text(line: string): void {
+    this.packet(Buffer.from(line + '\n'));
+  }
+
+  flushPkt(): void {
+    this.queue(FLUSH);
+  }
+
+  /** Content split into maximum-size packets. */
+  data(bytes: Uint8Array): void {
+    for (let i = 0; i < bytes.length; i += MAX_PAYLOAD) this.packet(bytes.subarray(i, Math.min(bytes.length, i + MAX_PAYLOAD)));
+  }
+
+  /** Sends everything queued to Git. */
+  send(): void {
+    if (this.pendingBytes === 0) return;
+    writeFdAll(this.fd, this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes));
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private packet(payload: Uint8Array): void {
+    this.queue(Buffer.from((payload.length + 4).toString(16).padStart(4, '0')));
+    this.queue(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+  }
+
+  private queue(b: Buffer): void {
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= 1024 * 1024) this.send();
+  }
+}
