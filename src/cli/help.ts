@@ -4,9 +4,24 @@ const USAGE = `usage: git panini <command> [options]
 
 Large files stored as deduplicated, content-addressed atoms.
 
+Getting started:
+  demo [--keep]              build a throwaway repo from sample media, push, clone, print dedup stats
+  install [--local|--global|--system] [--skip-repo]
+                             configure the filter driver (global by default) and this repo's hooks
+  uninstall [--local|--global|--system]
+  track [<pattern>...]       store matching files through git-panini (.gitattributes); no args: list
+  untrack <pattern>...
+  status [--json]            tracked files: staged vs committed, atoms local or missing
+  ls-files [<tree-ish>] [-l] [-s] [--json]
+  env                        effective settings and where each comes from
+
+Knowledge notes:
+  add-content <concept.md> <file>      attach a file's atoms to a hand-written note
+
 Plumbing used by Git:
   clean [path]               file bytes on stdin -> concept on stdout
   smudge [path]              concept on stdin -> file bytes on stdout (verified)
+  filter-process             long-running filter (filter.panini.process)
 
 Inspecting:
   list-atoms <path|concept> [--json]   atoms of a file, in file order

@@ -18,6 +18,8 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   status: () => import('./status.js'),
   'ls-files': () => import('./ls-files.js'),
   env: () => import('./env.js'),
+  'add-content': () => import('./add-content.js'),
+  demo: () => import('./demo.js'),
   'list-atoms': () => import('./list-atoms.js'),
   'verify-content': () => import('./verify-content.js'),
   stats: () => import('./stats.js'),

@@ -33,7 +33,7 @@ export interface Concept {
   extra: Record<string, unknown>;
 }
 
-const OWN_KEYS = new Set(['panini', 'oid', 'size', 'format', 'info', 'content_refs']);
+export const OWN_KEYS = new Set(['panini', 'oid', 'size', 'format', 'info', 'content_refs']);
 
 function scalar(v: string | number): string {
   return typeof v === 'number' ? String(v) : JSON.stringify(v); // JSON strings are valid YAML
@@ -92,14 +92,14 @@ const MATTER_OPTIONS = {
   },
 };
 
-/** Parses and validates a concept; throws PaniniError saying what is wrong. */
-export function parseConcept(input: Buffer | string): Concept {
-  const text = typeof input === 'string' ? input : input.toString('utf8');
-  const bad = (why: string): PaniniError =>
-    new PaniniError(`not a valid git-panini concept: ${why}`, 'if it came from a clone it may be damaged or crafted; `git log -p` on the path shows who changed it');
+/**
+ * The front matter of a Markdown note as data, and its body; null if the text has no front matter.
+ * Only YAML is read (safe schema); any other front matter language is refused, never evaluated.
+ */
+export function parseFrontMatter(text: string, bad: (why: string) => PaniniError): { data: Record<string, unknown>; body: string } | null {
   if (Buffer.byteLength(text) > MAX_CONCEPT_BYTES) throw bad('larger than 1 MiB');
   const fence = /^---([^\n\r]*)\r?\n/.exec(text);
-  if (!fence) throw bad('it does not start with a --- front matter fence');
+  if (!fence) return null;
   const lang = fence[1]!.trim().toLowerCase();
   if (lang !== '' && lang !== 'yaml' && lang !== 'yml') refuse(lang)();
   let parsed: matter.GrayMatterFile<string>;
@@ -109,8 +109,19 @@ export function parseConcept(input: Buffer | string): Concept {
     if (err instanceof PaniniError) throw err;
     throw bad(`its front matter is not valid YAML (${(err as Error).message.split('\n')[0]})`);
   }
-  const data = parsed.data as Record<string, unknown>;
+  const data = parsed.data as unknown;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('front matter is not a mapping');
+  return { data: data as Record<string, unknown>, body: parsed.content };
+}
+
+/** Parses and validates a concept; throws PaniniError saying what is wrong. */
+export function parseConcept(input: Buffer | string): Concept {
+  const text = typeof input === 'string' ? input : input.toString('utf8');
+  const bad = (why: string): PaniniError =>
+    new PaniniError(`not a valid git-panini concept: ${why}`, 'if it came from a clone it may be damaged or crafted; `git log -p` on the path shows who changed it');
+  const parsed = parseFrontMatter(text, bad);
+  if (!parsed) throw bad('it does not start with a --- front matter fence');
+  const { data } = parsed;
   if (data.panini !== CONCEPT_VERSION) throw bad(`unknown format version ${JSON.stringify(data.panini)} (this git-panini reads version ${CONCEPT_VERSION})`);
   const oidText = typeof data.oid === 'string' ? data.oid : '';
   const oid = oidText.startsWith('sha256:') ? oidText.slice(7) : '';
@@ -123,7 +134,7 @@ export function parseConcept(input: Buffer | string): Concept {
   const refs = parseRefs(data.content_refs, size, bad);
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(data)) if (!OWN_KEYS.has(k)) extra[k] = v;
-  return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.content, extra };
+  return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.body, extra };
 }
 
 function parseInfo(value: unknown, bad: (why: string) => PaniniError): FormatInfo {
