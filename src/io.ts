@@ -40,6 +40,8 @@ export interface SpooledInput {
   source: Source;
   /** The first bytes, for cheap content sniffing. */
   head: Buffer;
+  /** False if the bytes behind `source` may have changed since they were received (see below). */
+  unchanged?(): boolean;
   dispose(): void;
 }
 
@@ -95,4 +97,65 @@ export function spoolChunks(next: () => Buffer | null, tempPath: () => string): 
       try { unlinkSync(path); } catch { /* already gone */ }
     },
   };
+}
+
+/**
+ * Receives a stream that is normally a copy of the file at `path` (Git cleaning a worktree file):
+ * compares it with the file as it arrives and, if they match, decomposes the file in place instead
+ * of writing a second copy to a temp file. On the first difference it falls back to spooling.
+ * `unchanged()` then tells whether the file still has the size and times it had while compared.
+ */
+export function receiveLikeFile(next: () => Buffer | null, path: string, tempPath: () => string): SpooledInput {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return spoolChunks(next, tempPath);
+  }
+  const before = fstatSync(fd);
+  if (!before.isFile() || before.size <= IN_MEMORY_LIMIT) {
+    closeSync(fd);
+    return spoolChunks(next, tempPath);
+  }
+  const file = FileSource.fromFd(fd);
+  let pos = 0;
+  let pending: Buffer | null = null;
+  for (let chunk = next(); chunk !== null; chunk = next()) {
+    if (!file.read(pos, chunk.length).equals(chunk)) {
+      pending = chunk;
+      break;
+    }
+    pos += chunk.length;
+  }
+  if (pending === null && pos === file.size) {
+    return {
+      source: file,
+      head: file.read(0, 4096),
+      unchanged() {
+        const now = fstatSync(fd);
+        return now.size === before.size && now.mtimeMs === before.mtimeMs && now.ctimeMs === before.ctimeMs && now.ino === before.ino;
+      },
+      dispose: () => closeSync(fd),
+    };
+  }
+  // Different from the file: the matched prefix is the file's bytes, then the rest of the stream.
+  let prefixAt = 0;
+  const rest = (): Buffer | null => {
+    if (prefixAt < pos) {
+      const part = file.read(prefixAt, Math.min(READ_CHUNK, pos - prefixAt));
+      prefixAt += part.length;
+      return part;
+    }
+    if (pending !== null) {
+      const p = pending;
+      pending = null;
+      return p;
+    }
+    return next();
+  };
+  try {
+    return spoolChunks(rest, tempPath);
+  } finally {
+    closeSync(fd);
+  }
 }

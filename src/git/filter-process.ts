@@ -8,7 +8,7 @@ import { cleanInput } from '../cli/clean.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
-import { spoolChunks, type SpooledInput } from '../io.js';
+import { receiveLikeFile, spoolChunks, type SpooledInput } from '../io.js';
 import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
 import { PktReader, PktWriter } from './pktline.js';
 
@@ -60,11 +60,14 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     let contentEnded = false;
     let input: SpooledInput;
     try {
-      input = spoolChunks(() => {
+      const next = (): Buffer | null => {
         const p = reader.read();
         if (p === null || p === undefined) contentEnded = true;
         return p ?? null;
-      }, () => ctx.store.tempPath('filter'));
+      };
+      const tempPath = (): string => ctx.store.tempPath('filter');
+      // Cleaning a large worktree file: decompose the file itself once Git's copy proved identical.
+      input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath) : spoolChunks(next, tempPath);
     } catch (err) {
       if (!contentEnded) drainContent(reader);
       options.log?.(`git-panini: ${pathname}: ${errorMessage(err)}`);
@@ -74,6 +77,9 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     try {
       if (command === 'clean') {
         const concept = cleanInput(ctx, input);
+        if (input.unchanged && !input.unchanged()) {
+          throw new PaniniError(`${pathname} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
+        }
         respondContent(writer, (emit) => emit(concept));
       } else {
         await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed);
