@@ -41,7 +41,7 @@ export function run(args: string[]): number {
     const store = join(root, 'shared-atom-store');
     mkdirSync(studio);
     mkdirSync(store);
-    run(root, 'init', '-q', '--bare', origin);
+    run(root, 'init', '-q', '--bare', '-b', 'main', origin);
     run(studio, 'init', '-q', '-b', 'main');
     run(studio, 'config', 'user.name', 'Demo');
     run(studio, 'config', 'user.email', 'demo@example.invalid');
@@ -83,8 +83,12 @@ export function run(args: string[]): number {
 
     say('\n# 5. Deduplication in the studio\'s store (`git panini stats`):');
     say(run(studio, 'panini', 'stats'));
-    const logical = [...V1, ...V2].reduce((n, [, s]) => n + readFileSync(join(MEDIA, s)).length, 0);
-    say(`Whole-file storage of every version (as Git LFS keeps them): ${formatBytes(logical)}`);
+    const distinct = new Map([...V1, ...V2].map(([, s]) => {
+      const bytes = readFileSync(join(MEDIA, s));
+      return [sha256(bytes), bytes.length] as const;
+    }));
+    const whole = [...distinct.values()].reduce((a, b) => a + b, 0);
+    say(`Whole-file storage of the ${distinct.size} distinct file versions (what Git LFS keeps): ${formatBytes(whole)}`);
     say(flags.has('keep') ? `\nKept: ${root}` : '\nDone; the demo directory was removed (use --keep to look around).');
     return 0;
   } finally {
