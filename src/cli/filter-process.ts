@@ -2,12 +2,13 @@ import { PktReader, PktWriter } from '../git/pktline.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { openContext } from './context.js';
 import { skipSmudge } from './smudge.js';
+import { remoteFetcher } from './fetcher.js';
 
 /** Started by Git once per command (filter.panini.process); serves every file through pkt-lines. */
 export async function run(): Promise<number> {
   const ctx = openContext();
   await serveFilterProcess(ctx, new PktReader(0), new PktWriter(1), {
-    fetcher: null,
+    fetcher: remoteFetcher(ctx),
     skipSmudge: skipSmudge(),
     log: (line) => process.stderr.write(line + '\n'),
   });

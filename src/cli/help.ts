@@ -15,6 +15,15 @@ Getting started:
   ls-files [<tree-ish>] [-l] [-s] [--json]
   env                        effective settings and where each comes from
 
+Remote store (panini.url = file:///path or s3://bucket/prefix):
+  push [<remote> [<ref>...]] [--all] [--quiet]
+                             upload the atoms of commits the Git remote lacks (--all: every ref's history)
+  fetch [<ref>...] [--all] [--quiet]
+                             download the atoms HEAD's files need (or the refs', or all history)
+  pull [--quiet]             fetch, then rebuild tracked files still left as concepts in the worktree
+  transfer                   Git LFS custom transfer agent (lfs.standalonetransferagent=panini,
+                             lfs.customtransfer.panini.path=git-panini, ...panini.args=transfer)
+
 Knowledge notes:
   add-content <concept.md> <file>      attach a file's atoms to a hand-written note
 
@@ -22,11 +31,22 @@ Plumbing used by Git:
   clean [path]               file bytes on stdin -> concept on stdout
   smudge [path]              concept on stdin -> file bytes on stdout (verified)
   filter-process             long-running filter (filter.panini.process)
+  pre-push <remote> <url>    Git's pre-push hook: upload the pushed commits' atoms
 
 Inspecting:
+  get-content <path|concept> [--component audio|video|keyframes|metadata] [-o FILE]
+                                       rebuild the file, or extract one component (fetches only its atoms)
   list-atoms <path|concept> [--json]   atoms of a file, in file order
   verify-content <path|concept>...     rebuild and check every atom and the file's SHA-256
   stats [--json]                       atoms, bytes stored, logical bytes, dedup ratio by type
+  fsck [--all]                         check every atom HEAD and the index need (--all: all history):
+                                       present and hashing right; damaged ones moved to <store>/bad/
+
+Cleaning up:
+  gc [--dry-run] [--prune=<date>] [--json] [--remote]   (alias gc-atoms)
+                             delete atoms no ref, reflog, stash, index or worktree reaches, once older than
+                             the grace period (--prune=now|never|2.weeks.ago|<date>, panini.gc.pruneExpire;
+                             panini.gc.reflog=false ignores reflogs); --remote: the same in the remote store
 
 Environment:
   PANINI_STORAGE     atom store directory (outside a repository, or to override panini.storage)

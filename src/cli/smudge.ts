@@ -3,6 +3,7 @@ import { PaniniError } from '../errors.js';
 import { readFd, writeFdAll } from '../io.js';
 import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
 import { openContext, type Context } from './context.js';
+import { remoteFetcher } from './fetcher.js';
 
 /** Set to leave concepts in the worktree instead of rebuilding files (like GIT_LFS_SKIP_SMUDGE). */
 export const SKIP_SMUDGE_ENV = 'PANINI_SKIP_SMUDGE';
@@ -25,7 +26,7 @@ export function assertAtomsPresent(ctx: Context, concept: Concept, path: string 
 }
 
 /** Concept on stdin → file bytes on stdout; anything that is not a concept passes through. */
-export function run(args: string[]): number {
+export async function run(args: string[]): Promise<number> {
   const path = args[0];
   const first = Buffer.allocUnsafe(64 * 1024);
   let n = 0;
@@ -46,6 +47,7 @@ export function run(args: string[]): number {
   }
   const concept = parseConcept(Buffer.concat(chunks));
   const ctx = openContext();
+  if (missingAtoms(concept, ctx.store).length > 0) await remoteFetcher(ctx)?.([concept]);
   assertAtomsPresent(ctx, concept, path);
   reconstruct(concept, ctx.store, (bytes) => writeFdAll(1, bytes));
   return 0;

@@ -1,9 +1,10 @@
-import type { ContentRef } from '../atom.js';
+import type { AtomType, ContentRef } from '../atom.js';
+import type { TrackKind } from '../decompose/types.js';
 import type { Source } from '../source.js';
 import { ingest, type IngestOptions, type IngestResult } from '../store/ingest.js';
 import type { LocalStore } from '../store/local.js';
-import { MAX_INLINE_REFS, renderConcept } from './concept.js';
-import { buildManifestTree } from './manifest.js';
+import { MAX_COMPONENTS, MAX_INLINE_REFS, renderConcept, type TrackComponent } from './concept.js';
+import { buildManifestTree, buildTrackManifest } from './manifest.js';
 
 export interface BuiltConcept {
   text: string;
@@ -15,9 +16,22 @@ export interface BuiltConcept {
 export function buildConcept(src: Source, store: LocalStore, options: IngestOptions = {}): BuiltConcept {
   const result = ingest(src, store, options);
   const refs = buildManifestTree(result.leaves, store, MAX_INLINE_REFS);
-  const text = renderConcept({ oid: result.oid, size: result.size, format: result.format, info: result.info, refs }, countByType(result.leaves));
+  const components = trackComponents(result, store);
+  const text = renderConcept({ oid: result.oid, size: result.size, format: result.format, info: result.info, refs, components }, countByType(result.leaves));
   store.putConcept(result.oid, text);
   return { text, refs, ingest: result };
+}
+
+/** Manifest type of each kind of track: subtitle and other tracks get a plain Manifest. */
+const COMPONENT_TYPES: Record<TrackKind, AtomType> = { video: 'VideoStream', audio: 'AudioStream', subtitle: 'Manifest', other: 'Manifest' };
+
+/** One track manifest tree per media track (the first MAX_COMPONENTS), for partial fetch and extraction. */
+function trackComponents(result: IngestResult, store: LocalStore): TrackComponent[] {
+  const tracks = (result.tracks ?? []).filter((t) => t.leaves.length > 0).slice(0, MAX_COMPONENTS);
+  return tracks.map((t) => {
+    const root = buildTrackManifest(t.leaves, store, COMPONENT_TYPES[t.kind]);
+    return { hash: root.hash, type: root.type, kind: t.kind, track: t.id, codec: t.codec, samples: t.samples, size: root.size };
+  });
 }
 
 export function countByType(refs: readonly ContentRef[]): Record<string, number> {

@@ -5,9 +5,10 @@
  */
 import matter from 'gray-matter';
 import yaml from 'js-yaml';
-import { atomUri, isAtomHash, isAtomType, parseAtomUri, type ContentRef } from '../atom.js';
+import { atomUri, isAtomHash, isAtomType, MANIFEST_TYPES, parseAtomUri, type AtomType, type ContentRef } from '../atom.js';
 import { PaniniError } from '../errors.js';
 import type { FormatInfo } from '../decompose/index.js';
+import type { TrackKind } from '../decompose/types.js';
 
 export const CONCEPT_VERSION = 1;
 /** Refs kept inline in a concept; more go into manifest atoms. Keeps concepts under 8 KiB. */
@@ -15,6 +16,11 @@ export const MAX_INLINE_REFS = 32;
 /** Refuse to parse anything bigger: concepts we write are < 8 KiB; hand-written notes stay small. */
 export const MAX_CONCEPT_BYTES = 1024 * 1024;
 const MAX_REFS = 4096;
+/** Track components written into a concept (more tracks stay reachable in file order only). */
+export const MAX_COMPONENTS = 8;
+/** Hand-written notes may list more, within reason. */
+const MAX_PARSED_COMPONENTS = 64;
+const TRACK_KINDS: readonly TrackKind[] = ['video', 'audio', 'subtitle', 'other'];
 /** 2^48 bytes (256 TiB): larger sizes are not real files. */
 export const MAX_FILE_SIZE = 2 ** 48;
 
@@ -31,16 +37,34 @@ export interface Concept {
   body: string;
   /** Front matter keys that are not git-panini's (hand-written knowledge notes keep theirs). */
   extra: Record<string, unknown>;
+  /** Per-track manifests (media files): each lists one track's atoms, for partial fetch and extraction. */
+  components?: TrackComponent[];
 }
 
-export const OWN_KEYS = new Set(['panini', 'oid', 'size', 'format', 'info', 'content_refs']);
+/** One media track's atoms: the root of its track manifest tree (see manifest.ts). */
+export interface TrackComponent {
+  hash: string;
+  /** VideoStream, AudioStream, or Manifest for subtitle and other tracks. */
+  type: AtomType;
+  kind: TrackKind;
+  /** The container's track id. */
+  track: number;
+  codec: string;
+  samples: number;
+  /** Bytes of the track's atoms together. */
+  size: number;
+}
+
+export const OWN_KEYS = new Set(['panini', 'oid', 'size', 'format', 'info', 'content_refs', 'components']);
 
 function scalar(v: string | number): string {
   return typeof v === 'number' ? String(v) : JSON.stringify(v); // JSON strings are valid YAML
 }
 
+type Renderable = Pick<Concept, 'oid' | 'size' | 'format' | 'info' | 'refs' | 'components'>;
+
 /** The front matter block (between the fences) for our keys. */
-export function renderFrontMatter(c: Pick<Concept, 'oid' | 'size' | 'format' | 'info' | 'refs'>): string {
+export function renderFrontMatter(c: Renderable): string {
   const lines = [
     `panini: ${CONCEPT_VERSION}`,
     `oid: sha256:${c.oid}`,
@@ -49,12 +73,18 @@ export function renderFrontMatter(c: Pick<Concept, 'oid' | 'size' | 'format' | '
   ];
   const info = Object.entries(c.info);
   if (info.length > 0) lines.push(`info: {${info.map(([k, v]) => `${k}: ${scalar(v)}`).join(', ')}}`);
-  lines.push('content_refs:');
+  lines.push(c.refs.length > 0 ? 'content_refs:' : 'content_refs: []'); // a bare key would read back as null (empty files)
   for (const r of c.refs) lines.push(`  - {uri: "${atomUri(r.hash)}", type: ${r.type}, offset: ${r.offset}, size: ${r.size}}`);
+  if (c.components?.length) {
+    lines.push('components:');
+    for (const t of c.components) {
+      lines.push(`  - {uri: "${atomUri(t.hash)}", type: ${t.type}, kind: ${t.kind}, track: ${t.track}, codec: ${scalar(t.codec)}, samples: ${t.samples}, size: ${t.size}}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
 
-export function renderConcept(c: Pick<Concept, 'oid' | 'size' | 'format' | 'info' | 'refs'>, leafCounts: Record<string, number>): string {
+export function renderConcept(c: Renderable, leafCounts: Record<string, number>): string {
   return `---\n${renderFrontMatter(c)}---\n${describe(c, leafCounts)}`;
 }
 
@@ -132,9 +162,31 @@ export function parseConcept(input: Buffer | string): Concept {
   if (format === null) throw bad('format must be a short string');
   const info = parseInfo(data.info, bad);
   const refs = parseRefs(data.content_refs, size, bad);
+  const components = parseComponents(data.components, size, bad);
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(data)) if (!OWN_KEYS.has(k)) extra[k] = v;
-  return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.body, extra };
+  return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.body, extra, ...(components ? { components } : {}) };
+}
+
+function parseComponents(value: unknown, size: number, bad: (why: string) => PaniniError): TrackComponent[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw bad('components must be a list');
+  if (value.length > MAX_PARSED_COMPONENTS) throw bad(`more than ${MAX_PARSED_COMPONENTS} components`);
+  const whole = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+  return value.map((item: unknown, i) => {
+    const at = `components[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw bad(`${at} is not a mapping`);
+    const { uri, type, kind, track, codec, samples, size: bytes } = item as Record<string, unknown>;
+    const hash = parseAtomUri(uri);
+    if (hash === null) throw bad(`${at}.uri must be atom://sha256:<64 lowercase hex>`);
+    if (!isAtomType(type) || !MANIFEST_TYPES.has(type)) throw bad(`${at}.type must be VideoStream, AudioStream or Manifest`);
+    if (!TRACK_KINDS.includes(kind as TrackKind)) throw bad(`${at}.kind must be one of ${TRACK_KINDS.join(', ')}`);
+    if (!whole(track, 0, 0xffffffff)) throw bad(`${at}.track must be a track id (0 to 4294967295)`);
+    if (typeof codec !== 'string' || !/^[\x20-\x7e]{0,16}$/.test(codec)) throw bad(`${at}.codec must be a short printable string`);
+    if (!whole(bytes, 1, size)) throw bad(`${at}.size must be positive and within the file's size`);
+    if (!whole(samples, 1, bytes)) throw bad(`${at}.samples must be a positive count no larger than its size`);
+    return { hash, type, kind: kind as TrackKind, track, codec, samples, size: bytes };
+  });
 }
 
 function parseInfo(value: unknown, bad: (why: string) => PaniniError): FormatInfo {

@@ -8,7 +8,7 @@
  * Children are contiguous; their offsets follow from the parent ref's offset, so a manifest does
  * not depend on where its span sits in the file and identical spans share one manifest atom.
  */
-import { isAtomHash, isAtomType, MANIFEST_TYPES, type ContentRef } from '../atom.js';
+import { isAtomHash, isAtomType, MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
 import { PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import type { AtomReader, AtomWriter } from '../store/local.js';
@@ -102,4 +102,97 @@ function* expand(refs: readonly ContentRef[], store: AtomReader, path: string[],
     yield* expand(children, store, path, depth + 1);
     path.pop();
   }
+}
+
+/*
+ * Track manifests: the atoms of one media track (a video's frames, an audio track's chunks), so a
+ * component can be fetched and rebuilt without the rest of the file. Unlike file-order manifests
+ * their children are not contiguous, so each line carries its absolute source offset:
+ *   panini-manifest 1 track
+ *   <type> <offset> <size> <64 hex>     in file order
+ * A line whose type is a manifest type (VideoStream, AudioStream, Manifest) points to a child track
+ * manifest; its offset is its first leaf's and its size the sum of its leaves' sizes. The two kinds
+ * never mix: each decoder refuses the other's header, so expandRefs cannot walk into a track.
+ */
+const TRACK_HEADER = 'panini-manifest 1 track';
+/** Lines are ~95 bytes: 8192 of them keep every track manifest under 1 MiB. */
+export const TRACK_MANIFEST_FANOUT = 8192;
+
+export function encodeTrackManifest(children: readonly ContentRef[]): Buffer {
+  const lines = [TRACK_HEADER];
+  for (const c of children) lines.push(`${c.type} ${c.offset} ${c.size} ${c.hash}`);
+  return Buffer.from(lines.join('\n') + '\n');
+}
+
+export function decodeTrackManifest(bytes: Buffer, hash: string): ContentRef[] {
+  const bad = (why: string): PaniniError =>
+    new PaniniError(`track manifest atom ${hash} is malformed: ${why}`, 'the concept or store was damaged or hand-edited; re-add the file, or fetch the atom again');
+  if (bytes.length > MAX_MANIFEST_BYTES) throw bad('too large');
+  const lines = bytes.toString('latin1').split('\n');
+  if (lines[0] !== TRACK_HEADER) throw bad('unknown header');
+  if (lines[lines.length - 1] !== '') throw bad('missing final newline');
+  const entries: ContentRef[] = [];
+  for (let i = 1; i < lines.length - 1; i++) {
+    const parts = lines[i]!.split(' ');
+    const [type, offsetText, sizeText, child] = parts;
+    if (parts.length !== 4 || !isAtomType(type) || !isAtomHash(child) || !/^[0-9]{1,15}$/.test(offsetText!) || !/^[0-9]{1,15}$/.test(sizeText!)) throw bad(`line ${i + 1}`);
+    const entry = { type, offset: Number(offsetText), size: Number(sizeText), hash: child };
+    if (entry.size <= 0) throw bad(`line ${i + 1}: empty child`);
+    const previous = entries[entries.length - 1];
+    if (previous && entry.offset <= previous.offset) throw bad(`line ${i + 1}: offsets must increase`);
+    entries.push(entry);
+    if (entries.length > MAX_MANIFEST_CHILDREN) throw bad('too many children');
+  }
+  if (entries.length === 0) throw bad('no children');
+  return entries;
+}
+
+/**
+ * Stores a track's leaves (file order) as a tree of track manifests; returns the root ref, typed
+ * `type`, whose offset is the first leaf's and whose size is the sum of the leaves' sizes.
+ */
+export function buildTrackManifest(leaves: readonly ContentRef[], store: AtomWriter, type: AtomType): ContentRef {
+  if (leaves.length === 0) throw new RangeError('a track manifest needs at least one leaf');
+  let level: readonly ContentRef[] = leaves;
+  for (;;) {
+    const next: ContentRef[] = [];
+    for (let i = 0; i < level.length; i += TRACK_MANIFEST_FANOUT) {
+      const group = level.slice(i, i + TRACK_MANIFEST_FANOUT);
+      const bytes = encodeTrackManifest(group);
+      const hash = sha256Hex(bytes);
+      store.put(hash, bytes);
+      next.push({ hash, type, offset: group[0]!.offset, size: group.reduce((n, c) => n + c.size, 0) });
+    }
+    if (next.length === 1) return next[0]!;
+    level = next;
+  }
+}
+
+/**
+ * The leaves of a track manifest tree, in file order. `root.size` must be the sum of its leaves'
+ * sizes; leaves must not overlap. Throws PaniniError on anything else.
+ */
+export function* expandTrackRefs(root: Pick<ContentRef, 'hash' | 'type' | 'size'>, store: AtomReader): Generator<ContentRef> {
+  const state = { end: -1 };
+  yield* expandTrack(root, store, [], 0, state);
+}
+
+function* expandTrack(ref: Pick<ContentRef, 'hash' | 'type' | 'size'>, store: AtomReader, path: string[], depth: number, state: { end: number }): Generator<ContentRef> {
+  const bad = (why: string): PaniniError => new PaniniError(`track manifest atom ${ref.hash} ${why}`, 'the concept is not one git-panini wrote, or the store is damaged; re-add the file');
+  if (depth >= MAX_DEPTH) throw bad(`is nested deeper than ${MAX_DEPTH} levels`);
+  if (path.includes(ref.hash)) throw bad('contains itself (a loop)');
+  const children = decodeTrackManifest(store.get(ref.hash), ref.hash);
+  const total = children.reduce((n, c) => n + c.size, 0);
+  if (total !== ref.size) throw bad(`covers ${total} bytes but its ref says ${ref.size}`);
+  path.push(ref.hash);
+  for (const child of children) {
+    if (MANIFEST_TYPES.has(child.type)) {
+      yield* expandTrack(child, store, path, depth + 1, state);
+      continue;
+    }
+    if (child.offset < state.end) throw bad(`lists atom ${child.hash} at offset ${child.offset}, overlapping the previous one`);
+    state.end = child.offset + child.size;
+    yield child;
+  }
+  path.pop();
 }

@@ -1,11 +1,11 @@
 import type { Source } from '../source.js';
-import type { DecomposeContext, Decomposer, FormatInfo, Segment } from './types.js';
+import type { DecomposeContext, Decomposer, FormatInfo, Segment, TrackInfo } from './types.js';
 import { png } from './png.js';
 import { jpeg } from './jpeg.js';
 import { mp4 } from './mp4.js';
 import { zip } from './zip.js';
 
-export type { Segment, FormatInfo } from './types.js';
+export type { Segment, FormatInfo, TrackInfo } from './types.js';
 
 /** Detection order matters only where signatures could overlap; these cannot. */
 const DECOMPOSERS: readonly Decomposer[] = [png, jpeg, mp4, zip];
@@ -17,6 +17,8 @@ export interface Decomposition {
   format: string;
   info: FormatInfo;
   segments: Segment[];
+  /** Media tracks of the top-level format; segments' `track` fields index it. */
+  tracks?: TrackInfo[];
 }
 
 export function detectFormat(head: Buffer): Decomposer | undefined {
@@ -29,7 +31,7 @@ export function detectFormat(head: Buffer): Decomposer | undefined {
  */
 export function decompose(src: Source): Decomposition {
   const top = decomposeRange(src, 0, src.size, 0);
-  return { format: top.format, info: top.info, segments: top.segments };
+  return { format: top.format, info: top.info, segments: top.segments, tracks: top.tracks };
 }
 
 function decomposeRange(src: Source, start: number, end: number, depth: number): Decomposition {
@@ -49,6 +51,7 @@ function decomposeRange(src: Source, start: number, end: number, depth: number):
   return {
     format: decomposer.format,
     info: result.info,
+    tracks: result.tracks,
     segments: covered < end ? [...result.segments, ...rawSegment(covered, end)] : result.segments,
   };
 }

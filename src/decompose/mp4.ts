@@ -1,11 +1,20 @@
 /**
- * MP4 / MOV / M4A at box level: every top-level box is one segment. The media data box (mdat) is
- * split into its 8- or 16-byte header (Container) and its payload (Raw, content-defined chunked),
- * so the same media bytes dedup across files whatever their position.
+ * MP4 / MOV / M4A, fragmented MP4 included, at frame level: every sample of every track is one
+ * segment (video IFrame/PFrame/BFrame, audio AudioChunk, subtitles Subtitle), so the same frames
+ * dedup across files whatever their position, container or metadata. Top-level boxes are Container
+ * or Metadata segments (the moov split into its children, so a tag edit leaves the track boxes'
+ * atoms alone); each mdat's header is a Container segment and the payload bytes no sample covers
+ * are Raw. Without a usable moov (absent, larger than MAX_MOOV_BYTES) the file is split at box
+ * level: mdat payloads stay Raw, content-defined chunked.
  */
 import type { AtomType } from '../atom.js';
 import type { Source } from '../source.js';
-import type { Decomposer, FormatInfo, Segment } from './types.js';
+import { childBoxes, isBoxType, type BoxHeader } from './mp4/boxes.js';
+import { parseMovie, placeSamples, type Movie, type Placement } from './mp4/movie.js';
+import { sampleFrameType } from './mp4/nal.js';
+import { SAMPLE_DISPOSABLE, SAMPLE_SYNC } from './mp4/samples.js';
+import { trackSeconds, type Track } from './mp4/tracks.js';
+import type { Decomposer, FormatInfo, Segment, TrackInfo } from './types.js';
 
 /** Box types that can open an ISO BMFF / QuickTime file. */
 const FIRST_BOXES = new Set(['ftyp', 'moov', 'mdat', 'free', 'skip', 'wide', 'pnot', 'styp', 'sidx']);
@@ -16,41 +25,9 @@ const BOX_TYPES: Record<string, AtomType> = {
   uuid: 'Metadata', pnot: 'Metadata',
 };
 
-export function isBoxType(b: Buffer): boolean {
-  for (let i = 0; i < 4; i++) {
-    const c = b[i]!;
-    if (c < 0x20 || c > 0x7e) return c === 0xa9 && i === 0; // QuickTime '©xyz' boxes
-  }
-  return true;
-}
-
-export interface BoxHeader {
-  type: string;
-  offset: number;
-  headerSize: number;
-  size: number;
-}
-
-/** Reads the box header at `pos`; null if it is not a plausible box inside [pos, end). */
-export function readBoxHeader(src: Source, pos: number, end: number): BoxHeader | null {
-  if (pos + 8 > end) return null;
-  const h = src.read(pos, 16);
-  if (h.length < 8 || !isBoxType(h.subarray(4, 8))) return null;
-  const type = h.toString('latin1', 4, 8);
-  let size = h.readUInt32BE(0);
-  let headerSize = 8;
-  if (size === 1) {
-    if (h.length < 16) return null;
-    const big = h.readBigUInt64BE(8);
-    if (big > BigInt(Number.MAX_SAFE_INTEGER)) return null;
-    size = Number(big);
-    headerSize = 16;
-  } else if (size === 0) {
-    size = end - pos; // box extends to the end of the file
-  }
-  if (size < headerSize || pos + size > end) return null;
-  return { type, offset: pos, headerSize, size };
-}
+/** Tracks summarised in the concept's info line, and its length: concepts stay under 8 KiB. */
+const MAX_SUMMARISED_TRACKS = 4;
+const MAX_SUMMARY_CHARS = 240;
 
 export const mp4: Decomposer = {
   format: 'mp4',
@@ -58,24 +35,86 @@ export const mp4: Decomposer = {
     return head.length >= 8 && isBoxType(head.subarray(4, 8)) && FIRST_BOXES.has(head.toString('latin1', 4, 8));
   },
   decompose(src, start, end) {
+    const movie = parseMovie(src, start, end);
+    const placement = placeSamples(movie);
     const segments: Segment[] = [];
-    const info: FormatInfo = {};
-    const boxes: string[] = [];
-    let pos = start;
-    while (pos < end) {
-      const box = readBoxHeader(src, pos, end);
-      if (!box) break;
-      if (box.type === 'ftyp' && box.size >= 12) info.brand = src.read(pos + 8, 4).toString('latin1');
-      if (boxes.length < 16) boxes.push(box.type);
+    const tracks: TrackInfo[] = movie.tracks.map((t) => ({ id: t.id, kind: t.kind, codec: t.codec }));
+    let next = 0; // next placed sample, in file order
+    for (const box of movie.boxes) {
       if (box.type === 'mdat') {
-        segments.push({ offset: pos, size: box.headerSize, type: 'Container' });
-        if (box.size > box.headerSize) segments.push({ offset: pos + box.headerSize, size: box.size - box.headerSize, type: 'Raw' });
+        segments.push({ offset: box.offset, size: box.headerSize, type: 'Container' });
+        next = mdatSegments(src, movie, placement, next, box, segments);
+      } else if (box.type === 'moov' && movie.moov?.box === box) {
+        moovSegments(movie.moov.bytes, box, segments);
       } else {
-        segments.push({ offset: pos, size: box.size, type: BOX_TYPES[box.type] ?? 'Container' });
+        segments.push({ offset: box.offset, size: box.size, type: BOX_TYPES[box.type] ?? 'Container' });
       }
-      pos += box.size;
     }
-    info.boxes = boxes.join(' ');
-    return { segments, info };
+    return { segments, info: describeMovie(movie, placement), tracks: placement.count > 0 ? tracks : undefined };
   },
 };
+
+/** The mdat payload: its placed samples in file order, Raw between and around them. */
+function mdatSegments(src: Source, movie: Movie, placement: Placement, next: number, mdat: BoxHeader, segments: Segment[]): number {
+  let pos = mdat.offset + mdat.headerSize;
+  const end = mdat.offset + mdat.size;
+  for (; next < placement.count; next++) {
+    const t = placement.track[next]!;
+    const i = placement.index[next]!;
+    const track = movie.tracks[t]!;
+    const offset = track.samples.offset[i]!;
+    if (offset >= end) break;
+    if (offset > pos) segments.push({ offset: pos, size: offset - pos, type: 'Raw' });
+    const size = track.samples.size[i]!;
+    segments.push({ offset, size, type: sampleType(src, track, i), track: t });
+    pos = offset + size;
+  }
+  if (pos < end) segments.push({ offset: pos, size: end - pos, type: 'Raw' });
+  return next;
+}
+
+/** The moov's header and each child box; udta and meta are Metadata, the rest Container. */
+function moovSegments(moov: Buffer, box: BoxHeader, segments: Segment[]): void {
+  segments.push({ offset: box.offset, size: box.headerSize, type: 'Container' });
+  let pos = box.headerSize;
+  for (const child of childBoxes(moov, box.headerSize, moov.length)) {
+    segments.push({ offset: box.offset + child.offset, size: child.size, type: BOX_TYPES[child.type] === 'Metadata' ? 'Metadata' : 'Container' });
+    pos = child.offset + child.size;
+  }
+  if (pos < moov.length) segments.push({ offset: box.offset + pos, size: moov.length - pos, type: 'Raw' });
+}
+
+function sampleType(src: Source, track: Track, i: number): AtomType {
+  switch (track.kind) {
+    case 'audio':
+      return 'AudioChunk';
+    case 'subtitle':
+      return 'Subtitle';
+    case 'other':
+      return 'Metadata';
+    case 'video': {
+      const s = track.samples;
+      const fromSlices = track.nal ? sampleFrameType(src, s.offset[i]!, s.size[i]!, track.nal) : null;
+      if (fromSlices) return fromSlices;
+      const flags = s.flags[i]!;
+      return flags & SAMPLE_SYNC ? 'IFrame' : flags & SAMPLE_DISPOSABLE ? 'BFrame' : 'PFrame';
+    }
+  }
+}
+
+function describeMovie(movie: Movie, placement: Placement): FormatInfo {
+  const info: FormatInfo = {};
+  if (movie.brand !== undefined) info.brand = movie.brand;
+  info.boxes = movie.boxes.slice(0, 16).map((b) => b.type).join(' ');
+  if (movie.tracks.length === 0) return info;
+  const summary = movie.tracks.slice(0, MAX_SUMMARISED_TRACKS).map((t) => {
+    const shape = t.kind === 'video' ? ` ${Math.round(t.width)}x${Math.round(t.height)}` : t.kind === 'audio' ? ` ${Math.round(t.sampleRate)} Hz` : '';
+    return `${t.id} ${t.kind} ${t.codec}${shape} ${trackSeconds(t).toFixed(2)} s`;
+  });
+  if (movie.tracks.length > MAX_SUMMARISED_TRACKS) summary.push(`${movie.tracks.length - MAX_SUMMARISED_TRACKS} more`);
+  info.tracks = summary.join(', ').slice(0, MAX_SUMMARY_CHARS);
+  info.duration_s = Number(Math.max(...movie.tracks.map(trackSeconds)).toFixed(3));
+  info.samples = placement.count;
+  if (movie.fragmented) info.fragmented = 'yes';
+  return info;
+}

@@ -6,6 +6,19 @@ export interface Segment {
   offset: number;
   size: number;
   type: AtomType;
+  /** For a media sample: index into DecomposeResult.tracks of the track it belongs to. */
+  track?: number;
+}
+
+export type TrackKind = 'video' | 'audio' | 'subtitle' | 'other';
+
+/** A media track whose samples are segments (their `track` field points here). */
+export interface TrackInfo {
+  /** The container's track id (tkhd track_ID for MP4). */
+  id: number;
+  kind: TrackKind;
+  /** Sample format fourcc, e.g. avc1, hvc1, mp4a. */
+  codec: string;
 }
 
 /** What a decomposer found: facts for the concept's readable body (dimensions, codecs ...). */
@@ -15,6 +28,8 @@ export interface DecomposeResult {
   /** Contiguous segments from the range's start; whatever they leave uncovered is chunked as Raw. */
   segments: Segment[];
   info: FormatInfo;
+  /** Media tracks, for per-track manifests (absent for formats without tracks). */
+  tracks?: TrackInfo[];
 }
 
 export interface DecomposeContext {

@@ -3,7 +3,8 @@
  * the index or of a tree, read in one `git cat-file --batch` call.
  */
 import { looksLikeConcept, MAX_CONCEPT_BYTES, parseConcept, type Concept } from '../concept/concept.js';
-import { git } from './exec.js';
+import { PaniniError } from '../errors.js';
+import { git, gitStream, recordSplitter } from './exec.js';
 
 export interface TreeEntry {
   path: string;
@@ -67,12 +68,63 @@ export function readConceptBlobs(cwd: string, blobs: readonly string[]): { conce
     const size = Number(sizeText);
     const body = out.subarray(nl + 1, nl + 1 + size);
     pos = nl + 1 + size + 1;
-    if (!looksLikeConcept(body)) continue;
-    try {
-      concepts.set(oid!, parseConcept(body));
-    } catch (err) {
-      invalid.set(oid!, (err as Error).message);
-    }
+    const found = conceptOfBlob(body);
+    if (found && 'concept' in found) concepts.set(oid!, found.concept);
+    else if (found) invalid.set(oid!, found.invalid);
   }
   return { concepts, invalid };
+}
+
+/** What a blob holds: a concept, something claiming to be one that does not parse, or (null) neither. */
+export function conceptOfBlob(body: Buffer): { concept: Concept } | { invalid: string } | null {
+  if (!looksLikeConcept(body)) return null;
+  try {
+    return { concept: parseConcept(body) };
+  } catch (err) {
+    return { invalid: (err as Error).message };
+  }
+}
+
+/**
+ * Streams the bytes of every blob among `oids` no larger than `limit` to `onBlob`, through two
+ * piped `git cat-file` runs (sizes first, so large blobs are never read): memory stays bounded
+ * however many blobs a history holds. Objects that are not blobs, or are missing, are skipped.
+ */
+export async function streamSmallBlobs(cwd: string, oids: Iterable<string>, limit: number, onBlob: (oid: string, body: Buffer) => void): Promise<void> {
+  const small: string[] = [];
+  const check = await gitStream(['cat-file', '--batch-check'], {
+    cwd,
+    input: oids,
+    onStdout: recordSplitter(0x0a, (line) => {
+      const [oid, type, size] = line.split(' ');
+      if (type === 'blob' && Number(size) <= limit) small.push(oid!);
+    }),
+  });
+  if (check.status !== 0) throw new PaniniError(`git cat-file --batch-check failed: ${check.stderr.trim() || `exit ${check.status}`}`, 'run `git fsck` to check the repository');
+  if (small.length === 0) return;
+  const read = await gitStream(['cat-file', '--batch'], { cwd, input: small, onStdout: batchRecords(onBlob) });
+  if (read.status !== 0) throw new PaniniError(`git cat-file --batch failed: ${read.stderr.trim() || `exit ${read.status}`}`, 'run `git fsck` to check the repository');
+}
+
+/** Parses `git cat-file --batch` output ("<oid> <type> <size>\n<bytes>\n" per object) as it streams. */
+function batchRecords(onObject: (oid: string, body: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  return (chunk) => {
+    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    let pos = 0;
+    for (;;) {
+      const nl = pending.indexOf(0x0a, pos);
+      if (nl < 0) break;
+      const [oid, type, sizeText] = pending.toString('latin1', pos, nl).split(' ');
+      if (type === 'missing') {
+        pos = nl + 1;
+        continue;
+      }
+      const end = nl + 1 + Number(sizeText);
+      if (end + 1 > pending.length) break; // the body (and its newline) has not all arrived
+      onObject(oid!, pending.subarray(nl + 1, end));
+      pos = end + 1;
+    }
+    pending = pending.subarray(pos);
+  };
 }

@@ -102,7 +102,7 @@ async function smudge(
   if (wasDelayed && input.source.size === 0) {
     delayed.delete(pathname);
     if (wasDelayed.error) throw new PaniniError(`could not download the atoms of ${pathname}: ${wasDelayed.error}`);
-    return serveConcept(ctx, writer, wasDelayed.concept, pathname);
+    return serveConcept(ctx, writer, wasDelayed.concept);
   }
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));
@@ -116,13 +116,13 @@ async function smudge(
     }
     await options.fetcher([concept]);
   }
-  return serveConcept(ctx, writer, concept, pathname);
+  return serveConcept(ctx, writer, concept);
 }
 
-function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, pathname: string): void {
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept): void {
   const missing = missingAtoms(concept, ctx.store);
   if (missing.length > 0) {
-    throw new PaniniError(`${pathname}: ${missing.length} atoms missing from the local store (first: ${missing[0]})`,
+    throw new PaniniError(`${missing.length} atom${missing.length === 1 ? '' : 's'} missing from the local store (first: ${missing[0]})`, // the log line names the file
       ctx.config.get('panini.url') ? 'run `git panini fetch`, then `git checkout -- <path>`' : 'no remote store is configured (panini.url); set PANINI_SKIP_SMUDGE=1 to check out concepts only');
   }
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));

@@ -5,14 +5,22 @@
 import type { ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
 import { expandRefs } from '../concept/manifest.js';
-import { PaniniError } from '../errors.js';
+import { AtomError, PaniniError } from '../errors.js';
 import { newSha256 } from '../hash.js';
 import type { AtomReader } from '../store/local.js';
 
-/** Leaf atoms of the concept that the store lacks (manifests must be present to look inside). */
+/**
+ * Leaf atoms of the concept that the store lacks. A missing manifest is listed itself (what lies
+ * below it is unknown until it is fetched), so a fresh clone's concepts read as "needs a fetch".
+ */
 export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader): string[] {
   const missing = new Set<string>();
-  for (const leaf of expandRefs(concept.refs, store)) if (!store.has(leaf.hash)) missing.add(leaf.hash);
+  try {
+    for (const leaf of expandRefs(concept.refs, store)) if (!store.has(leaf.hash)) missing.add(leaf.hash);
+  } catch (err) {
+    if (!(err instanceof AtomError && err.kind === 'missing')) throw err;
+    missing.add(err.hash);
+  }
   return [...missing];
 }
 

@@ -4,7 +4,7 @@
  * read of the source; memory is bounded by the read window, whatever the file's size.
  */
 import type { ContentRef } from '../atom.js';
-import { decompose, type FormatInfo, type Segment } from '../decompose/index.js';
+import { decompose, type FormatInfo, type Segment, type TrackInfo } from '../decompose/index.js';
 import { CDC_MAX_SIZE, cutPoint } from '../decompose/cdc.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import type { Source } from '../source.js';
@@ -31,11 +31,21 @@ export interface IngestResult {
   leaves: ContentRef[];
   /** How many atoms were new to the store. */
   written: number;
+  /** Media tracks with the leaves of their samples (a sample chunked into several keeps them together). */
+  tracks?: TrackLeaves[];
+}
+
+export interface TrackLeaves extends TrackInfo {
+  samples: number;
+  /** The track's leaves, in file order (the same objects as in `leaves`). */
+  leaves: ContentRef[];
 }
 
 export function ingest(src: Source, store: AtomWriter, options: IngestOptions = {}): IngestResult {
   const maxAtomSize = Math.max(CDC_MAX_SIZE, options.maxAtomSize ?? DEFAULT_MAX_ATOM_SIZE);
-  const { format, info, segments } = decompose(src);
+  const { format, info, segments, tracks: trackInfo } = decompose(src);
+  const tracks: TrackLeaves[] | undefined = trackInfo?.map((t) => ({ ...t, samples: 0, leaves: [] }));
+  const trackOf = (seg: Segment): TrackLeaves | undefined => (seg.track === undefined ? undefined : tracks?.[seg.track]);
   const whole = newSha256();
   const leaves: ContentRef[] = [];
   let written = 0;
@@ -43,13 +53,17 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
     whole.update(bytes);
     const hash = sha256Hex(bytes);
     if (store.put(hash, bytes)) written++;
-    leaves.push({ hash, type: seg.type, offset, size: bytes.length });
+    const ref = { hash, type: seg.type, offset, size: bytes.length };
+    leaves.push(ref);
+    trackOf(seg)?.leaves.push(ref);
   };
   for (const seg of segments) {
+    const track = trackOf(seg);
+    if (track) track.samples++;
     if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
     else emit(src.read(seg.offset, seg.size), seg, seg.offset);
   }
-  return { oid: whole.digest('hex'), size: src.size, format, info, leaves, written };
+  return { oid: whole.digest('hex'), size: src.size, format, info, leaves, written, tracks };
 }
 
 /** Streams a segment through FastCDC in bounded windows, emitting each chunk. */

@@ -5,7 +5,7 @@
  */
 import {
   closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
-  renameSync, statSync, unlinkSync, writeSync,
+  renameSync, statSync, unlinkSync, utimesSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -60,7 +60,7 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   put(hash: string, bytes: Uint8Array): boolean {
     const path = this.atomPath(hash);
-    if (existsSync(path)) return false;
+    if (freshen(path)) return false;
     writeAtomically(this.ensureDir(path), path, bytes);
     return true;
   }
@@ -116,21 +116,28 @@ export class LocalStore implements AtomReader, AtomWriter {
     }
   }
 
-  /** Every atom file (names that are not 64 hex, such as temp files, are skipped). */
-  *list(): Generator<StoredAtom> {
+  /** Every atom file; other names in the shard directories (temp files) go to `onOther`. */
+  *list(onOther?: (path: string) => void): Generator<StoredAtom> {
+    for (const hash of this.listNames(onOther)) {
+      try {
+        const st = statSync(shardPath(this.atomsDir, hash));
+        yield { hash, size: st.size, mtimeMs: st.mtimeMs };
+      } catch {
+        // deleted while listing (a concurrent gc): not an atom any more
+      }
+    }
+  }
+
+  /** The names of every atom, without a stat each (gc needs sizes and times only of a few). */
+  *listNames(onOther?: (path: string) => void): Generator<string> {
     for (const a of listDir(this.atomsDir)) {
       if (a.length !== 2) continue;
       for (const b of listDir(join(this.atomsDir, a))) {
         if (b.length !== 2) continue;
         const dir = join(this.atomsDir, a, b);
         for (const name of listDir(dir)) {
-          if (!isAtomHash(name) || !name.startsWith(a + b)) continue;
-          try {
-            const st = statSync(join(dir, name));
-            yield { hash: name, size: st.size, mtimeMs: st.mtimeMs };
-          } catch {
-            // deleted while listing (a concurrent gc): not an atom any more
-          }
+          if (isAtomHash(name) && name.startsWith(a + b)) yield name;
+          else onOther?.(join(dir, name));
         }
       }
     }
@@ -138,9 +145,13 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   /** Records the concept of a file cleaned into this store, by the file's oid. */
   putConcept(oid: string, text: string): void {
-    const path = shardPath(this.conceptsDir, oid);
-    if (existsSync(path)) return;
+    const path = this.conceptPath(oid);
+    if (freshen(path)) return;
     writeAtomically(this.ensureDir(path), path, Buffer.from(text));
+  }
+
+  conceptPath(oid: string): string {
+    return shardPath(this.conceptsDir, oid);
   }
 
   getConcept(oid: string): string | null {
@@ -173,6 +184,22 @@ export class LocalStore implements AtomReader, AtomWriter {
       this.knownDirs.add(dir);
     }
     return dir;
+  }
+}
+
+/**
+ * True if the file exists, its mtime then set to now: like Git freshening an object it was about
+ * to write, this tells a concurrent `git panini gc` that the file is in use again (its grace
+ * period starts over), so an atom re-used by an `add` is not deleted before the index names it.
+ */
+function freshen(path: string): boolean {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    return existsSync(path); // not ours to touch (another user's store): it exists all the same
   }
 }
 

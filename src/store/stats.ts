@@ -4,7 +4,7 @@
  */
 import { MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
 import { parseConcept } from '../concept/concept.js';
-import { decodeManifest } from '../concept/manifest.js';
+import { decodeManifest, decodeTrackManifest } from '../concept/manifest.js';
 import type { LocalStore } from './local.js';
 
 export interface TypeStats {
@@ -52,6 +52,17 @@ export function computeStats(store: LocalStore): StorageStats {
       // a missing or damaged manifest: stats report what can be seen; fsck reports the damage
     }
   };
+  // Track manifests (a media file's per-track index, in `components`) list leaves content_refs
+  // already counted: they are referenced atoms of their own that add no logical bytes.
+  const markTrackManifest = (hash: string, type: AtomType, depth: number): void => {
+    if (typeOf.has(hash) || depth > 12) return;
+    typeOf.set(hash, type);
+    try {
+      for (const c of decodeTrackManifest(store.get(hash), hash)) if (MANIFEST_TYPES.has(c.type)) markTrackManifest(c.hash, c.type, depth + 1);
+    } catch {
+      // a missing or damaged manifest: fsck reports the damage
+    }
+  };
   for (const oid of store.listConcepts()) {
     const text = store.getConcept(oid);
     if (!text) continue;
@@ -60,6 +71,7 @@ export function computeStats(store: LocalStore): StorageStats {
       files++;
       logicalBytes += concept.size;
       for (const ref of concept.refs) visit(ref, 0);
+      for (const c of concept.components ?? []) markTrackManifest(c.hash, c.type, 0);
     } catch {
       // not a readable concept: skipped
     }

@@ -36,7 +36,7 @@ export function assertDecomposerSound(decomposer: Decomposer, buf: Buffer): void
 }
 
 /** mulberry32: a small seeded PRNG, so a failing mutation can be replayed. */
-function prng(seed: number): (n: number) => number {
+export function prng(seed: number): (n: number) => number {
   let a = seed >>> 0;
   return (n) => {
     a = (a + 0x6d2b79f5) >>> 0;

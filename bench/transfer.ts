@@ -1,0 +1,197 @@
+/**
+ * Bytes and time to push and to clone a media corpus, git-panini against Git LFS's whole-file
+ * transfer of the same history. The corpus: the shared fixtures as three commits of related
+ * versions (videos sharing an intro, a retitled video, re-tagged images, an archive with one entry
+ * changed), plus a generated large file (PANINI_BENCH_MB, 64 MiB by default) and a copy of it with
+ * a small edit in the middle.
+ *
+ * git-panini pushes to a shared folder and to S3 (s3rver on 127.0.0.1, behind a proxy that counts
+ * the bytes each way, HTTP headers included); Git LFS pushes to a bare repository over a local path
+ * (its own local transfer: bytes are what it stores in the remote's lfs/objects, and what a clone
+ * puts in its own). Clones check out the newest commit. Run: `node dist/bench/transfer.js`.
+ */
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { S3_CREDENTIALS, startS3Server } from '../test/helpers/s3-server.js';
+import { ensureGitLfs, formatBytes, formatMs, measure, paniniEnvironment, randomBytesStream, tempDir, writeRandomFile } from './lib.js';
+
+const BIG_MB = Number(process.env.PANINI_BENCH_MB ?? 64);
+const FIXTURES = process.env.PANINI_FIXTURES ?? path.resolve(process.cwd(), '../shared/fixtures');
+const PATTERNS = ['*.mp4', '*.m4a', '*.png', '*.jpg', '*.zip', '*.bin'];
+
+/** Three commits: path in the repository → fixture (or generated file). */
+const COMMITS: Record<string, string>[] = [
+  { 'video/course.mp4': 'course-a.mp4', 'video/other.mp4': 'course-b.mp4', 'img/photo.png': 'photo.png', 'img/photo.jpg': 'photo.jpg', 'pack/bundle.zip': 'bundle-v1.zip', 'audio/tone.m4a': 'tone.m4a', 'big/master.bin': 'big-v1.bin' },
+  { 'video/course.mp4': 'course-a-retitled.mp4', 'img/photo.png': 'photo-tagged.png', 'img/photo.jpg': 'photo-edited-exif.jpg', 'pack/bundle.zip': 'bundle-v2.zip', 'big/master.bin': 'big-v2.bin' },
+  { 'video/course-fragmented.mp4': 'course-a-fragmented.mp4', 'video/course-moov-last.mp4': 'course-a-moov-last.mp4', 'img/deep.png': 'deep.png', 'img/progressive.jpg': 'progressive.jpg', 'data/random.bin': 'random.bin' },
+];
+
+interface Outcome {
+  pushMs: number;
+  pushBytes: number;
+  cloneMs: number;
+  cloneBytes: number;
+  stored: number;
+}
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) total += dirBytes(full);
+    else if (e.isFile()) total += statSync(full).size;
+  }
+  return total;
+}
+
+function makeCorpus(dir: string): number {
+  mkdirSync(dir, { recursive: true });
+  const big = path.join(dir, 'big-v1.bin');
+  writeRandomFile(big, BIG_MB * 1024 * 1024, 42);
+  const edited = readFileSync(big);
+  randomBytesStream(7)(edited.subarray(edited.length / 2, edited.length / 2 + 4096));
+  writeFileSync(path.join(dir, 'big-v2.bin'), edited);
+  for (const name of readdirSync(FIXTURES)) if (name !== 'README.md') copyFileSync(path.join(FIXTURES, name), path.join(dir, name));
+  return COMMITS.flatMap((c) => Object.values(c)).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
+}
+
+/** Builds the history in `repo` (already set up for its tool) and returns nothing; files are copies. */
+function commitHistory(repo: string, corpus: string, env: NodeJS.ProcessEnv): void {
+  for (const [i, files] of COMMITS.entries()) {
+    for (const [file, source] of Object.entries(files)) {
+      const target = path.join(repo, file);
+      mkdirSync(path.dirname(target), { recursive: true });
+      rmSync(target, { force: true });
+      copyFileSync(path.join(corpus, source), target);
+    }
+    measure('git', ['add', '.'], { cwd: repo, env });
+    measure('git', ['commit', '-q', '-m', `version ${i + 1}`], { cwd: repo, env });
+  }
+}
+
+function initRepo(dir: string, env: NodeJS.ProcessEnv): void {
+  mkdirSync(dir, { recursive: true });
+  measure('git', ['init', '-q', '-b', 'main'], { cwd: dir, env });
+}
+
+async function benchPanini(root: string, corpus: string, baseEnv: NodeJS.ProcessEnv, store: { config: string; env: NodeJS.ProcessEnv; traffic(): Promise<{ sent: number; received: number } | null>; stored(): Promise<number> }): Promise<Outcome> {
+  const env = { ...baseEnv, ...store.env };
+  const repo = path.join(root, 'work');
+  const origin = path.join(root, 'origin.git');
+  initRepo(repo, env);
+  measure('git', ['init', '-q', '--bare', origin], { env });
+  measure('git', ['panini', 'install', '--local'], { cwd: repo, env });
+  measure('git', ['panini', 'track', ...PATTERNS], { cwd: repo, env });
+  writeFileSync(path.join(repo, '.paniniconfig'), store.config);
+  commitHistory(repo, corpus, env);
+  measure('git', ['remote', 'add', 'origin', origin], { cwd: repo, env });
+  await store.traffic();
+  const push = measure('git', ['push', '-q', 'origin', 'main'], { cwd: repo, env });
+  const pushed = await store.traffic();
+  const stored = await store.stored();
+  const clone = path.join(root, 'clone');
+  // As a user with git-panini installed globally would clone: the filter is configured before checkout.
+  const started = process.hrtime.bigint();
+  measure('git', ['clone', '-q', '--no-checkout', origin, clone], { env });
+  measure('git', ['panini', 'install', '--local'], { cwd: clone, env });
+  measure('git', ['checkout', '-q', 'main'], { cwd: clone, env });
+  const cloneMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const pulled = await store.traffic();
+  return {
+    pushMs: push.ms,
+    pushBytes: pushed?.sent ?? stored,
+    cloneMs,
+    cloneBytes: pulled?.received ?? dirBytes(path.join(clone, '.git', 'panini', 'atoms')),
+    stored,
+  };
+}
+
+function benchLfs(root: string, corpus: string, env: NodeJS.ProcessEnv): Outcome {
+  const repo = path.join(root, 'work');
+  const origin = path.join(root, 'origin.git');
+  initRepo(repo, env);
+  measure('git', ['init', '-q', '--bare', origin], { env });
+  measure('git', ['lfs', 'install', '--local'], { cwd: repo, env });
+  measure('git', ['lfs', 'track', ...PATTERNS], { cwd: repo, env });
+  commitHistory(repo, corpus, env);
+  measure('git', ['remote', 'add', 'origin', origin], { cwd: repo, env });
+  const push = measure('git', ['push', '-q', 'origin', 'main'], { cwd: repo, env });
+  const stored = dirBytes(path.join(origin, 'lfs', 'objects'));
+  const clone = path.join(root, 'clone');
+  // Like a user who ran `git lfs install` once: the filter in the (benchmark's) global config.
+  measure('git', ['lfs', 'install', '--skip-repo'], { env });
+  const cloned = measure('git', ['clone', '-q', origin, clone], { env });
+  return { pushMs: push.ms, pushBytes: stored, cloneMs: cloned.ms, cloneBytes: dirBytes(path.join(clone, '.git', 'lfs', 'objects')), stored };
+}
+
+async function main(): Promise<void> {
+  const lfsVersion = ensureGitLfs();
+  const work = tempDir('panini-bench-transfer-');
+  const s3 = await startS3Server();
+  try {
+    const corpusDir = path.join(work.dir, 'corpus');
+    const logical = makeCorpus(corpusDir);
+    const env = paniniEnvironment(work.dir);
+    const folderStore = path.join(work.dir, 'folder-store');
+    mkdirSync(folderStore);
+    const folder = await benchPanini(path.join(work.dir, 'panini-folder'), corpusDir, env, {
+      config: `[panini]\n\turl = ${pathToFileURL(folderStore).href}\n`,
+      env: {},
+      traffic: async () => null,
+      stored: async () => dirBytes(folderStore),
+    });
+    const s3Result = await benchPanini(path.join(work.dir, 'panini-s3'), corpusDir, env, {
+      config: `[panini]\n\turl = s3://${s3.bucket}/bench\n[panini "s3"]\n\tendpoint = ${s3.proxyEndpoint}\n\tforcePathStyle = true\n`,
+      env: S3_CREDENTIALS,
+      traffic: async () => {
+        const s = await s3.stats(true);
+        return { sent: s.bytesIn, received: s.bytesOut };
+      },
+      stored: async () => {
+        const { S3Backend } = await import('../src/store/s3.js');
+        Object.assign(process.env, S3_CREDENTIALS);
+        const b = new S3Backend({ bucket: s3.bucket, prefix: 'bench', endpoint: s3.endpoint, forcePathStyle: true, timeoutMs: 30_000 });
+        try {
+          return (await b.stats()).bytes;
+        } finally {
+          b.close();
+        }
+      },
+    });
+    const lfs = lfsVersion ? benchLfs(path.join(work.dir, 'lfs'), corpusDir, env) : null;
+
+    const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '-');
+    const row = (name: string, pick: (o: Outcome) => number, fmt: (n: number) => string): string =>
+      `| ${name} | ${fmt(pick(folder))} | ${fmt(pick(s3Result))} | ${lfs ? fmt(pick(lfs)) : '-'} | ${ratio(pick(folder), lfs ? pick(lfs) : undefined)} | ${ratio(pick(s3Result), lfs ? pick(lfs) : undefined)} |`;
+    const lines = [
+      `\n## Push and clone of a media corpus: git-panini vs Git LFS`,
+      `(${COMMITS.length} commits, ${formatBytes(logical)} of file versions incl. a ${BIG_MB} MiB file and its edited copy; ${lfsVersion ?? 'Git LFS not installed'}; node ${process.version})`,
+      '',
+      '| measure | git-panini, folder | git-panini, S3 (s3rver) | Git LFS (local) | folder / LFS | S3 / LFS |',
+      '|---|---|---|---|---|---|',
+      row('push: bytes sent', (o) => o.pushBytes, formatBytes),
+      row('push: time', (o) => o.pushMs, formatMs),
+      row('remote store after push', (o) => o.stored, formatBytes),
+      row('clone: bytes received', (o) => o.cloneBytes, formatBytes),
+      row('clone: time (with checkout)', (o) => o.cloneMs, formatMs),
+      '',
+      'S3 bytes are measured on the wire (HTTP headers included); folder and LFS bytes are what the stores hold.',
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+  } finally {
+    await s3.stop();
+    work.dispose();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,199 @@
+/**
+ * `git panini gc --remote`: the same collection for the remote store (panini.url). What is live
+ * there is what any ref of any Git remote reaches (`git ls-remote`, every branch, tag and other
+ * ref), plus everything this clone reaches (its unpushed work, reflogs, stash, indexes), plus every
+ * Git LFS object record the store keeps. It refuses, deleting nothing, when it cannot be sure:
+ * a Git remote it cannot list, a remote ref whose commit this clone has not fetched, a reachable
+ * manifest neither store has, or a store not declared as serving this repository alone.
+ *
+ * Before deleting, it writes a new `gc-epoch`, so every clone's cache of what the remote holds
+ * (src/transfer/inventory.ts) is dropped. A push running at that very moment may still have
+ * skipped uploading an atom it believed present: run remote gc when nobody pushes, or keep the
+ * grace period, which spares every object written recently.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Context } from '../cli/context.js';
+import { MAX_CONCEPT_BYTES, parseConcept } from '../concept/concept.js';
+import { errorMessage, PaniniError } from '../errors.js';
+import { git } from '../git/exec.js';
+import type { HistoryWalk } from '../git/history.js';
+import type { Repo } from '../git/repo.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, type Backend } from '../store/backend.js';
+import { requireRemote, transferSettings } from '../store/remote.js';
+import { AtomNotOnRemote, downloadAtom, readAll, type Transfer } from '../transfer/atoms.js';
+import { forEachConcurrently } from '../transfer/pool.js';
+import { withRetries } from '../transfer/retry.js';
+import { reachFromWalk, refuseIfBlocked, walkAll, type GcOptions, type GcReport, type Reachability } from './collect.js';
+
+/** Reading manifests can reveal more manifests, at most this deep (as expandRefs allows). */
+const MAX_MANIFEST_ROUNDS = 13;
+const LFS_OID = /^lfs\/([0-9a-f]{64})$/;
+
+export async function collectRemote(ctx: Context, options: GcOptions): Promise<GcReport> {
+  const repo = ctx.repo;
+  if (!repo) throw new PaniniError('gc --remote needs a Git repository: it keeps what the repository and its Git remotes reach', 'run it inside a clone of the repository');
+  if (!ctx.config.getBool('panini.gc.exclusiveRemote', false)) {
+    throw new PaniniError(
+      'gc --remote deletes from the remote store what this repository\'s Git remotes do not reach; if other repositories (forks, other projects) use the same store, their atoms would go',
+      'if only this repository\'s remotes use the store, say so with `git config panini.gc.exclusiveRemote true` and run it again',
+    );
+  }
+  const tips = remoteRefTips(repo);
+  const backend = await requireRemote(ctx);
+  try {
+    const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
+    const lfsRecords = await listLfsRecords(backend, options);
+    const walk = withRecordRoots(ctx, await walkAll(repo, ctx, 'all', options.reflog, options.progress, tips), lfsRecords);
+    await readRecordConcepts(t, walk);
+    let reach = reachFromWalk(walk, ctx.store, options.progress);
+    for (let round = 0; reach.blocking.length > 0 && round < MAX_MANIFEST_ROUNDS; round++) {
+      if (!(await fetchManifests(t, reach))) break;
+      reach = reachFromWalk(walk, ctx.store, options.progress);
+    }
+    refuseIfBlocked(reach);
+
+    const doomed: { hash: string; size: number }[] = [];
+    const recent = { atoms: 0, bytes: 0 };
+    let stored = 0;
+    for await (const o of backend.list(ATOMS_PREFIX)) {
+      const hash = atomOfKey(o.key);
+      if (!hash) continue;
+      if (++stored % 10_000 === 0) options.progress.update('Listing the remote store', stored);
+      if (reach.reached.atoms.has(hash)) continue;
+      if (o.modifiedMs !== undefined && o.modifiedMs < options.cutoffMs) doomed.push({ hash, size: o.size });
+      else {
+        recent.atoms++;
+        recent.bytes += o.size;
+      }
+    }
+    const oldRecords = lfsRecords.filter((r) => r.old && !reach.reached.oids.has(r.oid));
+    if (!options.dryRun && (doomed.length > 0 || oldRecords.length > 0)) {
+      // First the new epoch (clones stop trusting their caches), then records before their atoms.
+      await withRetries(t.settings.attempts, () => backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(randomBytes(16).toString('hex')))));
+      await deleteAll(t, oldRecords.map((r) => r.key), 'Git LFS object records', options);
+      await deleteAll(t, doomed.map((a) => atomKey(a.hash)), 'atoms', options);
+    }
+    options.progress.finish();
+    return {
+      dryRun: options.dryRun,
+      store: backend.url,
+      cutoff: Number.isFinite(options.cutoffMs) ? new Date(options.cutoffMs).toISOString() : null,
+      reflog: options.reflog,
+      reachable: { commits: reach.walk.commits, concepts: reach.reached.concepts, atoms: reach.reached.atoms.size },
+      stored,
+      deleted: { atoms: doomed, count: doomed.length, bytes: doomed.reduce((n, a) => n + a.size, 0) },
+      keptRecent: recent,
+      refreshed: 0,
+      tempFiles: { count: 0, bytes: 0 },
+      registryEntries: oldRecords.length,
+      warnings: reach.warnings,
+    };
+  } finally {
+    backend.close();
+  }
+}
+
+/** The ref tips of every Git remote, each present in this clone; refuses on anything it cannot see. */
+function remoteRefTips(repo: Repo): string[] {
+  const cwd = repo.top ?? repo.commonDir;
+  const remotes = git(['remote'], { cwd }).stdout.toString().split('\n').filter(Boolean);
+  if (remotes.length === 0) {
+    throw new PaniniError('this repository has no Git remote, so gc --remote cannot tell what the remote store\'s users still need', 'add the Git remote the store serves (git remote add origin <url>) and fetch it');
+  }
+  const tips = new Map<string, string>();
+  for (const remote of remotes) {
+    const r = git(['ls-remote', remote], { cwd, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+    if (r.status !== 0) {
+      throw new PaniniError(`cannot list the refs of the Git remote '${remote}' (${r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`}), so gc --remote cannot tell what it still needs; nothing was deleted`,
+        `check the network and credentials (git ls-remote ${remote}), or remove a remote that no longer exists (git remote remove ${remote})`);
+    }
+    for (const line of r.stdout.toString().split('\n')) {
+      const [oid, ref] = line.split('\t');
+      if (oid && ref && !ref.endsWith('^{}')) tips.set(oid, `${remote} ${ref}`);
+    }
+  }
+  const check = git(['cat-file', '--batch-check'], { cwd, input: [...tips.keys()].join('\n') + '\n' });
+  const unseen = check.stdout.toString().split('\n').filter((l) => l.endsWith(' missing')).map((l) => tips.get(l.split(' ')[0]!)!);
+  if (unseen.length > 0) {
+    const remote = unseen[0]!.split(' ')[0];
+    throw new PaniniError(
+      `${unseen.length} ref(s) on the Git remote(s) point at commits this clone does not have (${unseen.slice(0, 5).join(', ')}${unseen.length > 5 ? ', ...' : ''}), so gc --remote cannot see what they need; nothing was deleted`,
+      `fetch them first: git fetch ${remote} (refs outside the usual branches and tags: git fetch ${remote} '+refs/*:refs/remotes/${remote}-all/*')`,
+    );
+  }
+  return [...tips.keys()];
+}
+
+interface LfsRecord {
+  key: string;
+  oid: string;
+  /** Last written before the cutoff: deleted if nothing reaches it. */
+  old: boolean;
+}
+
+async function listLfsRecords(backend: Backend, options: GcOptions): Promise<LfsRecord[]> {
+  const records: LfsRecord[] = [];
+  for await (const o of backend.list(LFS_PREFIX)) {
+    const m = LFS_OID.exec(o.key);
+    if (m) records.push({ key: o.key, oid: m[1]!, old: o.modifiedMs !== undefined && o.modifiedMs < options.cutoffMs });
+  }
+  return records;
+}
+
+/**
+ * The walk with the store's Git LFS object records as roots: those something reaches, and recent
+ * ones (their atoms may be new).
+ */
+function withRecordRoots(ctx: Context, walk: HistoryWalk, records: LfsRecord[]): HistoryWalk {
+  const reachedOids = new Set([...walk.blobs.values()].flatMap((b) => (b.meaning.kind === 'lfs' ? [b.meaning.oid] : [])));
+  const blobs = new Map(walk.blobs);
+  for (const r of records) {
+    if (!reachedOids.has(r.oid) && r.old) continue;
+    blobs.set(`record:${r.key}`, { site: { path: `${r.key} in ${ctx.config.get('panini.url')}`, commit: null }, meaning: { kind: 'lfs', oid: r.oid } });
+  }
+  return { commits: walk.commits, blobs };
+}
+
+/** Reads the concepts of the LFS objects the walk reaches into the local concept registry, where the traversal finds them. */
+async function readRecordConcepts(t: Transfer, walk: HistoryWalk): Promise<void> {
+  const oids = [...new Set([...walk.blobs.values()].flatMap((b) => (b.meaning.kind === 'lfs' ? [b.meaning.oid] : [])))];
+  const missing = oids.filter((oid) => t.store.getConcept(oid) === null);
+  const failures = await forEachConcurrently(missing, t.settings.concurrency, async (oid) => {
+    const key = `${LFS_PREFIX}${oid}`;
+    const text = await withRetries(t.settings.attempts, async () => {
+      const stream = await t.backend.download(key);
+      return stream ? readAll(stream, MAX_CONCEPT_BYTES, t.settings.timeoutMs, `downloading ${key} from ${t.backend.url}`) : null;
+    });
+    if (!text) return; // not in the store: no atoms to keep for it
+    let concept;
+    try {
+      concept = parseConcept(text);
+    } catch (err) {
+      throw new PaniniError(`the remote store's record ${key} is not a valid concept (${errorMessage(err)}), so gc --remote cannot tell which atoms it needs; nothing was deleted`, `delete ${key} from the remote store, then upload the object again (git lfs push --all)`);
+    }
+    if (concept.oid !== oid) throw new PaniniError(`the remote store's record ${key} describes sha256:${concept.oid} instead; nothing was deleted`, `delete ${key} from the remote store, then upload the object again (git lfs push --all)`);
+    t.store.putConcept(oid, text.toString('utf8'));
+  });
+  if (failures.length > 0) throw failures[0]!.error;
+}
+
+/** Downloads the reachable manifests missing here; false if some is not in the remote store either. */
+async function fetchManifests(t: Transfer, reach: Reachability): Promise<boolean> {
+  const wanted = reach.blocking.filter((p) => p.kind === 'missing');
+  if (wanted.length !== reach.blocking.length) return false; // corrupt here: fsck first
+  const failures = await forEachConcurrently(wanted, t.settings.concurrency, async (p) => void (await downloadAtom(t, p.name)), (err) => err instanceof AtomNotOnRemote);
+  const notThere = failures.filter((f) => f.error instanceof AtomNotOnRemote);
+  if (failures.length > notThere.length) throw failures.find((f) => !(f.error instanceof AtomNotOnRemote))!.error;
+  return notThere.length === 0;
+}
+
+async function deleteAll(t: Transfer, keys: string[], what: string, options: GcOptions): Promise<void> {
+  let done = 0;
+  const failures = await forEachConcurrently(keys, t.settings.concurrency, async (key) => {
+    await withRetries(t.settings.attempts, () => t.backend.delete(key));
+    if (++done % 100 === 0) options.progress.update(`Deleting remote ${what}`, done, keys.length);
+  });
+  if (failures.length > 0) {
+    throw new PaniniError(`deleting ${what} from ${t.backend.url} failed for ${failures.length} of ${keys.length} (${errorMessage(failures[0]!.error)})`, 'run git panini gc --remote again: what is left is still unreachable and will be deleted then');
+  }
+}

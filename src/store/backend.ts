@@ -1,0 +1,114 @@
+/**
+ * Where atoms travel: a remote object store (a shared folder, S3 or any S3-compatible service),
+ * in the spirit of the seed's StorageBackend (upload, download, delete, exists, list, stats), with
+ * streams in both directions so no object is held whole by the backend.
+ *
+ * Keys are relative to the store's root (a folder, or an S3 bucket + prefix):
+ *   atoms/ab/cd/<sha256>   one atom, as in the local store
+ *   lfs/<oid>              the concept of a Git LFS object (see src/cli/transfer.ts)
+ *   gc-epoch               changed by a remote gc before it deletes anything (see src/transfer/inventory.ts)
+ */
+import { Readable } from 'node:stream';
+import { isAtomHash } from '../atom.js';
+import { PaniniError } from '../errors.js';
+
+export interface RemoteObject {
+  key: string;
+  size: number;
+  /** Last written (epoch ms), when the store says: gc --remote keeps recent objects by it. */
+  modifiedMs?: number;
+}
+
+export interface BackendStats {
+  objects: number;
+  bytes: number;
+}
+
+/** Bytes to upload; `open` is called again for each attempt, so a retry starts from the first byte. */
+export interface UploadBody {
+  size: number;
+  open(): Readable;
+}
+
+export function bufferBody(bytes: Buffer): UploadBody {
+  return { size: bytes.length, open: () => Readable.from([bytes], { objectMode: false }) };
+}
+
+export interface Backend {
+  /** The store's address as configured (for messages). */
+  readonly url: string;
+  /**
+   * What listing one page of 1,000 keys costs, in HEAD requests (measured by bench/inventory.ts);
+   * Infinity where checking one object is so cheap that listing never pays.
+   */
+  readonly listPageCost: number;
+  /**
+   * Stores the body under `key`. Atomic: a reader sees the whole object or none (temp + rename in a
+   * folder; one PUT, or a multipart upload completed only after its last part, in S3). A failing
+   * body stream fails the upload and leaves nothing under `key`.
+   */
+  upload(key: string, body: UploadBody): Promise<void>;
+  /** The object's bytes as a stream, or null if there is no such object. */
+  download(key: string): Promise<Readable | null>;
+  exists(key: string): Promise<boolean>;
+  /** Removes the object; removing an absent one is not an error. */
+  delete(key: string): Promise<void>;
+  /** Objects whose key starts with `prefix`, in ascending key order (partial-upload leftovers excluded). */
+  list(prefix: string): AsyncGenerator<RemoteObject>;
+  stats(prefix?: string): Promise<BackendStats>;
+  /** Releases connections; the backend is not used afterwards. */
+  close(): void;
+}
+
+export const ATOMS_PREFIX = 'atoms/';
+export const LFS_PREFIX = 'lfs/';
+export const GC_EPOCH_KEY = 'gc-epoch';
+
+export function atomKey(hash: string): string {
+  if (!isAtomHash(hash)) throw new PaniniError(`invalid atom name ${JSON.stringify(hash)}`, 'atom names are 64 lowercase hex digits');
+  return `${ATOMS_PREFIX}${hash.slice(0, 2)}/${hash.slice(2, 4)}/${hash}`;
+}
+
+/** The atom a key names, or null for any other key (temp files, foreign objects). */
+export function atomOfKey(key: string): string | null {
+  const m = /^atoms\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
+  return m && m[3]!.startsWith(m[1]! + m[2]!) ? m[3]! : null;
+}
+
+/** Keys we write: lowercase, no `..`, no leading slash (so a key can never leave the store's root). */
+export function checkKey(key: string): string {
+  if (!/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/.test(key) || key.split('/').includes('..')) {
+    throw new PaniniError(`invalid remote key ${JSON.stringify(key)}`, 'this is a bug in git-panini; please report it');
+  }
+  return key;
+}
+
+/**
+ * A remote operation failed. `retryable` marks what may succeed if tried again (5xx, timeouts,
+ * connection resets); anything else (no credentials, no such bucket, access denied) fails at once.
+ */
+export class RemoteError extends PaniniError {
+  constructor(message: string, hint: string | undefined, readonly retryable: boolean) {
+    super(message, hint);
+    this.name = 'RemoteError';
+  }
+}
+
+/** Network failures worth another try; everything else is taken as final. */
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ECONNREFUSED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+
+export function isTransientNetworkError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && TRANSIENT_CODES.has(code);
+}
+
+/** Object count and bytes under a prefix, from a listing (shared by the backends). */
+export async function statsFromListing(backend: Pick<Backend, 'list'>, prefix: string): Promise<BackendStats> {
+  let objects = 0;
+  let bytes = 0;
+  for await (const o of backend.list(prefix)) {
+    objects++;
+    bytes += o.size;
+  }
+  return { objects, bytes };
+}

@@ -1,0 +1,120 @@
+/**
+ * Moving one atom between the local store and a remote store, with retries. Uploads stream from
+ * the atom's file and re-hash it on the way, so a local atom damaged on disk fails its upload
+ * instead of poisoning the remote. Downloads are hashed before they enter the local store.
+ */
+import { createReadStream } from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
+import { AtomError, PaniniError } from '../errors.js';
+import { newSha256, sha256Hex } from '../hash.js';
+import { atomKey, RemoteError, type Backend, type UploadBody } from '../store/backend.js';
+import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
+import type { TransferSettings } from '../store/remote.js';
+import { withRetries } from './retry.js';
+
+/** What every transfer needs: both stores and the settings. */
+export interface Transfer {
+  backend: Backend;
+  store: LocalStore;
+  settings: TransferSettings;
+}
+
+/** The remote store has no object for this atom (an item failure: the others still transfer). */
+export class AtomNotOnRemote extends PaniniError {
+  constructor(readonly hash: string, url: string) {
+    super(`atom ${hash} is not in the remote store ${url}`, 'push it from a clone that has it (git panini push), or check that panini.url names the right store');
+    this.name = 'AtomNotOnRemote';
+  }
+}
+
+/** Uploads a local atom; returns its size. */
+export async function uploadAtom(t: Transfer, hash: string): Promise<number> {
+  const size = t.store.sizeOf(hash);
+  if (size < 0) throw new AtomError(hash, 'missing');
+  await withRetries(t.settings.attempts, () => t.backend.upload(atomKey(hash), verifiedAtomBody(t.store, hash, size)));
+  return size;
+}
+
+/** Downloads an atom into the local store after checking its hash; returns its size. */
+export async function downloadAtom(t: Transfer, hash: string, maxBytes = MAX_ATOM_BYTES): Promise<number> {
+  return withRetries(t.settings.attempts, async () => {
+    const stream = await t.backend.download(atomKey(hash));
+    if (!stream) throw new AtomNotOnRemote(hash, t.backend.url);
+    const bytes = await readAll(stream, maxBytes, t.settings.timeoutMs, `downloading atom ${hash} from ${t.backend.url}`);
+    const actual = sha256Hex(bytes);
+    if (actual !== hash) {
+      throw new RemoteError(
+        `the remote store ${t.backend.url} served ${bytes.length} bytes for atom ${hash} that hash to ${actual}; they were not stored`,
+        `if this repeats, the remote copy is damaged: delete ${atomKey(hash)} from the remote store and push again from a clone that has the file`,
+        true,
+      );
+    }
+    t.store.put(hash, bytes);
+    return bytes.length;
+  });
+}
+
+/** The atom's file as a stream that fails at its end if the bytes do not hash to the atom's name. */
+function verifiedAtomBody(store: LocalStore, hash: string, size: number): UploadBody {
+  return {
+    size,
+    open(): Readable {
+      const hasher = newSha256();
+      const verify = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hasher.update(chunk);
+          done(null, chunk);
+        },
+        flush(done) {
+          done(hasher.digest('hex') === hash ? null : new AtomError(hash, 'corrupt'));
+        },
+      });
+      const file = createReadStream(store.atomPath(hash));
+      file.on('error', (err) => verify.destroy((err as NodeJS.ErrnoException).code === 'ENOENT' ? new AtomError(hash, 'missing') : err));
+      verify.on('close', () => file.destroy());
+      return file.pipe(verify);
+    },
+  };
+}
+
+/**
+ * A whole object from a stream, at most `maxBytes`; fails (retryably) if no data arrives for
+ * `idleMs` or the connection breaks.
+ */
+export function readAll(stream: Readable, maxBytes: number, idleMs: number, what: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stream.destroy();
+      reject(err);
+    };
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fail(new RemoteError(`${what}: no data for ${idleMs} ms`, 'the network or the service is stalling; run the command again (panini.timeout sets the limit)', true)), idleMs);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        fail(new RemoteError(`${what}: the object is larger than the ${maxBytes} bytes expected`, 'the remote object is not the atom it is named after; delete it from the remote store and push again', false));
+        return;
+      }
+      chunks.push(chunk);
+      arm();
+    });
+    stream.on('end', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks, total));
+    });
+    stream.on('close', () => fail(new RemoteError(`${what}: the connection closed before the end`, 'run the command again', true)));
+    stream.on('error', (err) => fail(err instanceof PaniniError ? err : new RemoteError(`${what}: ${err.message}`, 'the connection broke; run the command again', true)));
+    arm();
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * Downloading atoms from the remote store into the local store: given atoms (fetchAtoms), or
+ * everything some concepts need (fetchConcepts: manifests level by level, then the leaves). Used by
+ * `git panini fetch`/`pull`, by smudge and the filter process (batched through Git's delay
+ * capability), and by the Git LFS agent.
+ */
+import type { Context } from '../cli/context.js';
+import type { Concept } from '../concept/concept.js';
+import { errorMessage, PaniniError } from '../errors.js';
+import { MAX_ATOM_BYTES } from '../store/local.js';
+import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
+import { collectAtoms } from './plan.js';
+import { forEachConcurrently } from './pool.js';
+import { withSession, type Session, type TransferOptions } from './session.js';
+
+export interface FetchResult {
+  /** Atoms the concepts need. */
+  needed: number;
+  downloaded: number;
+  bytes: number;
+}
+
+/** Downloads the given atoms (those not already local) from the configured remote store. */
+export async function fetchAtoms(ctx: Context, hashes: string[], options: TransferOptions = {}): Promise<void> {
+  const wanted = [...new Set(hashes)].filter((h) => !ctx.store.has(h));
+  if (wanted.length === 0) return;
+  await withSession(ctx, options, (s) => downloadAll(s, wanted.map((hash) => ({ hash }))));
+}
+
+/** Makes every atom the concept needs local: its manifests first, then the leaves they list. */
+export async function ensureConceptLocal(ctx: Context, concept: Concept): Promise<void> {
+  await fetchConcepts(ctx, [concept], { quiet: true });
+}
+
+/** Same for many concepts at once (one plan, one pool of downloads). */
+export async function fetchConcepts(ctx: Context, concepts: readonly Concept[], options: TransferOptions = {}): Promise<FetchResult> {
+  return withSession(ctx, options, (s) => fetchConceptsWith(s, concepts));
+}
+
+/** fetchConcepts in an open session (the Git LFS agent keeps one for all its objects). */
+export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Concept, 'refs' | 'components'>[]): Promise<FetchResult> {
+  let downloaded = 0;
+  let bytes = 0;
+  const set = await collectAtoms(concepts, s.store, async (manifests) => {
+    const r = await downloadAll(s, manifests.map((hash) => ({ hash })));
+    downloaded += r.count;
+    bytes += r.bytes;
+  });
+  if (set.unreadable.length > 0) throw notOnRemote(s, set.unreadable);
+  const leaves = [...set.leaves].filter(([h]) => !s.store.has(h)).map(([hash, size]) => ({ hash, size }));
+  const r = await downloadAll(s, leaves);
+  return { needed: set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
+}
+
+/** An atom to download, and its size when a ref says it (a leaf): more bytes than that is an error. */
+export interface Wanted {
+  hash: string;
+  size?: number;
+}
+
+/**
+ * Downloads atoms, `concurrency` at a time. Atoms the remote lacks are reported together; any other
+ * failure stops new downloads and is thrown.
+ */
+export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count: number; bytes: number }> {
+  const { progress, inventory } = s;
+  progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
+  const done: string[] = [];
+  let bytes = 0;
+  const failures = await forEachConcurrently(atoms, s.settings.concurrency, async ({ hash, size: expected }) => {
+    const size = await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES);
+    done.push(hash);
+    bytes += size;
+    if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
+    progress.advance(size);
+  }, (err) => err instanceof AtomNotOnRemote);
+  inventory.record(done);
+  const other = failures.find((f) => !(f.error instanceof AtomNotOnRemote));
+  if (other) {
+    const more = failures.length > 1 ? ` (${failures.length} atoms failed; first shown)` : '';
+    if (other.error instanceof PaniniError) throw new PaniniError(other.error.message + more, other.error.hint);
+    throw new PaniniError(`downloading atom ${other.item.hash} from ${s.backend.url} failed: ${errorMessage(other.error)}${more}`, 'run the command again');
+  }
+  if (failures.length > 0) throw notOnRemote(s, failures.map((f) => f.item.hash));
+  return { count: done.length, bytes };
+}
+
+function notOnRemote(t: Transfer, hashes: string[]): PaniniError {
+  const shown = hashes.slice(0, 5).join(', ') + (hashes.length > 5 ? `, and ${hashes.length - 5} more` : '');
+  return new PaniniError(
+    `${hashes.length} atom${hashes.length === 1 ? ' is' : 's are'} not in the remote store ${t.backend.url}: ${shown}`,
+    'they were committed from a clone that has not pushed them yet: run `git panini push` there; or check that panini.url names the right store',
+  );
+}

@@ -1,0 +1,175 @@
+/**
+ * Which atoms the remote store already has, at the fewest requests.
+ *
+ * 1. A local cache per remote (`<store>/remotes/<id>.inventory`): atoms this clone uploaded,
+ *    downloaded, or saw in a listing. Atoms are immutable, so "present" stays true until a remote
+ *    gc deletes some; a remote gc therefore writes a new value to the `gc-epoch` object first, and a
+ *    cache recorded under another epoch is dropped. Cost: one small GET per command.
+ * 2. For atoms the cache does not know: a listing of `atoms/` when it is cheaper than one HEAD per
+ *    atom, else HEADs. Listings come in sorted pages of 1,000 keys, one page per request and one
+ *    page after the other, while HEADs run `concurrency` at a time; one page costs as much as
+ *    `backend.listPageCost` HEADs (measured, docs/remote-stores.md). So with n unknown atoms the
+ *    listing gets a budget of n / (concurrency × listPageCost) pages; since keys are sorted, a
+ *    listing cut short still decides every unknown atom whose key sorts before the last key listed,
+ *    and only the rest get a HEAD. A complete listing replaces the cache (and so forgets deleted atoms).
+ */
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isAtomHash } from '../atom.js';
+import { sha256Hex } from '../hash.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../store/backend.js';
+import { readAll, type Transfer } from './atoms.js';
+import { forEachConcurrently } from './pool.js';
+import { isRetryable, withRetries } from './retry.js';
+
+const LIST_PAGE = 1000;
+/** A listing never holds more keys than this in memory. */
+const MAX_LISTED = 2_000_000;
+const HEADER = 'panini-inventory 1';
+
+/** Atoms listed, in key order: all of them (complete) or those up to lastKey. */
+interface Listing {
+  hashes: string[];
+  lastKey: string;
+  complete: boolean;
+}
+
+export class RemoteInventory {
+  private known: Set<string> | null = null;
+
+  private constructor(private readonly t: Transfer, private readonly path: string, private readonly epoch: string, private valid: boolean) {}
+
+  static async open(t: Transfer): Promise<RemoteInventory> {
+    const epoch = await withRetries(t.settings.attempts, async () => {
+      const stream = await t.backend.download(GC_EPOCH_KEY);
+      return stream ? (await readAll(stream, 1024, t.settings.timeoutMs, `reading ${GC_EPOCH_KEY} from ${t.backend.url}`)).toString('utf8').trim() : '';
+    });
+    const path = join(t.store.root, 'remotes', `${sha256Hex(Buffer.from(t.backend.url)).slice(0, 16)}.inventory`);
+    let valid = false;
+    try {
+      valid = readFileSync(path, 'latin1').startsWith(headerFor(t.backend.url, epoch));
+    } catch {
+      // no cache yet
+    }
+    return new RemoteInventory(t, path, epoch, valid);
+  }
+
+  has(hash: string): boolean {
+    return this.load().has(hash);
+  }
+
+  /** Notes atoms known to be on the remote (uploaded, downloaded, listed). */
+  record(hashes: readonly string[]): void {
+    if (hashes.length === 0) return;
+    const known = this.load();
+    const fresh = hashes.filter((h) => !known.has(h));
+    if (fresh.length === 0) return;
+    for (const h of fresh) known.add(h);
+    if (!this.valid) {
+      this.rewrite(known);
+      return;
+    }
+    try {
+      appendFileSync(this.path, fresh.join('\n') + '\n');
+    } catch {
+      // the cache is only a hint: losing it costs requests, never correctness
+    }
+  }
+
+  /** The atoms among `hashes` that the remote store lacks. */
+  async missing(hashes: readonly string[]): Promise<string[]> {
+    const unknown = [...new Set(hashes)].filter((h) => !this.has(h));
+    if (unknown.length === 0) return [];
+    const { concurrency, attempts } = this.t.settings;
+    const absent: string[] = [];
+    let undecided = unknown;
+    const pages = Math.floor(unknown.length / (concurrency * this.t.backend.listPageCost));
+    const budget = Math.min(MAX_LISTED, pages * LIST_PAGE);
+    if (budget > 0) {
+      let listing: Listing | null = null;
+      try {
+        listing = await withRetries(attempts, () => this.listAtoms(budget));
+      } catch (err) {
+        if (!isRetryable(err)) throw err; // else HEADs decide instead
+      }
+      if (listing) {
+        const listed = new Set(listing.hashes);
+        undecided = [];
+        for (const h of unknown) {
+          if (listed.has(h)) continue;
+          if (listing.complete || atomKey(h) <= listing.lastKey) absent.push(h);
+          else undecided.push(h);
+        }
+      }
+    }
+    const seen: string[] = [];
+    const failures = await forEachConcurrently(undecided, concurrency, async (h) => {
+      if (await withRetries(attempts, () => this.t.backend.exists(atomKey(h)))) seen.push(h);
+      else absent.push(h);
+    });
+    this.record(seen);
+    if (failures.length > 0) throw failures[0]!.error;
+    return absent;
+  }
+
+  /** Lists up to `budget` keys of atoms/ and records them. */
+  private async listAtoms(budget: number): Promise<Listing> {
+    const hashes: string[] = [];
+    let lastKey = '';
+    let complete = true;
+    let count = 0;
+    for await (const o of this.t.backend.list(ATOMS_PREFIX)) {
+      const h = atomOfKey(o.key);
+      if (h) hashes.push(h);
+      lastKey = o.key;
+      if (++count >= budget) {
+        complete = false;
+        break;
+      }
+    }
+    if (complete) {
+      this.known = new Set(hashes);
+      this.rewrite(this.known);
+    } else {
+      this.record(hashes);
+    }
+    return { hashes, lastKey, complete };
+  }
+
+  private load(): Set<string> {
+    if (this.known) return this.known;
+    this.known = new Set();
+    if (!this.valid) return this.known;
+    try {
+      for (const line of readFileSync(this.path, 'latin1').split('\n')) if (isAtomHash(line)) this.known.add(line);
+    } catch {
+      this.valid = false;
+    }
+    return this.known;
+  }
+
+  private rewrite(hashes: Set<string>): void {
+    try {
+      mkdirSync(join(this.path, '..'), { recursive: true });
+      const tmp = `${this.path}.tmp-${process.pid}`;
+      writeFileSync(tmp, headerFor(this.t.backend.url, this.epoch) + [...hashes].map((h) => h + '\n').join(''));
+      renameSync(tmp, this.path);
+      this.valid = true;
+    } catch {
+      // see record()
+    }
+  }
+}
+
+/**
+ * For a remote gc, before it deletes anything: a new gc-epoch makes every clone drop its cached
+ * inventory, so none skips uploading an atom it believes is still there.
+ */
+export async function announceRemoteGc(backend: Backend): Promise<void> {
+  await backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(`${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`)));
+}
+
+function headerFor(url: string, epoch: string): string {
+  return `${HEADER}\nurl ${JSON.stringify(url)}\nepoch ${JSON.stringify(epoch)}\n`;
+}

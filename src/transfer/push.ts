@@ -1,0 +1,75 @@
+/**
+ * Uploading what some concepts need to the remote store: every atom they reach (leaves, file-order
+ * manifests, track manifests) that the remote lacks. Refuses, before uploading anything, if an atom
+ * is in neither store: the pushed commits would name bytes nobody can get back.
+ */
+import type { Context } from '../cli/context.js';
+import type { Concept } from '../concept/concept.js';
+import { errorMessage, PaniniError } from '../errors.js';
+import { uploadAtom } from './atoms.js';
+import { downloadAll } from './fetch.js';
+import { collectAtoms } from './plan.js';
+import { forEachConcurrently } from './pool.js';
+import { withSession, type Session, type TransferOptions } from './session.js';
+
+/** A concept and where it comes from (a path in a commit), for messages. */
+export interface ConceptToPush {
+  concept: Concept;
+  path: string;
+}
+
+export interface PushResult {
+  /** Atoms the concepts reach. */
+  needed: number;
+  uploaded: number;
+  bytes: number;
+}
+
+export async function pushConcepts(ctx: Context, items: readonly ConceptToPush[], options: TransferOptions = {}): Promise<PushResult> {
+  return withSession(ctx, { label: 'push', ...options }, (s) => pushConceptsWith(s, items));
+}
+
+/** pushConcepts in an open session (the Git LFS agent keeps one for all its objects). */
+export async function pushConceptsWith(s: Session, items: readonly ConceptToPush[]): Promise<PushResult> {
+  // A manifest missing here but present remotely (after a partial fetch) is read from there.
+  const set = await collectAtoms(items.map((i) => i.concept), s.store, async (manifests) => {
+    await downloadAll(s, manifests.map((hash) => ({ hash }))).catch(() => undefined);
+  });
+  const all = [...set.leaves.keys(), ...set.manifests];
+  const toUpload = await s.inventory.missing(all);
+  const lost = [...set.unreadable, ...toUpload.filter((h) => !s.store.has(h))];
+  if (lost.length > 0) throw await unrecoverable(s, items, new Set(lost));
+  s.progress.addTotal(toUpload.length, toUpload.reduce((n, h) => n + s.store.sizeOf(h), 0));
+  const uploaded: string[] = [];
+  let bytes = 0;
+  const failures = await forEachConcurrently(toUpload, s.settings.concurrency, async (hash) => {
+    const size = await uploadAtom(s, hash);
+    uploaded.push(hash);
+    bytes += size;
+    s.progress.advance(size);
+  });
+  s.inventory.record(uploaded);
+  if (failures.length > 0) {
+    const { item, error } = failures[0]!;
+    const more = failures.length > 1 ? ` (${failures.length} atoms failed; first shown)` : '';
+    const hint = error instanceof PaniniError ? error.hint : undefined;
+    throw new PaniniError(`uploading atom ${item} to ${s.backend.url} failed: ${errorMessage(error).split('\n')[0]}${more}`,
+      `${hint ? hint + '; ' : ''}${uploaded.length} atoms were uploaded and will not be sent again; nothing half-written is visible on the remote`);
+  }
+  return { needed: all.length, uploaded: uploaded.length, bytes };
+}
+
+/** The refusal: which files need atoms that are in neither store. */
+async function unrecoverable(s: Session, items: readonly ConceptToPush[], lost: Set<string>): Promise<PaniniError> {
+  const paths: string[] = [];
+  for (const item of items) {
+    const own = await collectAtoms([item.concept], s.store, async () => undefined);
+    const reached = [...own.leaves.keys(), ...own.manifests];
+    if (reached.some((h) => lost.has(h))) paths.push(item.path);
+  }
+  const shownPaths = paths.slice(0, 5).join(', ') + (paths.length > 5 ? `, and ${paths.length - 5} more` : '');
+  return new PaniniError(
+    `refusing to push: ${lost.size} atom${lost.size === 1 ? '' : 's'} needed by ${shownPaths || 'the pushed commits'} ${lost.size === 1 ? 'is' : 'are'} neither in the local store nor in the remote store ${s.backend.url} (first: ${[...lost][0]})`,
+    'push from the clone where the files were added (git panini push), or add the files again here (`git add --renormalize .` and commit), then push',
+  );
+}

@@ -1,0 +1,43 @@
+/** One transfer session: the remote store opened, settings read, a progress line, the inventory. */
+import type { Context } from '../cli/context.js';
+import { requireRemote, transferSettings } from '../store/remote.js';
+import type { Transfer } from './atoms.js';
+import { RemoteInventory } from './inventory.js';
+import { Progress } from './progress.js';
+
+export interface TransferOptions {
+  quiet?: boolean;
+  /** Label of the progress line. */
+  label?: string;
+}
+
+export interface Session extends Transfer {
+  progress: Progress;
+  inventory: RemoteInventory;
+}
+
+/** Opens the configured remote store; the caller closes the session (closeSession). */
+export async function openSession(ctx: Context, progress: Progress): Promise<Session> {
+  const backend = await requireRemote(ctx);
+  try {
+    const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
+    return { ...t, progress, inventory: await RemoteInventory.open(t) };
+  } catch (err) {
+    backend.close();
+    throw err;
+  }
+}
+
+export function closeSession(s: Session): void {
+  s.progress.finish();
+  s.backend.close();
+}
+
+export async function withSession<T>(ctx: Context, options: TransferOptions, work: (s: Session) => Promise<T>): Promise<T> {
+  const s = await openSession(ctx, Progress.forCommand(options.label ?? 'fetch', options.quiet ?? false));
+  try {
+    return await work(s);
+  } finally {
+    closeSession(s);
+  }
+}

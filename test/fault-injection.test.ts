@@ -1,0 +1,139 @@
+/**
+ * Transfers through a proxy that breaks a seeded share of requests in front of a real S3 server:
+ * connections dropped before forwarding, responses cut half-way, 500 answers, and stalls past the
+ * client's timeout. Pushes and fetches must either finish with every file exact, or fail with a
+ * clear message; either way nothing corrupt may be left in the remote store or the local one.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { PaniniError } from '../src/errors.js';
+import { sha256Hex } from '../src/hash.js';
+import { atomOfKey, type Backend } from '../src/store/backend.js';
+import { openRemote } from '../src/store/remote.js';
+import { fetchConcepts } from '../src/transfer/fetch.js';
+import { pushConcepts } from '../src/transfer/push.js';
+import { tempDir } from './helpers/cli.js';
+import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir, type BuiltFile } from './helpers/remote.js';
+import { S3_CREDENTIALS, startS3Server, type FaultKind, type S3Fixture } from './helpers/s3-server.js';
+
+const ALL_FAULTS: FaultKind[] = ['drop', 'cut', 'error500', 'stall'];
+let s3: S3Fixture;
+const { dir: root, dispose } = tempDir('panini-faults-');
+
+before(async () => {
+  Object.assign(process.env, S3_CREDENTIALS);
+  s3 = await startS3Server();
+});
+after(async () => {
+  await s3.stop();
+  dispose();
+});
+
+function settings(prefix: string, retries: number): Record<string, string> {
+  return {
+    'panini.url': `s3://${s3.bucket}/${prefix}`,
+    'panini.s3.endpoint': s3.proxyEndpoint,
+    'panini.s3.forcePathStyle': 'true',
+    'panini.timeout': '1500',
+    'panini.retries': String(retries),
+  };
+}
+
+/** Every object under atoms/ hashes to its name (read without faults). */
+async function assertRemoteSound(backend: Backend): Promise<number> {
+  let count = 0;
+  for await (const o of backend.list('atoms/')) {
+    const hash = atomOfKey(o.key);
+    assert.ok(hash, `only atoms under atoms/: ${o.key}`);
+    const stream = await backend.download(o.key);
+    assert.ok(stream);
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    assert.equal(sha256Hex(Buffer.concat(chunks)), hash, `${o.key} holds the bytes of its name`);
+    count++;
+  }
+  return count;
+}
+
+/** Every atom in a local store hashes to its name (LocalStore.get verifies). */
+function assertLocalSound(ctx: ReturnType<typeof storeContext>): void {
+  for (const h of storeAtoms(ctx)) ctx.store.get(h);
+}
+
+function acceptFailure(err: unknown): void {
+  assert.ok(err instanceof PaniniError, `a PaniniError, not ${String(err)}`);
+  assert.match(err.message, /failed|not in the remote store/);
+  assert.ok(err.hint, 'says what to do');
+}
+
+test('push and fetch through dropped, cut, failing and stalled requests stay correct', { timeout: 120_000 }, async () => {
+  const prefix = 'faults-mixed';
+  const here = storeContext(subdir(root, 'mixed-here'), settings(prefix, 6));
+  const files: BuiltFile[] = [...addFixtures(here, ['course-a.mp4', 'photo.png', 'bundle-v1.zip']), addBytes(here, 'noise.bin', randomBytes(600_000))];
+  const items = files.map((f) => ({ concept: f.concept, path: f.name }));
+
+  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 20240611 });
+  await s3.stats(true);
+  let pushed = false;
+  try {
+    await pushConcepts(here, items, { quiet: true });
+    pushed = true;
+  } catch (err) {
+    acceptFailure(err);
+  }
+  const pushStats = await s3.stats(true);
+  const injected = Object.values(pushStats.faults).reduce((a, b) => a + b, 0);
+  assert.ok(injected >= 5, `faults were injected during the push (${JSON.stringify(pushStats.faults)})`);
+
+  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  const probe = (await openRemote(storeContext(subdir(root, 'mixed-probe'), settings(prefix, 0))))!;
+  try {
+    const onRemote = await assertRemoteSound(probe);
+    if (pushed) assert.equal(onRemote, storeAtoms(here).length, 'a push that succeeded sent every atom');
+    else await pushConcepts(here, items, { quiet: true }); // finish it calmly, for the fetch below
+  } finally {
+    probe.close();
+  }
+
+  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 777 });
+  const there = storeContext(subdir(root, 'mixed-there'), settings(prefix, 6));
+  let fetched = false;
+  try {
+    await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+    fetched = true;
+  } catch (err) {
+    acceptFailure(err);
+  }
+  const fetchStats = await s3.stats(true);
+  assert.ok(Object.values(fetchStats.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected during the fetch (${JSON.stringify(fetchStats.faults)})`);
+  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  assertLocalSound(there);
+  if (!fetched) await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+  for (const f of files) assertRebuilds(there, f);
+  // With six retries and 12% faults, both transfers are expected to have finished on their own.
+  assert.ok(pushed && fetched, `push ${pushed ? 'finished' : 'failed'}, fetch ${fetched ? 'finished' : 'failed'}`);
+});
+
+test('when every request fails, push and fetch stop with a clear message and leave nothing behind', { timeout: 60_000 }, async () => {
+  const prefix = 'faults-all';
+  const here = storeContext(subdir(root, 'all-here'), settings(prefix, 2));
+  const file = addBytes(here, 'clip.bin', randomBytes(300_000));
+  await s3.setFaults({ share: 1, kinds: ['error500', 'drop'], seed: 5 });
+  await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: 'clip.bin' }], { quiet: true }), (err: Error) => {
+    assert.ok(err instanceof PaniniError);
+    assert.match(err.message, /s3:\/\/panini-test\/faults-all/);
+    assert.match(String(err.hint), /run the command again/);
+    return true;
+  });
+  const there = storeContext(subdir(root, 'all-there'), settings(prefix, 2));
+  await assert.rejects(fetchConcepts(there, [file.concept], { quiet: true }), PaniniError);
+  assert.deepEqual(storeAtoms(there), [], 'nothing half-downloaded in the local store');
+  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  const probe = (await openRemote(storeContext(subdir(root, 'all-probe'), settings(prefix, 0))))!;
+  try {
+    assert.equal(await assertRemoteSound(probe), 0, 'nothing reached the remote');
+  } finally {
+    probe.close();
+  }
+});

@@ -1,0 +1,108 @@
+/**
+ * `git panini gc --remote` against a shared-folder remote store under real Git: what no Git
+ * remote ref and nothing in the clone reaches goes, exactly; another clone's unfetched branch makes
+ * it refuse until fetched, as do an unreachable Git remote and a store not declared exclusive; a
+ * fresh clone then gets every remaining branch from the remote store alone.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { GitSandbox, sha256 } from './helpers/git.js';
+import { atomNames, difference, sorted } from './helpers/store-files.js';
+
+interface GcJson {
+  deleted: { atoms: { hash: string; size: number }[]; count: number };
+  keptRecent: { atoms: number };
+}
+
+describe('git panini gc --remote', () => {
+  test('deletes from the remote store exactly what no remote ref and nothing local reaches; refuses when unsure', { timeout: 120_000 }, (t) => {
+    const sb = new GitSandbox(t.after.bind(t));
+    const remoteDir = sb.path('remote-store');
+    mkdirSync(remoteDir);
+    const url = pathToFileURL(remoteDir).href;
+    const origin = sb.initRepo('origin.git', { bare: true });
+    const work = sb.initRepo('work');
+    const git = (args: string[], cwd = work): string => sb.git(cwd, args);
+    git(['remote', 'add', 'origin', origin]);
+    git(['config', 'panini.url', url]);
+    git(['config', 'panini.gc.reflog', 'false']);
+    sb.panini(work, ['track', '*.bin']);
+    git(['add', '.gitattributes']);
+    /** The atoms that reached the remote store during `action`. */
+    const uploaded = (action: () => void): Set<string> => {
+      const before = atomNames(remoteDir);
+      action();
+      return difference(atomNames(remoteDir), before);
+    };
+    const put = (cwd: string, file: string, bytes: Buffer): void => {
+      writeFileSync(path.join(cwd, file), bytes);
+      git(['add', file], cwd);
+    };
+
+    put(work, 'a.bin', randomBytes(30_000));
+    git(['commit', '-q', '-m', 'v1']);
+    const v1 = uploaded(() => git(['push', '-q', 'origin', 'main']));
+    git(['checkout', '-q', '-b', 'other']);
+    put(work, 'o.bin', randomBytes(20_000));
+    git(['commit', '-q', '-m', 'other']);
+    const other = uploaded(() => git(['push', '-q', 'origin', 'other']));
+    git(['checkout', '-q', 'main']);
+    git(['push', '-q', 'origin', '--delete', 'other']);
+    git(['branch', '-q', '-D', 'other']);
+    const a2 = randomBytes(31_000);
+    put(work, 'a.bin', a2);
+    git(['commit', '-q', '--amend', '-m', 'v2']);
+    uploaded(() => git(['push', '-q', '--force', 'origin', 'main']));
+    assert.ok(v1.size > 0 && other.size > 0);
+
+    // Someone else pushes a branch this clone has not fetched yet.
+    const { dir: peer, checkout } = sb.clone(origin, 'peer', { config: { 'panini.url': url } });
+    assert.equal(checkout.status, 0, checkout.stderr);
+    git(['checkout', '-q', '-b', 'peer-branch'], peer);
+    const b1 = randomBytes(22_000);
+    put(peer, 'b.bin', b1);
+    git(['commit', '-q', '-m', 'peer'], peer);
+    git(['push', '-q', 'origin', 'peer-branch'], peer);
+
+    const gcRemote = (args: string[]): GcJson => JSON.parse(sb.panini(work, ['gc', '--remote', '--json', ...args])) as GcJson;
+    const refuse = (pattern: RegExp): void => {
+      const before = atomNames(remoteDir);
+      const r = sb.tryGit(work, ['panini', 'gc', '--remote', '--prune=now']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, pattern);
+      assert.deepEqual(sorted(atomNames(remoteDir)), sorted(before));
+    };
+    refuse(/only this repository's remotes use the store/);
+    git(['config', 'panini.gc.exclusiveRemote', 'true']);
+    refuse(/this clone does not have \(origin refs\/heads\/peer-branch\)/);
+    git(['fetch', '-q', 'origin']);
+    git(['remote', 'add', 'gone', sb.path('no-such-repo')]);
+    refuse(/cannot list the refs of the Git remote 'gone'/);
+    git(['remote', 'remove', 'gone']);
+
+    const expected = new Set([...v1, ...other]);
+    const fresh = gcRemote([]);
+    assert.equal(fresh.deleted.count, 0, 'everything is within the default grace period');
+    assert.equal(fresh.keptRecent.atoms, expected.size);
+    const before = atomNames(remoteDir);
+    const dry = gcRemote(['--dry-run', '--prune=now']);
+    assert.deepEqual(sorted(dry.deleted.atoms.map((a) => a.hash)), sorted(expected));
+    assert.deepEqual(sorted(atomNames(remoteDir)), sorted(before), 'a dry run must not delete');
+    assert.ok(!existsSync(path.join(remoteDir, 'gc-epoch')));
+    const real = gcRemote(['--prune=now']);
+    assert.deepEqual(sorted(real.deleted.atoms.map((a) => a.hash)), sorted(expected));
+    assert.deepEqual(sorted(atomNames(remoteDir)), sorted(difference(before, expected)));
+    assert.ok(existsSync(path.join(remoteDir, 'gc-epoch')), 'clones are told their caches are stale');
+
+    // A fresh clone gets every remaining branch from the remote store alone.
+    const { dir: fresh2, checkout: co } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });
+    assert.equal(co.status, 0, co.stderr);
+    assert.equal(sha256(readFileSync(path.join(fresh2, 'a.bin'))), sha256(a2));
+    git(['checkout', '-q', 'peer-branch'], fresh2);
+    assert.equal(sha256(readFileSync(path.join(fresh2, 'b.bin'))), sha256(b1));
+  });
+});

@@ -1,0 +1,211 @@
+/**
+ * The checks every remote store must pass, run against each backend by its own test file
+ * (remote-folder.test.ts, remote-s3.test.ts): the Backend contract itself, then push and fetch
+ * through src/transfer with the store named by panini.url.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { PaniniError } from '../../src/errors.js';
+import { sha256Hex } from '../../src/hash.js';
+import { atomKey, bufferBody, type Backend } from '../../src/store/backend.js';
+import { openRemote } from '../../src/store/remote.js';
+import { announceRemoteGc, RemoteInventory } from '../../src/transfer/inventory.js';
+import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
+import { pushConcepts } from '../../src/transfer/push.js';
+import { tempDir } from './cli.js';
+import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir } from './remote.js';
+
+export const FIXTURES = ['course-a.mp4', 'course-b.mp4', 'photo.png', 'photo-tagged.png', 'bundle-v1.zip', 'bundle-v2.zip', 'random.bin'];
+
+export interface RemoteUnderTest {
+  /** Settings naming a fresh, empty remote store (panini.url and what it needs). */
+  freshSettings(): Promise<Record<string, string>>;
+}
+
+async function listAll(backend: Backend, prefix: string): Promise<{ key: string; size: number }[]> {
+  const out = [];
+  for await (const o of backend.list(prefix)) out.push(o);
+  return out;
+}
+
+/** A body that sends `good` bytes, then fails: an upload interrupted half-way. */
+function failingBody(size: number, good: number) {
+  return {
+    size,
+    open: () => Readable.from((async function* () {
+      yield randomBytes(good);
+      throw new Error('connection to the source lost');
+    })(), { objectMode: false }),
+  };
+}
+
+export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
+  const scratch = (t: { after(fn: () => void): void }): string => {
+    const { dir, dispose } = tempDir(`panini-${name}-`);
+    t.after(dispose);
+    return dir;
+  };
+  const open = async (settings: Record<string, string>, root: string): Promise<Backend> => {
+    const backend = await openRemote(storeContext(root, settings));
+    assert.ok(backend);
+    return backend;
+  };
+
+  test(`${name}: backend upload, exists, download, list, delete, stats`, async (t) => {
+    const backend = await open(await remote.freshSettings(), subdir(scratch(t), 'local'));
+    t.after(() => backend.close());
+    const atoms = Array.from({ length: 5 }, () => randomBytes(1000 + Math.floor(Math.random() * 5000)));
+    const hashes = atoms.map((a) => sha256Hex(a));
+    for (const [i, a] of atoms.entries()) await backend.upload(atomKey(hashes[i]!), bufferBody(a));
+    await backend.upload('lfs/' + hashes[0], bufferBody(Buffer.from('not an atom')));
+    for (const h of hashes) assert.equal(await backend.exists(atomKey(h)), true);
+    assert.equal(await backend.exists(atomKey(sha256Hex(Buffer.from('absent')))), false);
+    assert.equal(await backend.download(atomKey(sha256Hex(Buffer.from('absent')))), null);
+    const stream = await backend.download(atomKey(hashes[2]!));
+    assert.ok(stream);
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(atoms[2]!));
+
+    const listed = await listAll(backend, 'atoms/');
+    assert.deepEqual(listed.map((o) => o.key), hashes.map(atomKey).sort(), 'list: every atom key, sorted, nothing else');
+    assert.deepEqual(listed.map((o) => o.size), hashes.map(atomKey).sort().map((k) => atoms[hashes.map(atomKey).indexOf(k)]!.length));
+    assert.deepEqual((await listAll(backend, 'lfs/')).map((o) => o.key), ['lfs/' + hashes[0]]);
+    assert.deepEqual(await backend.stats('atoms/'), { objects: 5, bytes: atoms.reduce((n, a) => n + a.length, 0) });
+
+    await backend.delete(atomKey(hashes[1]!));
+    await backend.delete(atomKey(hashes[1]!)); // absent: not an error
+    assert.equal(await backend.exists(atomKey(hashes[1]!)), false);
+    assert.equal((await backend.stats()).objects, 5, 'four atoms and the lfs record');
+  });
+
+  test(`${name}: an upload whose body fails half-way leaves no object`, async (t) => {
+    const backend = await open(await remote.freshSettings(), subdir(scratch(t), 'local'));
+    t.after(() => backend.close());
+    const key = atomKey(sha256Hex(Buffer.from('never complete')));
+    await assert.rejects(backend.upload(key, failingBody(64 * 1024, 16 * 1024)));
+    assert.equal(await backend.exists(key), false);
+    assert.deepEqual(await listAll(backend, ''), [], 'nothing listed: no partial object, no temp file');
+  });
+
+  test(`${name}: push then fetch into a fresh store rebuilds every file exactly; pushing again sends nothing`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const files = addFixtures(here, FIXTURES);
+    const items = files.map((f) => ({ concept: f.concept, path: f.name }));
+    const first = await pushConcepts(here, items, { quiet: true });
+    const local = storeAtoms(here);
+    assert.equal(first.uploaded, local.length, 'every atom of the store is one of the files\' and is sent once');
+    assert.equal(first.needed, local.length);
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    const remoteAtoms = (await listAll(backend, 'atoms/')).map((o) => o.key);
+    assert.deepEqual(remoteAtoms, local.map(atomKey).sort());
+
+    const again = await pushConcepts(here, items, { quiet: true });
+    assert.equal(again.uploaded, 0, 'the inventory knows the remote has them all');
+
+    const there = storeContext(subdir(root, 'there'), settings);
+    const fetched = await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+    assert.equal(fetched.downloaded, local.length);
+    for (const f of files) assertRebuilds(there, f);
+    assert.deepEqual(storeAtoms(there), local, 'fetch brought manifests and track manifests too');
+    assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0);
+  });
+
+  test(`${name}: wrong bytes under an atom's name are refused and never stored`, async (t) => {
+    const root = scratch(t);
+    const settings = { ...(await remote.freshSettings()), 'panini.retries': '1' };
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    const real = randomBytes(5000);
+    const hash = sha256Hex(real);
+    const forged = Buffer.from(real);
+    forged[2500] = forged[2500]! ^ 0xff;
+    await backend.upload(atomKey(hash), bufferBody(forged));
+    const there = storeContext(subdir(root, 'there'), settings);
+    await assert.rejects(fetchAtoms(there, [hash], { quiet: true }), (err: Error) => {
+      assert.ok(err instanceof PaniniError);
+      assert.match(err.message, new RegExp(`atom ${hash} that hash to ${sha256Hex(forged)}`));
+      return true;
+    });
+    assert.equal(there.store.has(hash), false);
+    assert.deepEqual(storeAtoms(there), []);
+  });
+
+  test(`${name}: fetch names the atoms the remote lacks; push refuses atoms in neither store`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const absent = [sha256Hex(Buffer.from('one')), sha256Hex(Buffer.from('two'))];
+    await assert.rejects(fetchAtoms(here, absent, { quiet: true }), (err: Error) => {
+      assert.match(err.message, /2 atoms are not in the remote store/);
+      for (const h of absent) assert.ok(err.message.includes(h), `names ${h}`);
+      return true;
+    });
+
+    const file = addBytes(here, 'lost.bin', randomBytes(200_000));
+    const victim = storeAtoms(here)[0]!;
+    here.store.delete(victim);
+    await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: 'media/lost.bin' }], { quiet: true }), (err: Error) => {
+      assert.match(err.message, /refusing to push: 1 atom needed by media\/lost\.bin is neither in the local store nor in the remote store/);
+      return true;
+    });
+  });
+
+  test(`${name}: an atom damaged on local disk is never uploaded`, async (t) => {
+    const root = scratch(t);
+    const settings = { ...(await remote.freshSettings()), 'panini.retries': '0' };
+    const here = storeContext(subdir(root, 'here'), settings);
+    const file = addBytes(here, 'photo.bin', randomBytes(50_000));
+    const victim = storeAtoms(here)[0]!;
+    const atomPath = here.store.atomPath(victim);
+    chmodSync(atomPath, 0o644);
+    writeFileSync(atomPath, randomBytes(here.store.sizeOf(victim)));
+    await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: 'photo.bin' }], { quiet: true }), /corrupt/);
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    assert.equal(await backend.exists(atomKey(victim)), false);
+  });
+
+  test(`${name}: the inventory decides exactly which atoms the remote lacks, by listing or HEAD`, async (t) => {
+    const root = scratch(t);
+    // Concurrency 1 gives n unknown atoms a listing budget of n / listPageCost pages where the
+    // backend lists (S3: 10 unknown atoms list the first 1,000 keys of the 1,300 present). Of the
+    // present atoms asked about, one sorts inside the listed range and one after it (decided by
+    // HEAD); the absent ones are decided either way. A folder answers everything by stat.
+    const settings = { ...(await remote.freshSettings()), 'panini.concurrency': '1' };
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    const present: string[] = [];
+    const bodies = Array.from({ length: 1300 }, (_, i) => Buffer.from(`atom ${i}`));
+    await Promise.all(Array.from({ length: 16 }, async (_, w) => {
+      for (let i = w; i < bodies.length; i += 16) {
+        const h = sha256Hex(bodies[i]!);
+        present.push(h);
+        await backend.upload(atomKey(h), bufferBody(bodies[i]!));
+      }
+    }));
+    present.sort();
+    assert.deepEqual((await listAll(backend, 'atoms/')).map((o) => o.key), present.map(atomKey), 'a listing over several pages');
+    const absent = Array.from({ length: 8 }, (_, i) => sha256Hex(Buffer.from(`never uploaded ${i}`)));
+    const askedPresent = [present[10]!, present[1250]!];
+    const asked = [...askedPresent, ...absent];
+    const ctx = storeContext(subdir(root, 'here'), settings);
+    const transfer = { backend, store: ctx.store, settings: { concurrency: 1, attempts: 2, timeoutMs: 10_000 } };
+    const inventory = await RemoteInventory.open(transfer);
+    assert.deepEqual((await inventory.missing(asked)).sort(), [...absent].sort());
+    // What was learned is kept: asking again costs no request and gives the same answer.
+    const again = await RemoteInventory.open(transfer);
+    for (const h of askedPresent) assert.equal(again.has(h), true);
+    assert.deepEqual((await again.missing(asked)).sort(), [...absent].sort());
+    // A remote gc announces itself through gc-epoch: caches recorded before it are dropped.
+    await announceRemoteGc(backend);
+    const afterGc = await RemoteInventory.open(transfer);
+    for (const h of askedPresent) assert.equal(afterGc.has(h), false);
+  });
+}

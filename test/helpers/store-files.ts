@@ -1,0 +1,55 @@
+/**
+ * Looking at a local atom store from the outside, by walking its directories (independently of
+ * LocalStore), for the gc and fsck tests.
+ */
+import { readdirSync, utimesSync } from 'node:fs';
+import path from 'node:path';
+
+const HASH = /^[0-9a-f]{64}$/;
+
+/** Every atom file under <store>/atoms, by name → full path. */
+export function atomFiles(store: string): Map<string, string> {
+  return hashNamedFiles(path.join(store, 'atoms'));
+}
+
+/** The files of the concept registry (<store>/concepts). */
+export function conceptRegistryFiles(store: string): string[] {
+  return [...hashNamedFiles(path.join(store, 'concepts')).values()];
+}
+
+function hashNamedFiles(root: string): Map<string, string> {
+  const found = new Map<string, string>();
+  const walk = (dir: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (HASH.test(e.name)) found.set(e.name, p);
+    }
+  };
+  walk(root);
+  return found;
+}
+
+export function atomNames(store: string): Set<string> {
+  return new Set(atomFiles(store).keys());
+}
+
+/** Sets the mtime of the given files (default: every atom) to `days` ago. */
+export function ageFiles(files: Iterable<string>, days: number): void {
+  const then = new Date(Date.now() - days * 86_400_000);
+  for (const f of files) utimesSync(f, then, then);
+}
+
+export function difference<T>(a: Iterable<T>, b: ReadonlySet<T>): Set<T> {
+  return new Set([...a].filter((x) => !b.has(x)));
+}
+
+export function sorted(set: Iterable<string>): string[] {
+  return [...set].sort();
+}
