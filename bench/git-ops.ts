@@ -16,8 +16,6 @@ const SMALL_MIN = 8 * 1024;
 const SMALL_MAX = 64 * 1024;
 const BIG_BYTES = Number(process.env.PANINI_BENCH_BIG_MB ?? 1024) * 1024 * 1024;
 
-type Git = (cwd: string, args: string[]) => Measured;
-
 /**
  * Each operation runs for git-panini, then at once for Git LFS, so both meet the same machine load
  * (other processes, page cache) as nearly as a sequential run allows.
@@ -27,7 +25,7 @@ function sideBySide<T>(tools: readonly Tool[], step: (tool: Tool) => T): Map<Too
 }
 
 function benchAll(tools: readonly Tool[], root: string, env: NodeJS.ProcessEnv, bigFile: string): Row[] {
-  const git: Git = (cwd, args) => measure('git', args, { cwd, env });
+  const git = (cwd: string, args: string[]): Measured => measure('git', args, { cwd, env });
   const small = (tool: Tool): string => path.join(root, `${tool}-small`);
   const big = (tool: Tool): string => path.join(root, `${tool}-big`);
   for (const tool of tools) {

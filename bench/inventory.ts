@@ -3,8 +3,8 @@
  * time) against listing `atoms/` (sorted pages of 1,000 keys, one after the other), on s3rver
  * reached directly and through a proxy adding a per-request delay like a distant service, and on a
  * shared folder. The ratio "one list page costs as much as N HEADs" sets `listPageCost` in
- * src/store/s3.ts and src/store/folder.ts. Run: `node dist/bench/inventory.js` (PANINI_BENCH_ATOMS=<n> to change
- * the remote's size, 5,000 by default).
+ * src/store/s3.ts and src/store/folder.ts. Run: `node dist/bench/inventory.js`
+ * (PANINI_BENCH_ATOMS=<n> to change the remote's size, 5,000 by default).
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';

@@ -2,10 +2,13 @@
  * Transfers through a proxy that breaks a seeded share of requests in front of a real S3 server:
  * connections dropped before forwarding, responses cut half-way, 500 answers, and stalls past the
  * client's timeout. Pushes and fetches must either finish with every file exact, or fail with a
- * clear message; either way nothing corrupt may be left in the remote store or the local one.
+ * clear message; either way nothing corrupt may be left in the remote store or the local one. Last,
+ * the same through real Git: a push through the pre-push hook and a fresh clone.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { PaniniError } from '../src/errors.js';
 import { sha256Hex } from '../src/hash.js';
@@ -14,6 +17,8 @@ import { openRemote } from '../src/store/remote.js';
 import { fetchConcepts } from '../src/transfer/fetch.js';
 import { pushConcepts } from '../src/transfer/push.js';
 import { tempDir } from './helpers/cli.js';
+import { fixturesDir, readFixture } from './helpers/fixtures.js';
+import { GitSandbox, sha256, sha256File } from './helpers/git.js';
 import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir, type BuiltFile } from './helpers/remote.js';
 import { S3_CREDENTIALS, startS3Server, type FaultKind, type S3Fixture } from './helpers/s3-server.js';
 
@@ -135,5 +140,32 @@ test('when every request fails, push and fetch stop with a clear message and lea
     assert.equal(await assertRemoteSound(probe), 0, 'nothing reached the remote');
   } finally {
     probe.close();
+  }
+});
+
+test('git push and a fresh clone through the faulty proxy end with every file exact', { timeout: 90_000 }, async (t) => {
+  const sb = new GitSandbox(t.after.bind(t));
+  const env = S3_CREDENTIALS;
+  const git = (cwd: string, args: string[]): string => sb.git(cwd, args, { env });
+  const origin = sb.initRepo('origin.git', { bare: true });
+  const work = sb.initRepo('work');
+  git(work, ['panini', 'track', '*.png', '*.mp4']);
+  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = s3://${s3.bucket}/faults-git\n\tretries = 6\n\ttimeout = 1500\n[panini "s3"]\n\tendpoint = ${s3.proxyEndpoint}\n\tforcePathStyle = true\n`);
+  const files = { 'photo.png': 'photo.png', 'clip.mp4': 'course-a.mp4' };
+  for (const [file, fixture] of Object.entries(files)) copyFileSync(path.join(fixturesDir, fixture), path.join(work, file));
+  git(work, ['add', '.']);
+  git(work, ['commit', '-q', '-m', 'media']);
+  git(work, ['remote', 'add', 'origin', origin]);
+  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 99 });
+  await s3.stats(true);
+  try {
+    git(work, ['push', '-q', 'origin', 'main']);
+    const { dir: clone, checkout } = sb.clone(origin, 'clone', { env });
+    assert.equal(checkout.status, 0, checkout.stderr);
+    for (const [file, fixture] of Object.entries(files)) assert.equal(sha256File(path.join(clone, file)), sha256(readFixture(fixture)), file);
+    const seen = await s3.stats();
+    assert.ok(Object.values(seen.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected (${JSON.stringify(seen.faults)})`);
+  } finally {
+    await s3.setFaults({ share: 0, kinds: [], seed: 1 });
   }
 });

@@ -10,9 +10,9 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
-import { atomKey, bufferBody, type Backend } from '../../src/store/backend.js';
+import { atomKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../../src/store/backend.js';
 import { openRemote } from '../../src/store/remote.js';
-import { announceRemoteGc, RemoteInventory } from '../../src/transfer/inventory.js';
+import { RemoteInventory } from '../../src/transfer/inventory.js';
 import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
 import { pushConcepts } from '../../src/transfer/push.js';
 import { tempDir } from './cli.js';
@@ -204,7 +204,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     for (const h of askedPresent) assert.equal(again.has(h), true);
     assert.deepEqual((await again.missing(asked)).sort(), [...absent].sort());
     // A remote gc announces itself through gc-epoch: caches recorded before it are dropped.
-    await announceRemoteGc(backend);
+    await backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from('a gc ran')));
     const afterGc = await RemoteInventory.open(transfer);
     for (const h of askedPresent) assert.equal(afterGc.has(h), false);
   });
