@@ -1,5 +1,5 @@
 /** Synchronous descriptor I/O that tolerates non-blocking pipes (EAGAIN) without spinning hot. */
-import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { BufferSource, FileSource, type Source } from './source.js';
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -29,6 +29,25 @@ export function writeFdAll(fd: number, bytes: Uint8Array): void {
       if ((err as NodeJS.ErrnoException).code === 'EAGAIN') waitBriefly();
       else throw err;
     }
+  }
+}
+
+/** Writes several buffers with as few syscalls as possible (no concatenation copy). */
+export function writeFdAllv(fd: number, buffers: Uint8Array[]): void {
+  let pending = buffers.filter((b) => b.length > 0);
+  while (pending.length > 0) {
+    let n: number;
+    try {
+      n = writevSync(fd, pending.slice(0, 1024));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      waitBriefly();
+      continue;
+    }
+    let i = 0;
+    while (i < pending.length && n >= pending[i]!.length) n -= pending[i++]!.length;
+    pending = pending.slice(i);
+    if (n > 0) pending[0] = pending[0]!.subarray(n);
   }
 }
 

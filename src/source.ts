@@ -8,6 +8,8 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 export interface Source {
   readonly size: number;
   read(offset: number, length: number): Buffer;
+  /** Reads into `target` without allocating; returns the byte count (fewer only at the end). */
+  readInto?(target: Buffer, targetOffset: number, offset: number, length: number): number;
 }
 
 export class BufferSource implements Source {
@@ -37,13 +39,18 @@ export class FileSource implements Source {
   read(offset: number, length: number): Buffer {
     const n = Math.max(0, Math.min(length, this.size - offset));
     const buf = Buffer.allocUnsafe(n);
+    const done = this.readInto(buf, 0, offset, n);
+    return done === n ? buf : buf.subarray(0, done);
+  }
+  readInto(target: Buffer, targetOffset: number, offset: number, length: number): number {
+    const n = Math.max(0, Math.min(length, this.size - offset));
     let done = 0;
     while (done < n) {
-      const got = readSync(this.fd, buf, done, n - done, offset + done);
+      const got = readSync(this.fd, target, targetOffset + done, n - done, offset + done);
       if (got === 0) break;
       done += got;
     }
-    return done === n ? buf : buf.subarray(0, done);
+    return done;
   }
   close(): void {
     if (this.owned) closeSync(this.fd);

@@ -4,14 +4,19 @@
  * bytes. Synchronous on file descriptors: the filter process serves one request at a time.
  */
 import { PaniniError } from '../errors.js';
-import { readFd, writeFdAll } from '../io.js';
+import { readFd, writeFdAllv } from '../io.js';
 
 export const MAX_PAYLOAD = 65516;
 const FLUSH = Buffer.from('0000');
 
+const READ_BUFFER = 256 * 1024;
+
 export class PktReader {
-  private buf = Buffer.alloc(0);
-  private pos = 0;
+  // Bytes [start, end) of buf are received but not yet consumed. Payloads handed out are views into
+  // buf, so a full buffer is replaced rather than reused (its views stay valid for their holders).
+  private buf = Buffer.allocUnsafe(READ_BUFFER);
+  private start = 0;
+  private end = 0;
   constructor(private readonly fd: number) {}
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
@@ -50,18 +55,23 @@ export class PktReader {
   }
 
   private take(n: number): Buffer | undefined {
-    while (this.buf.length - this.pos < n) {
-      const chunk = Buffer.allocUnsafe(Math.max(1024 * 1024, n));
-      const got = readFd(this.fd, chunk);
+    while (this.end - this.start < n) {
+      if (this.buf.length - this.start < n || this.end === this.buf.length) {
+        const next = Buffer.allocUnsafe(Math.max(READ_BUFFER, n));
+        this.buf.copy(next, 0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+        this.buf = next;
+      }
+      const got = readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
-        if (this.buf.length - this.pos === 0) return undefined;
+        if (this.end === this.start) return undefined;
         throw new PaniniError('input ended inside a pkt-line');
       }
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, got)]);
-      this.pos = 0;
+      this.end += got;
     }
-    const out = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
+    const out = this.buf.subarray(this.start, this.start + n);
+    this.start += n;
     return out;
   }
 }
@@ -88,7 +98,7 @@ export class PktWriter {
   /** Sends everything queued to Git. */
   send(): void {
     if (this.pendingBytes === 0) return;
-    writeFdAll(this.fd, this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes));
+    writeFdAllv(this.fd, this.pending);
     this.pending = [];
     this.pendingBytes = 0;
   }

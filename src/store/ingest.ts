@@ -66,27 +66,33 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
   return { oid: whole.digest('hex'), size: src.size, format, info, leaves, written, tracks };
 }
 
-/** Streams a segment through FastCDC in bounded windows, emitting each chunk. */
+/**
+ * Streams a segment through FastCDC in one reusable window: the undecided tail moves to the front
+ * and the next bytes are read in after it, so each byte is copied from the source once. Emitted
+ * chunks are views into the window, valid only until emit returns.
+ */
 function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, seg: Segment, offset: number) => void): void {
   const end = seg.offset + seg.size;
-  let pos = seg.offset; // source offset of the next chunk
-  let buf = Buffer.alloc(0);
-  let at = 0; // index of `pos` in buf
-  let bufEnd = seg.offset; // source offset just past buf's last byte
+  const window = Buffer.allocUnsafe(Math.min(READ_WINDOW + CDC_MAX_SIZE, seg.size));
+  let at = 0; // index in window of the next chunk's first byte
+  let held = 0; // bytes held from `at` on
+  let pos = seg.offset; // source offset of window[at]
   while (pos < end) {
-    const final = bufEnd >= end;
-    const cut = cutPoint(buf, at, buf.length - at, final);
+    const final = pos + held >= end;
+    const cut = cutPoint(window, at, held, final);
     if (cut === 0) {
-      // Not enough bytes for a decision: keep the tail and read the next window after it.
-      const next = src.read(bufEnd, Math.min(READ_WINDOW, end - bufEnd));
-      if (next.length === 0) throw new Error(`source ended at ${bufEnd} before ${end}`);
-      buf = Buffer.concat([buf.subarray(at), next]);
+      // Not enough bytes for a decision: keep the tail and read the next bytes after it.
+      window.copyWithin(0, at, at + held);
       at = 0;
-      bufEnd += next.length;
+      const want = Math.min(window.length - held, end - (pos + held));
+      const got = src.readInto ? src.readInto(window, held, pos + held, want) : src.read(pos + held, want).copy(window, held);
+      if (got === 0) throw new Error(`source ended at ${pos + held} before ${end}`);
+      held += got;
       continue;
     }
-    emit(buf.subarray(at, at + cut), seg, pos);
+    emit(window.subarray(at, at + cut), seg, pos);
     at += cut;
+    held -= cut;
     pos += cut;
   }
 }
