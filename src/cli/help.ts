@@ -39,14 +39,15 @@ Inspecting:
   list-atoms <path|concept> [--json]   atoms of a file, in file order
   verify-content <path|concept>...     rebuild and check every atom and the file's SHA-256
   stats [--json]                       atoms, bytes stored, logical bytes, dedup ratio by type
-  fsck [--all]                         check every atom HEAD and the index need (--all: all history):
+  fsck [--all] [--json]                check every atom HEAD and the index need (--all: all gc keeps):
                                        present and hashing right; damaged ones moved to <store>/bad/
 
 Cleaning up:
   gc [--dry-run] [--prune=<date>] [--json] [--remote]   (alias gc-atoms)
                              delete atoms no ref, reflog, stash, index or worktree reaches, once older than
                              the grace period (--prune=now|never|2.weeks.ago|<date>, panini.gc.pruneExpire;
-                             panini.gc.reflog=false ignores reflogs); --remote: the same in the remote store
+                             panini.gc.reflog=false ignores reflogs); --remote: the same in the remote store,
+                             keeping what any Git remote's ref reaches (set panini.gc.exclusiveRemote=true)
 
 Environment:
   PANINI_STORAGE     atom store directory (outside a repository, or to override panini.storage)

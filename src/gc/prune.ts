@@ -99,9 +99,7 @@ export async function withGcLock<T>(store: LocalStore, body: () => Promise<T>): 
       closeSync(fd);
       break;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new PaniniError(`the atom store ${store.root} does not exist`, 'nothing has been stored through git-panini in this repository yet, so there is nothing to collect');
-      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return body(); // no store yet: nothing to delete, nothing to guard
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const [pid, host] = readLock(path);
       if (attempt === 0 && host === hostname() && pid !== null && !processRuns(pid)) {

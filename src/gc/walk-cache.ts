@@ -26,6 +26,7 @@ export interface WalkCache {
 }
 
 const FILE = 'walk-v1';
+/** Bump the number whenever what a blob is taken to reference changes (see meaningOf). */
 const HEADER = '["git-panini walk cache",1]';
 const OID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 

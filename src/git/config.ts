@@ -16,7 +16,7 @@ export interface Setting {
 /** Keys a committed .paniniconfig may set: where the shared store is and how to reach it. */
 export const SHARED_KEYS = new Set([
   'panini.url', 'panini.s3.endpoint', 'panini.s3.region', 'panini.s3.forcepathstyle', 'panini.concurrency',
-  'panini.maxatomsize',
+  'panini.maxatomsize', 'panini.retries', 'panini.timeout',
 ]);
 
 const ENV_KEYS: Record<string, string> = {

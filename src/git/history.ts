@@ -2,19 +2,24 @@
  * What Git reaches: the concept blobs (and Git LFS pointers) of every commit reachable from any
  * ref (branches, tags, remote-tracking refs, notes, refs/stash), from reflog entries (unless
  * panini.gc.reflog=false), stash entries, every worktree's HEAD and in-progress merge, rebase,
- * cherry-pick or revert, and of every worktree's index. Git plumbing does the work, piped:
+ * cherry-pick or revert, of every worktree's index, and of refs or tags naming a tree or a blob.
+ * Git plumbing does the work, piped:
  *
  *   git rev-list --parents --all [--reflog] --stdin   every reachable commit and its first parent
  *   git diff-tree --stdin -r --root                    the blobs each commit adds against that parent
- *   git rev-list --objects --indexed-objects           every worktree's index (gone worktrees too)
+ *   git rev-list --objects --indexed-objects --stdin   every worktree's index (gone worktrees too)
  *   git cat-file --batch-check, then --batch           the small blobs, read and classified
  *
  * A commit's tree holds its first parent's blobs plus what it adds, and the first parent is
  * reachable whenever the commit is, so the union of the additions of all reachable commits is
  * exactly the set of blobs their trees hold. A commit's additions never change, so they are cached
  * (<store>/cache/, keyed by commit and first parent), as is what each concept blob references: a
- * second walk over the same history only lists commits. Measured against isomorphic-git and against
- * `git rev-list --objects` in the README's GC section.
+ * second walk over the same history only lists commits.
+ *
+ * Measured on 10,001 commits of 2,000 files (bench/gc.ts's repository, 2 busy cores): isomorphic-git
+ * reading every commit and tree took 73 s; `git rev-list --objects --all | git cat-file
+ * --batch-check` 1.7 s; `rev-list --parents | diff-tree --stdin` 1.8 s, and it alone says which
+ * commit holds what, so it is the one that can be cached.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -132,7 +137,7 @@ export async function walkHistory(repo: Repo, options: WalkOptions): Promise<His
       input: tips.others,
       onStdout: recordSplitter(0x0a, (line) => {
         const space = line.indexOf(' ');
-        if (space > 0) consider(line.slice(0, space), { path: line.slice(space + 1), commit: null });
+        consider(space < 0 ? line : line.slice(0, space), { path: space < 0 ? '' : line.slice(space + 1), commit: null });
       }),
     });
     if (index.status !== 0) throw historyError('rev-list --indexed-objects', index.stderr);

@@ -27,12 +27,10 @@ export async function fetchAtoms(ctx: Context, hashes: string[], options: Transf
   await withSession(ctx, options, (s) => downloadAll(s, wanted.map((hash) => ({ hash }))));
 }
 
-/** Makes every atom the concept needs local: its manifests first, then the leaves they list. */
-export async function ensureConceptLocal(ctx: Context, concept: Concept): Promise<void> {
-  await fetchConcepts(ctx, [concept], { quiet: true });
-}
-
-/** Same for many concepts at once (one plan, one pool of downloads). */
+/**
+ * Makes every atom the concepts need local: manifests level by level, then the leaves they list
+ * (one plan, one pool of downloads).
+ */
 export async function fetchConcepts(ctx: Context, concepts: readonly Concept[], options: TransferOptions = {}): Promise<FetchResult> {
   return withSession(ctx, options, (s) => fetchConceptsWith(s, concepts));
 }

@@ -13,12 +13,11 @@
  *    listing cut short still decides every unknown atom whose key sorts before the last key listed,
  *    and only the rest get a HEAD. A complete listing replaces the cache (and so forgets deleted atoms).
  */
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAtomHash } from '../atom.js';
 import { sha256Hex } from '../hash.js';
-import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../store/backend.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, GC_EPOCH_KEY } from '../store/backend.js';
 import { readAll, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { isRetryable, withRetries } from './retry.js';
@@ -160,14 +159,6 @@ export class RemoteInventory {
       // see record()
     }
   }
-}
-
-/**
- * For a remote gc, before it deletes anything: a new gc-epoch makes every clone drop its cached
- * inventory, so none skips uploading an atom it believes is still there.
- */
-export async function announceRemoteGc(backend: Backend): Promise<void> {
-  await backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(`${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`)));
 }
 
 function headerFor(url: string, epoch: string): string {
