@@ -3,6 +3,7 @@ import type { TrackKind } from '../decompose/types.js';
 import type { Source } from '../source.js';
 import { ingest, type IngestOptions, type IngestResult } from '../store/ingest.js';
 import type { LocalStore } from '../store/local.js';
+import { BackgroundAtomWriter } from '../store/background-writer.js';
 import { MAX_COMPONENTS, MAX_INLINE_REFS, renderConcept, type TrackComponent } from './concept.js';
 import { buildManifestTree, buildTrackManifest } from './manifest.js';
 
@@ -12,14 +13,30 @@ export interface BuiltConcept {
   ingest: IngestResult;
 }
 
+/** Files at least this large have their atoms written by a worker thread (both cores busy). */
+const BACKGROUND_WRITE_MIN = 32 * 1024 * 1024;
+
 /** Stores a file's atoms (and manifests) and returns its concept text; records it in the store. */
 export function buildConcept(src: Source, store: LocalStore, options: IngestOptions = {}): BuiltConcept {
-  const result = ingest(src, store, options);
+  const result = src.size >= BACKGROUND_WRITE_MIN ? ingestInBackground(src, store, options) : ingest(src, store, options);
   const refs = buildManifestTree(result.leaves, store, MAX_INLINE_REFS);
   const components = trackComponents(result, store);
   const text = renderConcept({ oid: result.oid, size: result.size, format: result.format, info: result.info, refs, components }, countByType(result.leaves));
   store.putConcept(result.oid, text);
   return { text, refs, ingest: result };
+}
+
+function ingestInBackground(src: Source, store: LocalStore, options: IngestOptions): IngestResult {
+  const writer = new BackgroundAtomWriter(store);
+  let result: IngestResult;
+  try {
+    result = ingest(src, writer, options);
+  } catch (err) {
+    try { writer.finish(); } catch { /* the ingest error is the one to report */ }
+    throw err;
+  }
+  writer.finish();
+  return result;
 }
 
 /** Manifest type of each kind of track: subtitle and other tracks get a plain Manifest. */

@@ -92,7 +92,7 @@ export function reachFromWalk(walk: HistoryWalk, store: LocalStore, progress: Ph
   return { walk, reached, blocking, warnings };
 }
 
-export function describeSite(site: BlobSite): string {
+function describeSite(site: BlobSite): string {
   return site.commit ? `${site.path} in commit ${site.commit.slice(0, 12)}` : `${site.path} in the index`;
 }
 

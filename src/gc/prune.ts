@@ -11,7 +11,7 @@ import { PaniniError } from '../errors.js';
 import type { LocalStore, StoredAtom } from '../store/local.js';
 
 /** Temp files younger than this may belong to a write still running. */
-export const TEMP_FILE_EXPIRY_MS = 24 * 3600 * 1000;
+const TEMP_FILE_EXPIRY_MS = 24 * 3600 * 1000;
 
 export interface FileEntry {
   path: string;

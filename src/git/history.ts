@@ -175,7 +175,7 @@ export async function walkHistory(repo: Repo, options: WalkOptions): Promise<His
 }
 
 /** What a small blob is to git-panini, or null when it is none of its business. */
-export function meaningOf(body: Buffer): BlobMeaning | null {
+function meaningOf(body: Buffer): BlobMeaning | null {
   const found = conceptOfBlob(body);
   if (found && 'concept' in found) return { kind: 'concept', oid: found.concept.oid, refs: refsOf(found.concept, body) };
   if (found) return { kind: 'invalid', why: found.invalid, refs: mentionedAtoms(body, new Set()) };

@@ -177,7 +177,8 @@ export class LocalStore implements AtomReader, AtomWriter {
     return join(this.tmpDir, `${label}-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
-  private ensureDir(path: string): string {
+  /** Creates (once per process) the shard directory of an atom path; returns it. */
+  ensureDir(path: string): string {
     const dir = path.slice(0, path.lastIndexOf('/'));
     if (!this.knownDirs.has(dir)) {
       mkdirSync(dir, { recursive: true });
@@ -192,7 +193,7 @@ export class LocalStore implements AtomReader, AtomWriter {
  * to write, this tells a concurrent `git panini gc` that the file is in use again (its grace
  * period starts over), so an atom re-used by an `add` is not deleted before the index names it.
  */
-function freshen(path: string): boolean {
+export function freshen(path: string): boolean {
   try {
     const now = new Date();
     utimesSync(path, now, now);
@@ -203,12 +204,16 @@ function freshen(path: string): boolean {
   }
 }
 
+// Unique per process and write; the random part guards against a dead process's leftovers with a reused pid.
+const TEMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`;
+let tempCounter = 0;
+
 /**
  * Temp file in the destination's own directory, then rename: a reader sees the whole atom under
  * its name or nothing. Two writers of the same atom both rename identical bytes; either wins.
  */
-function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {
-  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+export function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {
+  const tmp = join(dir, `.tmp-${TEMP_PREFIX}-${tempCounter++}`);
   let fd: number;
   try {
     fd = openSync(tmp, 'wx', 0o444);
