@@ -14,10 +14,11 @@ export interface Repo {
 
 /** Finds the repository around `cwd`; null when not inside one. */
 export function findRepo(cwd = process.cwd()): Repo | null {
-  const r = git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--git-dir', '--is-bare-repository', '--show-toplevel'], { cwd });
+  // --show-cdup (unlike --show-toplevel) also answers in a bare repository or inside .git.
+  const r = git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--git-dir', '--is-inside-work-tree', '--show-cdup'], { cwd });
   if (r.status !== 0) return null;
-  const [commonDir, gitDir, bare, top] = r.stdout.toString().split('\n');
-  return { commonDir: commonDir!, gitDir: gitDir!, top: bare === 'true' ? null : (top || null) };
+  const [commonDir, gitDir, inside, cdup] = r.stdout.toString().split('\n');
+  return { commonDir: commonDir!, gitDir: gitDir!, top: inside === 'true' ? resolve(cwd, cdup ?? '') : null };
 }
 
 export function requireRepo(cwd = process.cwd()): Repo {
