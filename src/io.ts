@@ -66,18 +66,20 @@ export interface SpooledInput {
 
 /**
  * Reads a byte stream into a random-access Source: a regular file is used in place, a small input
- * stays in memory, a large one goes to a temp file (so memory stays bounded).
+ * stays in memory, a large one goes to a temp file (so memory stays bounded) unless it proves
+ * identical to `likeFile` (see receiveLikeFile).
  */
-export function spoolFd(fd: number, tempPath: () => string): SpooledInput {
+export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): SpooledInput {
   if (fstatSync(fd).isFile()) {
     const source = FileSource.fromFd(fd);
     return { source, head: source.read(0, 4096), dispose: () => undefined };
   }
-  return spoolChunks(() => {
+  const next = (): Buffer | null => {
     const buf = Buffer.allocUnsafe(READ_CHUNK);
     const n = readFd(fd, buf);
     return n === 0 ? null : buf.subarray(0, n);
-  }, tempPath);
+  };
+  return likeFile ? receiveLikeFile(next, likeFile, tempPath) : spoolChunks(next, tempPath);
 }
 
 /** Same, for any pull-style reader of chunks (null at the end). Chunks handed over are kept. */

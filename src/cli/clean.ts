@@ -1,12 +1,17 @@
 import { buildConcept } from '../concept/build.js';
 import { looksLikeConcept, parseConcept } from '../concept/concept.js';
 import { spoolFd, writeFdAll, type SpooledInput } from '../io.js';
+import { PaniniError } from '../errors.js';
 import { openContext, type Context } from './context.js';
 
 /** Bytes in → concept out. Content that already is a concept comes out unchanged. */
-export function cleanInput(ctx: Context, input: SpooledInput): Buffer {
+export function cleanInput(ctx: Context, input: SpooledInput, path?: string): Buffer {
   if (looksLikeConcept(input.head) && isValidConcept(input)) return input.source.read(0, input.source.size);
-  return Buffer.from(buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize }).text);
+  const { text } = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize });
+  if (input.unchanged && !input.unchanged()) {
+    throw new PaniniError(`${path ?? 'the file'} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
+  }
+  return Buffer.from(text);
 }
 
 function isValidConcept(input: SpooledInput): boolean {
@@ -19,11 +24,13 @@ function isValidConcept(input: SpooledInput): boolean {
   }
 }
 
-export function run(): number {
+/** `clean [--] [path]`: Git passes the path (%f); a large stdin identical to that file is read in place. */
+export function run(args: string[]): number {
+  const path = args.filter((a) => a !== '--')[0];
   const ctx = openContext();
-  const input = spoolFd(0, () => ctx.store.tempPath('clean'));
+  const input = spoolFd(0, () => ctx.store.tempPath('clean'), path);
   try {
-    writeFdAll(1, cleanInput(ctx, input));
+    writeFdAll(1, cleanInput(ctx, input, path));
   } finally {
     input.dispose();
   }

@@ -14,13 +14,13 @@ export function skipSmudge(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 /** Throws a clear error naming the file if any atom is missing locally. */
-export function assertAtomsPresent(ctx: Context, concept: Concept, path: string | undefined): void {
+export function assertAtomsPresent(ctx: Context, concept: Concept, path?: string): void {
   const missing = missingAtoms(concept, ctx.store);
   if (missing.length === 0) return;
   throw new PaniniError(
-    `${path ?? 'file'}: ${missing.length} atom${missing.length === 1 ? '' : 's'} missing from the local store (first: ${missing[0]})`,
+    `${path ? `${path}: ` : ''}${missing.length} atom${missing.length === 1 ? '' : 's'} missing from the local store (first: ${missing[0]})`,
     ctx.config.get('panini.url')
-      ? 'run `git panini fetch` (or `git panini pull`) to download them'
+      ? 'run `git panini pull` (or `git panini fetch`, then `git checkout -- <path>`) to download them'
       : `no remote store is configured: set panini.url (or commit a .paniniconfig), or set ${SKIP_SMUDGE_ENV}=1 to check out concepts only`,
   );
 }

@@ -5,6 +5,7 @@
  * together when Git asks `list_available_blobs`.
  */
 import { cleanInput } from '../cli/clean.js';
+import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
@@ -76,10 +77,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     }
     try {
       if (command === 'clean') {
-        const concept = cleanInput(ctx, input);
-        if (input.unchanged && !input.unchanged()) {
-          throw new PaniniError(`${pathname} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
-        }
+        const concept = cleanInput(ctx, input, pathname);
         respondContent(writer, (emit) => emit(concept));
       } else {
         await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed);
@@ -120,11 +118,7 @@ async function smudge(
 }
 
 function serveConcept(ctx: Context, writer: PktWriter, concept: Concept): void {
-  const missing = missingAtoms(concept, ctx.store);
-  if (missing.length > 0) {
-    throw new PaniniError(`${missing.length} atom${missing.length === 1 ? '' : 's'} missing from the local store (first: ${missing[0]})`, // the log line names the file
-      ctx.config.get('panini.url') ? 'run `git panini fetch`, then `git checkout -- <path>`' : 'no remote store is configured (panini.url); set PANINI_SKIP_SMUDGE=1 to check out concepts only');
-  }
+  assertAtomsPresent(ctx, concept); // the log line names the file
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));
 }
 
