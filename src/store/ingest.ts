@@ -12,8 +12,8 @@ import type { AtomWriter } from './local.js';
 
 /**
  * Default bound above which a structured atom (a huge IDAT, a long JPEG scan) is chunked.
- * Measured (see README, "Choosing max_atom_size"): 4 MiB keeps whole frames and scans of ordinary
- * media intact while bounding memory per atom.
+ * Measured (README, "Choices made by measurement"; bench/max-atom-size.ts): 4 MiB keeps frames and
+ * scans of ordinary media whole while bounding the memory an atom costs when read whole.
  */
 export const DEFAULT_MAX_ATOM_SIZE = 4 * 1024 * 1024;
 const READ_WINDOW = 8 * 1024 * 1024;
