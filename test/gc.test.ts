@@ -176,6 +176,15 @@ describe('git panini gc', () => {
     git(['rm', '-q', '--cached', 'junk.bin']);
     rmSync(path.join(repo, 'junk.bin'));
 
+    // A tag naming a concept blob directly (no commit holds it).
+    const tagged = random(12_500);
+    capture('tag-on-blob', tagged, [true, true], () => {
+      const concept = sb.panini(repo, ['clean', 'tagged.bin'], { input: tagged });
+      const blob = sb.git(repo, ['hash-object', '-w', '--stdin'], { input: concept }).trim();
+      git(['tag', '-a', '-m', 'a blob', 'blob-tag', blob]);
+    });
+    kept.push({ object: 'blob-tag', cwd: repo, bytes: tagged });
+
     // A Git LFS pointer whose object was stored as atoms (the concept registry maps its oid).
     const lfsBytes = random(50_000);
     const lfsFile = sb.path('lfs-object');

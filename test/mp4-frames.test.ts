@@ -225,11 +225,21 @@ class MemoryStore {
   }
 }
 
-/** Runs a script in a child node (its own heap), returning its stdout: for memory measurements. */
+/**
+ * Runs a module in a child node (its own heap), returning its stdout: for memory measurements.
+ * From a file, not `node -e`: worker threads inherit the parent's -e and would run it again.
+ */
 function nodeScript(source: string, args: string[], timeoutMs = 60_000): string {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', source, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
-  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
-  return r.stdout.toString();
+  const tmp = tempDir('panini-script-');
+  try {
+    const script = path.join(tmp.dir, 'script.mjs');
+    writeFileSync(script, source);
+    const r = spawnSync(process.execPath, [script, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+    assert.equal(r.status, 0, `child failed (${r.signal ?? 'exit ' + r.status}): ${r.stderr}`);
+    return r.stdout.toString();
+  } finally {
+    tmp.dispose();
+  }
 }
 
 const distSrc = (p: string): string => fileURLToPath(new URL(`../src/${p}`, import.meta.url));
@@ -239,8 +249,8 @@ const BUILD_AND_MEASURE = `
   const { FileSource } = await import(${JSON.stringify(distSrc('source.js'))});
   const { buildConcept } = await import(${JSON.stringify(distSrc('concept/build.js'))});
   const { LocalStore } = await import(${JSON.stringify(distSrc('store/local.js'))});
-  const src = FileSource.open(process.argv[1]);
-  const built = buildConcept(src, new LocalStore(process.argv[2]));
+  const src = FileSource.open(process.argv[2]);
+  const built = buildConcept(src, new LocalStore(process.argv[3]));
   const samples = built.ingest.leaves.filter((l) => /Frame$|AudioChunk/.test(l.type)).length;
   console.log(JSON.stringify({ samples, conceptBytes: Buffer.byteLength(built.text), rssMiB: process.resourceUsage().maxRSS / 1024 }));
 `;
@@ -252,7 +262,8 @@ describe('bounded memory and malformed sample tables', () => {
       const file = path.join(tmp.dir, 'big.mp4');
       const made = writeSyntheticMp4(file, { samples: 110_000, sampleSize: 19_000, content: 'zeros' }); // sparse: no disk used
       assert.ok(made.size > 2_000_000_000);
-      const r = JSON.parse(nodeScript(BUILD_AND_MEASURE, [file, path.join(tmp.dir, 'store')], 120_000)) as { samples: number; conceptBytes: number; rssMiB: number };
+      // ~6 s on an idle machine; the timeout is generous for a loaded CI machine.
+      const r = JSON.parse(nodeScript(BUILD_AND_MEASURE, [file, path.join(tmp.dir, 'store')], 180_000)) as { samples: number; conceptBytes: number; rssMiB: number };
       assert.equal(r.samples, 110_000);
       assert.ok(r.conceptBytes < 8 * 1024, `concept is ${r.conceptBytes} bytes`);
       assert.ok(r.rssMiB < 500, `peak RSS ${r.rssMiB} MiB`);

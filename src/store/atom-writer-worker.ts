@@ -16,6 +16,9 @@ interface Job {
 const state = new Int32Array(workerData.state as SharedArrayBuffer);
 const errorText = new Uint8Array(workerData.errorText as SharedArrayBuffer);
 
+Atomics.store(state, 2, 1);
+Atomics.notify(state, 2);
+
 parentPort!.on('message', (job: Job) => {
   try {
     if (Atomics.load(state, 1) === 0) writeAtomically(job.dir, job.path, job.bytes);
