@@ -8,6 +8,7 @@ import { createCipheriv } from 'node:crypto';
 import { closeSync, chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
+import { formatBytes } from '../src/cli/stats.js';
 import { fileURLToPath } from 'node:url';
 
 /** dist/bench/lib.js → dist/src/cli/main.js */
@@ -216,16 +217,8 @@ export function formatMs(ms: number): string {
   return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
-}
+/** One byte formatter for the CLI and the benchmarks. */
+export { formatBytes };
 
 function rss(m: Measured | null): string {
   return m?.peakRssKb ? formatBytes(m.peakRssKb * 1024) : '-';
