@@ -28,8 +28,9 @@ export const png: Decomposer = {
   format: 'png',
   detect: (head) => head.length >= 8 && head.subarray(0, 8).equals(SIGNATURE),
   decompose(src, start, end, ctx) {
-    const segments: Segment[] = [{ offset: start, size: 8, type: 'Container' }];
     const info: FormatInfo = {};
+    if (!png.detect(src.read(start, Math.min(8, end - start)))) return { segments: [], info };
+    const segments: Segment[] = [{ offset: start, size: 8, type: 'Container' }];
     let frames = 0;
     let pos = start + 8;
     while (pos + CHUNK_OVERHEAD <= end) {
