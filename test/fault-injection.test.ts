@@ -9,36 +9,26 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { PaniniError } from '../src/errors.js';
 import { sha256Hex } from '../src/hash.js';
 import { atomOfKey, type Backend } from '../src/store/backend.js';
 import { openRemote } from '../src/store/remote.js';
 import { fetchConcepts } from '../src/transfer/fetch.js';
 import { pushConcepts } from '../src/transfer/push.js';
-import { tempDir } from './helpers/cli.js';
 import { fixturesDir, readFixture } from './helpers/fixtures.js';
 import { GitSandbox, sha256, sha256File } from './helpers/git.js';
 import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir, type BuiltFile } from './helpers/remote.js';
-import { S3_CREDENTIALS, startS3Server, type FaultKind, type S3Fixture } from './helpers/s3-server.js';
+import { S3_CREDENTIALS, type FaultKind, useS3Suite } from './helpers/s3-server.js';
 
 const ALL_FAULTS: FaultKind[] = ['drop', 'cut', 'error500', 'stall'];
-let s3: S3Fixture;
-const { dir: root, dispose } = tempDir('panini-faults-');
-
-before(async () => {
-  Object.assign(process.env, S3_CREDENTIALS);
-  s3 = await startS3Server();
-});
-after(async () => {
-  await s3.stop();
-  dispose();
-});
+const suite = useS3Suite('panini-faults-');
+const root = suite.root;
 
 function settings(prefix: string, retries: number): Record<string, string> {
   return {
-    'panini.url': `s3://${s3.bucket}/${prefix}`,
-    'panini.s3.endpoint': s3.proxyEndpoint,
+    'panini.url': `s3://${suite.s3.bucket}/${prefix}`,
+    'panini.s3.endpoint': suite.s3.proxyEndpoint,
     'panini.s3.forcePathStyle': 'true',
     'panini.timeout': '1500',
     'panini.retries': String(retries),
@@ -78,8 +68,8 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
   const files: BuiltFile[] = [...addFixtures(here, ['course-a.mp4', 'photo.png', 'bundle-v1.zip']), addBytes(here, 'noise.bin', randomBytes(600_000))];
   const items = files.map((f) => ({ concept: f.concept, path: f.name }));
 
-  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 20240611 });
-  await s3.stats(true);
+  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 20240611 });
+  await suite.s3.stats(true);
   let pushed = false;
   try {
     await pushConcepts(here, items, { quiet: true });
@@ -87,11 +77,11 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
   } catch (err) {
     acceptFailure(err);
   }
-  const pushStats = await s3.stats(true);
+  const pushStats = await suite.s3.stats(true);
   const injected = Object.values(pushStats.faults).reduce((a, b) => a + b, 0);
   assert.ok(injected >= 5, `faults were injected during the push (${JSON.stringify(pushStats.faults)})`);
 
-  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   const probe = (await openRemote(storeContext(subdir(root, 'mixed-probe'), settings(prefix, 0))))!;
   try {
     const onRemote = await assertRemoteSound(probe);
@@ -101,7 +91,7 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
     probe.close();
   }
 
-  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 777 });
+  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 777 });
   const there = storeContext(subdir(root, 'mixed-there'), settings(prefix, 6));
   let fetched = false;
   try {
@@ -110,9 +100,9 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
   } catch (err) {
     acceptFailure(err);
   }
-  const fetchStats = await s3.stats(true);
+  const fetchStats = await suite.s3.stats(true);
   assert.ok(Object.values(fetchStats.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected during the fetch (${JSON.stringify(fetchStats.faults)})`);
-  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   assertLocalSound(there);
   if (!fetched) await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
   for (const f of files) assertRebuilds(there, f);
@@ -124,7 +114,7 @@ test('when every request fails, push and fetch stop with a clear message and lea
   const prefix = 'faults-all';
   const here = storeContext(subdir(root, 'all-here'), settings(prefix, 2));
   const file = addBytes(here, 'clip.bin', randomBytes(300_000));
-  await s3.setFaults({ share: 1, kinds: ['error500', 'drop'], seed: 5 });
+  await suite.s3.setFaults({ share: 1, kinds: ['error500', 'drop'], seed: 5 });
   await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: 'clip.bin' }], { quiet: true }), (err: Error) => {
     assert.ok(err instanceof PaniniError);
     assert.match(err.message, /s3:\/\/panini-test\/faults-all/);
@@ -134,7 +124,7 @@ test('when every request fails, push and fetch stop with a clear message and lea
   const there = storeContext(subdir(root, 'all-there'), settings(prefix, 2));
   await assert.rejects(fetchConcepts(there, [file.concept], { quiet: true }), PaniniError);
   assert.deepEqual(storeAtoms(there), [], 'nothing half-downloaded in the local store');
-  await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+  await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   const probe = (await openRemote(storeContext(subdir(root, 'all-probe'), settings(prefix, 0))))!;
   try {
     assert.equal(await assertRemoteSound(probe), 0, 'nothing reached the remote');
@@ -150,22 +140,22 @@ test('git push and a fresh clone through the faulty proxy end with every file ex
   const origin = sb.initRepo('origin.git', { bare: true });
   const work = sb.initRepo('work');
   git(work, ['panini', 'track', '*.png', '*.mp4']);
-  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = s3://${s3.bucket}/faults-git\n\tretries = 6\n\ttimeout = 1500\n[panini "s3"]\n\tendpoint = ${s3.proxyEndpoint}\n\tforcePathStyle = true\n`);
+  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = s3://${suite.s3.bucket}/faults-git\n\tretries = 6\n\ttimeout = 1500\n[panini "s3"]\n\tendpoint = ${suite.s3.proxyEndpoint}\n\tforcePathStyle = true\n`);
   const files = { 'photo.png': 'photo.png', 'clip.mp4': 'course-a.mp4' };
   for (const [file, fixture] of Object.entries(files)) copyFileSync(path.join(fixturesDir, fixture), path.join(work, file));
   git(work, ['add', '.']);
   git(work, ['commit', '-q', '-m', 'media']);
   git(work, ['remote', 'add', 'origin', origin]);
-  await s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 99 });
-  await s3.stats(true);
+  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 99 });
+  await suite.s3.stats(true);
   try {
     git(work, ['push', '-q', 'origin', 'main']);
     const { dir: clone, checkout } = sb.clone(origin, 'clone', { env });
     assert.equal(checkout.status, 0, checkout.stderr);
     for (const [file, fixture] of Object.entries(files)) assert.equal(sha256File(path.join(clone, file)), sha256(readFixture(fixture)), file);
-    const seen = await s3.stats();
+    const seen = await suite.s3.stats();
     assert.ok(Object.values(seen.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected (${JSON.stringify(seen.faults)})`);
   } finally {
-    await s3.setFaults({ share: 0, kinds: [], seed: 1 });
+    await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   }
 });

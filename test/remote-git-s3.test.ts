@@ -3,34 +3,23 @@
  * finds the bucket, endpoint and path style in the committed .paniniconfig; credentials come
  * from the environment only (see helpers/git-remote-suite.ts).
  */
-import { after, before } from 'node:test';
 import { openRemote } from '../src/store/remote.js';
-import { tempDir } from './helpers/cli.js';
 import { defineGitEndToEnd } from './helpers/git-remote-suite.js';
 import { storeContext } from './helpers/remote.js';
-import { S3_CREDENTIALS, startS3Server, type S3Fixture } from './helpers/s3-server.js';
+import { S3_CREDENTIALS, useS3Suite } from './helpers/s3-server.js';
 
-let s3: S3Fixture;
-const { dir: root, dispose } = tempDir('panini-git-s3-');
+const suite = useS3Suite('panini-git-s3-');
+const root = suite.root;
 let count = 0;
-
-before(async () => {
-  Object.assign(process.env, S3_CREDENTIALS);
-  s3 = await startS3Server();
-});
-after(async () => {
-  await s3.stop();
-  dispose();
-});
 
 defineGitEndToEnd('s3', {
   async freshConfig() {
-    return `[panini]\n\turl = s3://${s3.bucket}/git-${++count}\n[panini "s3"]\n\tendpoint = ${s3.endpoint}\n\tforcePathStyle = true\n`;
+    return `[panini]\n\turl = s3://${suite.s3.bucket}/git-${++count}\n[panini "s3"]\n\tendpoint = ${suite.s3.endpoint}\n\tforcePathStyle = true\n`;
   },
   env: S3_CREDENTIALS,
   async countAtoms(config) {
     const url = /url = (\S+)/.exec(config)![1]!;
-    const backend = (await openRemote(storeContext(`${root}/probe`, { 'panini.url': url, 'panini.s3.endpoint': s3.endpoint, 'panini.s3.forcePathStyle': 'true' })))!;
+    const backend = (await openRemote(storeContext(`${root}/probe`, { 'panini.url': url, 'panini.s3.endpoint': suite.s3.endpoint, 'panini.s3.forcePathStyle': 'true' })))!;
     try {
       return (await backend.stats('atoms/')).objects;
     } finally {

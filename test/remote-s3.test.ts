@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sha256Hex } from '../src/hash.js';
 import { atomKey } from '../src/store/backend.js';
 import { openRemote } from '../src/store/remote.js';
@@ -14,27 +14,17 @@ import { S3_PART_SIZE } from '../src/store/s3.js';
 import { uploadAtom } from '../src/transfer/atoms.js';
 import { fetchAtoms } from '../src/transfer/fetch.js';
 import { pushConcepts } from '../src/transfer/push.js';
-import { tempDir } from './helpers/cli.js';
 import { addBytes, storeContext, subdir } from './helpers/remote.js';
 import { defineRemoteSuite } from './helpers/remote-suite.js';
-import { S3_CREDENTIALS, startS3Server, type S3Fixture } from './helpers/s3-server.js';
+import { S3_CREDENTIALS, useS3Suite } from './helpers/s3-server.js';
 import { sha256 } from './helpers/git.js';
 
-let s3: S3Fixture;
-const { dir: root, dispose } = tempDir('panini-s3-');
+const suite = useS3Suite('panini-s3-');
+const root = suite.root;
 let count = 0;
 
-before(async () => {
-  Object.assign(process.env, S3_CREDENTIALS);
-  s3 = await startS3Server();
-});
-after(async () => {
-  await s3.stop();
-  dispose();
-});
-
-function settingsFor(prefix: string, endpoint = s3.endpoint): Record<string, string> {
-  return { 'panini.url': `s3://${s3.bucket}/${prefix}`, 'panini.s3.endpoint': endpoint, 'panini.s3.forcePathStyle': 'true', 'panini.timeout': '5000' };
+function settingsFor(prefix: string, endpoint = suite.s3.endpoint): Record<string, string> {
+  return { 'panini.url': `s3://${suite.s3.bucket}/${prefix}`, 'panini.s3.endpoint': endpoint, 'panini.s3.forcePathStyle': 'true', 'panini.timeout': '5000' };
 }
 
 defineRemoteSuite('s3', {
@@ -50,14 +40,14 @@ test('s3: an atom above the part size goes up as a multipart upload and comes ba
   const big = randomBytes(S3_PART_SIZE + 2 * 1024 * 1024);
   const hash = sha256Hex(big);
   here.store.put(hash, big);
-  await s3.stats(true);
-  const backend = (await openRemote(storeContext(subdir(root, 'mp-probe'), { ...settings, 'panini.s3.endpoint': s3.proxyEndpoint })))!;
+  await suite.s3.stats(true);
+  const backend = (await openRemote(storeContext(subdir(root, 'mp-probe'), { ...settings, 'panini.s3.endpoint': suite.s3.proxyEndpoint })))!;
   try {
     await uploadAtom({ backend, store: here.store, settings: { concurrency: 2, attempts: 1, timeoutMs: 5000 } }, hash);
   } finally {
     backend.close();
   }
-  const seen = await s3.stats();
+  const seen = await suite.s3.stats();
   assert.ok((seen.byMethod.POST ?? 0) >= 2, 'CreateMultipartUpload and CompleteMultipartUpload');
   assert.ok((seen.byMethod.PUT ?? 0) >= 2, 'at least two parts');
   const there = storeContext(subdir(root, 'mp-there'), settings);

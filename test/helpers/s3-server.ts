@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { prng } from './fixtures.js';
 
@@ -208,4 +209,28 @@ if (process.argv[2] === '--serve' && process.argv[1] === fileURLToPath(import.me
     process.stderr.write(`s3 test server: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * For a test file: an S3 server started (with test credentials in the environment) before its tests
+ * and a temp directory, both stopped and removed after them. `s3` is valid inside tests.
+ */
+export function useS3Suite(label: string): { readonly s3: S3Fixture; readonly root: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), label));
+  let server: S3Fixture | undefined;
+  before(async () => {
+    Object.assign(process.env, S3_CREDENTIALS);
+    server = await startS3Server();
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get s3(): S3Fixture {
+      if (!server) throw new Error('the S3 server is started by before(): use it inside tests');
+      return server;
+    },
+    root: dir,
+  };
 }
