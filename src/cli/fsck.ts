@@ -4,7 +4,7 @@
  * and add up. A corrupt atom is moved aside to <store>/bad/<hash> (as Git LFS does with
  * .git/lfs/bad), so a later fetch can bring a good copy. Exit status 1 on any problem.
  */
-import { mkdirSync, renameSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MANIFEST_TYPES } from '../atom.js';
 import { AtomError, PaniniError } from '../errors.js';
@@ -13,6 +13,7 @@ import { PhaseProgress } from '../gc/progress.js';
 import { traverseAtoms, type Problem } from '../gc/reachability.js';
 import { sha256Hex } from '../hash.js';
 import type { LocalStore } from '../store/local.js';
+import { rewritePacks } from '../store/pack-writer.js';
 import { parseArgs } from './args.js';
 import { openContext } from './context.js';
 
@@ -73,6 +74,12 @@ function moveAside(store: LocalStore, hash: string): string {
   const dir = join(store.root, 'bad');
   mkdirSync(dir, { recursive: true });
   const target = join(dir, hash);
-  renameSync(store.atomPath(hash), target);
+  if (store.locate(hash)?.pack) {
+    // A packed atom: kept aside as a file, then its pack rewritten without it.
+    writeFileSync(target, store.readRaw(hash));
+    rewritePacks(store, (h) => h === hash);
+  } else {
+    renameSync(store.atomPath(hash), target);
+  }
   return target;
 }

@@ -2,13 +2,16 @@
  * Deciding and deleting: atoms nothing reaches and last written before the cutoff, temp files
  * left by interrupted writes (older than a day), and concept registry entries for files nothing
  * reaches. A lock keeps two collections apart; each deletion re-checks the file's time first, so
- * an atom an `add` re-used meanwhile (LocalStore.put refreshes it) is kept.
+ * an atom an `add` re-used meanwhile (LocalStore.put refreshes it) is kept. Loose atoms are
+ * deleted one by one; a pack holding unreachable atoms is rewritten without them (rewritePacks),
+ * unless it was written or refreshed since the cutoff.
  */
 import { closeSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PaniniError } from '../errors.js';
 import type { LocalStore, StoredAtom } from '../store/local.js';
+import { rewritePacks } from '../store/pack-writer.js';
 
 /** Temp files younger than this may belong to a write still running. */
 const TEMP_FILE_EXPIRY_MS = 24 * 3600 * 1000;
@@ -37,17 +40,37 @@ export function planPrune(store: LocalStore, live: ReadonlySet<string>, liveOids
     const st = statOrNull(path);
     if (st?.isFile() && st.mtimeMs < tempCutoff) plan.temps.push({ path, size: st.size });
   };
-  for (const hash of store.listNames((path) => {
-    if (path.slice(path.lastIndexOf('/') + 1).startsWith('.tmp-')) considerTemp(path);
-  })) {
+  // Temp files of interrupted writes, and packs whose index never arrived (or is damaged).
+  const considerStray = (path: string): void => {
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    if (name.startsWith('.tmp-') || name.endsWith('.pack')) considerTemp(path);
+  };
+  // An atom may be stored twice (loose and packed): it goes only when every copy is old enough.
+  const newest = new Map<string, StoredAtom>();
+  const consider = (atom: StoredAtom): void => {
+    if (live.has(atom.hash)) return;
+    const seen = newest.get(atom.hash);
+    if (!seen || seen.mtimeMs < atom.mtimeMs) newest.set(atom.hash, atom);
+  };
+  for (const hash of store.listLooseNames(considerStray)) {
     if (++plan.stored % 10_000 === 0) onListed?.(plan.stored);
     if (live.has(hash)) continue;
     const st = statOrNull(store.atomPath(hash));
-    if (!st) continue; // deleted meanwhile
-    if (st.mtimeMs < cutoffMs) plan.atoms.push({ hash, size: st.size, mtimeMs: st.mtimeMs });
+    if (st) consider({ hash, size: st.size, mtimeMs: st.mtimeMs }); // else deleted meanwhile
+  }
+  for (const pack of store.packIndexes(considerStray)) {
+    const st = statOrNull(pack.packPath);
+    if (!st) continue;
+    for (const e of pack.entries()) {
+      if (++plan.stored % 10_000 === 0) onListed?.(plan.stored);
+      consider({ hash: e.hash, size: e.size, mtimeMs: st.mtimeMs });
+    }
+  }
+  for (const atom of newest.values()) {
+    if (atom.mtimeMs < cutoffMs) plan.atoms.push(atom);
     else {
       plan.recent.count++;
-      plan.recent.bytes += st.size;
+      plan.recent.bytes += atom.size;
     }
   }
   for (const name of listDir(store.tmpDir)) considerTemp(join(store.tmpDir, name));
@@ -70,13 +93,22 @@ export interface PruneResult {
 
 export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: number, onDeleted?: (done: number, total: number) => void): PruneResult {
   const result: PruneResult = { atoms: [], refreshed: 0, temps: 0, concepts: 0 };
+  const doomed = new Set<string>();
   for (const [i, atom] of plan.atoms.entries()) {
     const path = store.atomPath(atom.hash);
     const st = statOrNull(path);
-    if (st && st.mtimeMs >= cutoffMs) result.refreshed++;
-    else if (st && removeFile(path)) result.atoms.push({ hash: atom.hash, size: st.size });
+    if (st && st.mtimeMs >= cutoffMs) {
+      result.refreshed++;
+      continue;
+    }
+    doomed.add(atom.hash);
+    if (st && removeFile(path)) result.atoms.push({ hash: atom.hash, size: st.size });
     if ((i + 1) % 1000 === 0) onDeleted?.(i + 1, plan.atoms.length);
   }
+  const loose = new Set(result.atoms.map((a) => a.hash));
+  const packed = rewritePacks(store, (hash) => doomed.has(hash), cutoffMs);
+  result.refreshed += packed.refreshedPacks;
+  for (const e of packed.removed) if (!loose.has(e.hash)) result.atoms.push({ hash: e.hash, size: e.size });
   for (const t of plan.temps) if (removeFile(t.path)) result.temps++;
   for (const c of plan.concepts) {
     const st = statOrNull(c.path);

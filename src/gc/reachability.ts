@@ -4,7 +4,6 @@
  * manifest is read once per traversal, however many concepts share it. Concepts of Git LFS
  * pointers come from the store's concept registry (the LFS oid is the file's SHA-256).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { MANIFEST_TYPES, type AtomType } from '../atom.js';
 import { parseConcept } from '../concept/concept.js';
 import { decodeManifest, decodeTrackManifest } from '../concept/manifest.js';
@@ -119,16 +118,5 @@ function manifestChildren(ref: AtomRef, store: LocalStore, site: BlobSite, depth
 }
 
 function startsWithManifestHeader(store: LocalStore, hash: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(store.atomPath(hash), 'r');
-  } catch {
-    return false;
-  }
-  try {
-    const head = Buffer.alloc(MANIFEST_HEADER.length);
-    return readSync(fd, head, 0, head.length, 0) === head.length && head.toString('latin1') === MANIFEST_HEADER;
-  } finally {
-    closeSync(fd);
-  }
+  return store.readHead(hash, MANIFEST_HEADER.length)?.toString('latin1') === MANIFEST_HEADER;
 }

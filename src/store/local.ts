@@ -1,17 +1,20 @@
 /**
- * The local atom store: `<root>/atoms/ab/cd/<sha256>`, one file per atom, named by the SHA-256 of
- * its bytes. Beside it: `tmp/` for spooled input and `concepts/` (every file cleaned into this
+ * The local atom store: loose atoms `<root>/atoms/ab/cd/<sha256>`, one file per atom, named by the
+ * SHA-256 of its bytes, and packs `<root>/packs/<id>.pack` holding the atoms of large files
+ * (pack.ts). Beside them: `tmp/` for spooled input and `concepts/` (every file cleaned into this
  * store, by oid: what `stats` and the Git LFS agent read).
  */
 import {
   closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
   renameSync, statSync, unlinkSync, utimesSync, writeSync,
 } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAtomHash } from '../atom.js';
 import { AtomError, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
+import { isPackId, PackIndex, readPackBytes } from './pack.js';
 
 /** No atom this program writes is larger; a bigger file under an atom's name is not one of ours. */
 export const MAX_ATOM_BYTES = 256 * 1024 * 1024;
@@ -33,6 +36,17 @@ export interface StoredAtom {
   mtimeMs: number;
 }
 
+/** Where an atom's bytes are: a whole loose file, or a range of a pack. */
+export interface AtomLocation {
+  path: string;
+  offset: number;
+  size: number;
+  pack?: PackIndex;
+}
+
+/** Open pack file descriptors kept for reads; beyond this the oldest is closed. */
+const MAX_OPEN_PACKS = 32;
+
 function shardPath(dir: string, hash: string): string {
   return join(dir, hash.slice(0, 2), hash.slice(2, 4), hash);
 }
@@ -41,12 +55,19 @@ export class LocalStore implements AtomReader, AtomWriter {
   readonly atomsDir: string;
   readonly conceptsDir: string;
   readonly tmpDir: string;
+  readonly packsDir: string;
   private readonly knownDirs = new Set<string>();
+  /** Loaded pack indexes by id; null until first needed. */
+  private packs: Map<string, PackIndex> | null = null;
+  private readonly openPacks = new Map<string, number>();
+  /** Loose shard directories seen, by first-level name: lets a writer skip a lookup bound to fail. */
+  private readonly looseShards = new Map<string, Set<string>>();
 
   constructor(readonly root: string) {
     this.atomsDir = join(root, 'atoms');
     this.conceptsDir = join(root, 'concepts');
     this.tmpDir = join(root, 'tmp');
+    this.packsDir = join(root, 'packs');
   }
 
   atomPath(hash: string): string {
@@ -55,7 +76,25 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   has(hash: string): boolean {
-    return existsSync(this.atomPath(hash));
+    return this.findPacked(hash) !== null || existsSync(this.atomPath(hash));
+  }
+
+  /**
+   * Whether a writer can skip this atom: present, and refreshed so that a concurrent gc keeps it
+   * (a pack once per writer, in `refreshed`). Cheap when absent: no system call for a loose atom
+   * whose shard directory did not exist when first looked at.
+   */
+  presentForWrite(hash: string, refreshed: Set<string>): boolean {
+    const packed = this.findPacked(hash);
+    if (packed) {
+      if (refreshed.has(packed.pack!.id) || freshen(packed.path)) {
+        refreshed.add(packed.pack!.id);
+        return true;
+      }
+      this.reloadPacks(); // gc removed that pack meanwhile
+      if (this.findPacked(hash)) return this.presentForWrite(hash, refreshed);
+    }
+    return this.looseShardExists(hash) && freshen(this.atomPath(hash));
   }
 
   put(hash: string, bytes: Uint8Array): boolean {
@@ -74,6 +113,17 @@ export class LocalStore implements AtomReader, AtomWriter {
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
   readRaw(hash: string): Buffer {
     const path = this.atomPath(hash);
+    const packed = this.findPacked(hash) ?? (this.reloadPacksIfChanged() ? this.findPacked(hash) : null);
+    if (packed) {
+      try {
+        return readPackBytes(this.packFd(packed.pack!), packed.offset, packed.size);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        this.reloadPacks(); // rewritten by gc since loaded: look again
+        const again = this.findPacked(hash);
+        if (again) return readPackBytes(this.packFd(again.pack!), again.offset, again.size);
+      }
+    }
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -99,6 +149,8 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   /** Size on disk, or -1 if absent. */
   sizeOf(hash: string): number {
+    const packed = this.findPacked(hash);
+    if (packed) return packed.size;
     try {
       return statSync(this.atomPath(hash)).size;
     } catch {
@@ -106,30 +158,77 @@ export class LocalStore implements AtomReader, AtomWriter {
     }
   }
 
-  delete(hash: string): boolean {
+  /** Where the atom's bytes are (a pack first, then a loose file), or null if absent. */
+  locate(hash: string): AtomLocation | null {
+    const packed = this.findPacked(hash);
+    if (packed) return packed;
+    const path = this.atomPath(hash);
     try {
-      unlinkSync(this.atomPath(hash));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
+      return { path, offset: 0, size: statSync(path).size };
+    } catch {
+      return null;
     }
   }
 
-  /** Every atom file; other names in the shard directories (temp files) go to `onOther`. */
+  /** The first `n` bytes of an atom (fewer if it is shorter), unverified; null if absent. */
+  readHead(hash: string, n: number): Buffer | null {
+    const at = this.locate(hash);
+    if (!at) return null;
+    let fd: number;
+    try {
+      fd = at.pack ? this.packFd(at.pack) : openSync(at.path, 'r');
+    } catch {
+      return null;
+    }
+    try {
+      return readPackBytes(fd, at.offset, Math.min(n, at.size));
+    } finally {
+      if (!at.pack) closeSync(fd);
+    }
+  }
+
+  /** Every atom, once each, with its size and last write (a packed atom: its pack's). */
   *list(onOther?: (path: string) => void): Generator<StoredAtom> {
-    for (const hash of this.listNames(onOther)) {
+    const seen = new Set<string>();
+    for (const hash of this.listLooseNames(onOther)) {
       try {
         const st = statSync(shardPath(this.atomsDir, hash));
+        seen.add(hash);
         yield { hash, size: st.size, mtimeMs: st.mtimeMs };
       } catch {
         // deleted while listing (a concurrent gc): not an atom any more
       }
     }
+    for (const pack of this.packIndexes(onOther)) {
+      const mtimeMs = statOrNull(pack.packPath)?.mtimeMs;
+      if (mtimeMs === undefined) continue;
+      for (const e of pack.entries()) {
+        if (seen.has(e.hash)) continue;
+        seen.add(e.hash);
+        yield { hash: e.hash, size: e.size, mtimeMs };
+      }
+    }
   }
 
-  /** The names of every atom, without a stat each (gc needs sizes and times only of a few). */
+  /** The names of every atom, once each, without a stat each (gc needs sizes and times only of a few). */
   *listNames(onOther?: (path: string) => void): Generator<string> {
+    const packs = this.packIndexes(onOther);
+    const seen = packs.length > 0 ? new Set<string>() : null;
+    for (const hash of this.listLooseNames(onOther)) {
+      seen?.add(hash);
+      yield hash;
+    }
+    for (const pack of packs) {
+      for (const e of pack.entries()) {
+        if (seen!.has(e.hash)) continue;
+        seen!.add(e.hash);
+        yield e.hash;
+      }
+    }
+  }
+
+  /** Loose atoms only: the names in the shard directories; other names (temp files) go to `onOther`. */
+  *listLooseNames(onOther?: (path: string) => void): Generator<string> {
     for (const a of listDir(this.atomsDir)) {
       if (a.length !== 2) continue;
       for (const b of listDir(join(this.atomsDir, a))) {
@@ -177,12 +276,121 @@ export class LocalStore implements AtomReader, AtomWriter {
     return join(this.tmpDir, `${label}-${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
+  /** Removes a loose atom file; returns false if there was none (packed copies stay: see rewritePacks). */
+  deleteLoose(hash: string): boolean {
+    try {
+      unlinkSync(this.atomPath(hash));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  /** The loaded pack indexes; damaged or orphaned pack files go to `onOther`. */
+  packIndexes(onOther?: (path: string) => void): PackIndex[] {
+    if (onOther) {
+      for (const name of listDir(this.packsDir)) {
+        const id = name.slice(0, -5);
+        const ok = (name.endsWith('.pack') || name.endsWith('.idx')) && isPackId(name.replace(/\.(pack|idx)$/, ''));
+        if (!ok || (name.endsWith('.pack') && !this.loadedPacks().has(id))) onOther(join(this.packsDir, name));
+      }
+    }
+    return [...this.loadedPacks().values()];
+  }
+
+  /** Makes a pack just written visible to this process. */
+  addPack(id: string): void {
+    const pack = PackIndex.load(this.packsDir, id);
+    if (pack) this.loadedPacks().set(id, pack);
+  }
+
+  /** Reads the packs directory again (packs written or removed by other processes). */
+  reloadPacks(): void {
+    const current = this.packs ?? new Map<string, PackIndex>();
+    this.packs = new Map();
+    this.packsDirMtime = statOrNull(this.packsDir)?.mtimeMs ?? 0;
+    for (const name of listDir(this.packsDir)) {
+      if (!name.endsWith('.idx')) continue;
+      const id = name.slice(0, -4);
+      if (!isPackId(id)) continue;
+      const pack = current.get(id) ?? PackIndex.load(this.packsDir, id);
+      if (pack) this.packs.set(id, pack);
+    }
+    for (const [id, fd] of this.openPacks) {
+      if (this.packs.has(id)) continue;
+      closeSync(fd);
+      this.openPacks.delete(id);
+    }
+  }
+
+  ensurePacksDir(): string {
+    mkdirSync(this.packsDir, { recursive: true });
+    return this.packsDir;
+  }
+
+  /** A fresh temp file name in `dir` (never listed as an atom or a pack; gc removes it once old). */
+  tempName(dir: string, suffix = ''): string {
+    return join(dir, `.tmp-${TEMP_PREFIX}-${tempCounter++}${suffix}`);
+  }
+
+  private packsDirMtime = 0;
+
+  private loadedPacks(): Map<string, PackIndex> {
+    if (this.packs === null) this.reloadPacks();
+    return this.packs!;
+  }
+
+  private reloadPacksIfChanged(): boolean {
+    if ((statOrNull(this.packsDir)?.mtimeMs ?? 0) === this.packsDirMtime) return false;
+    this.reloadPacks();
+    return true;
+  }
+
+  private findPacked(hash: string): AtomLocation | null {
+    const packs = this.loadedPacks();
+    if (packs.size === 0) return null;
+    const key = Buffer.from(hash, 'hex');
+    for (const pack of packs.values()) {
+      const i = pack.find(key);
+      if (i < 0) continue;
+      const e = pack.entry(i);
+      return { path: pack.packPath, offset: e.offset, size: e.size, pack };
+    }
+    return null;
+  }
+
+  private packFd(pack: PackIndex): number {
+    let fd = this.openPacks.get(pack.id);
+    if (fd !== undefined) return fd;
+    fd = openSync(pack.packPath, 'r');
+    if (this.openPacks.size >= MAX_OPEN_PACKS) {
+      const [oldest, oldFd] = this.openPacks.entries().next().value as [string, number];
+      closeSync(oldFd);
+      this.openPacks.delete(oldest);
+    }
+    this.openPacks.set(pack.id, fd);
+    return fd;
+  }
+
+  /** Whether the loose shard directory `ab/cd` of a hash existed when this process first looked. */
+  private looseShardExists(hash: string): boolean {
+    const a = hash.slice(0, 2);
+    let seen = this.looseShards.get(a);
+    if (!seen) {
+      seen = new Set(listDir(join(this.atomsDir, a)));
+      this.looseShards.set(a, seen);
+    }
+    return seen.has(hash.slice(2, 4));
+  }
+
   /** Creates (once per process) the shard directory of an atom path; returns it. */
   ensureDir(path: string): string {
     const dir = path.slice(0, path.lastIndexOf('/'));
     if (!this.knownDirs.has(dir)) {
       mkdirSync(dir, { recursive: true });
       this.knownDirs.add(dir);
+      if (dir.startsWith(this.atomsDir)) this.looseShards.get(hash2(dir))?.add(dir.slice(-2));
     }
     return dir;
   }
@@ -237,11 +445,22 @@ export function writeAtomically(dir: string, path: string, bytes: Uint8Array): v
   }
 }
 
-function storeWriteError(err: unknown, dir: string): Error {
+export function storeWriteError(err: unknown, dir: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') return new StoreError(`the disk holding the atom store is full (writing in ${dir})`, 'free some space (git panini gc removes unreachable atoms) and run the command again; nothing was half-written');
   if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return new StoreError(`the atom store is not writable (${dir}: ${code})`, 'check the permissions of the store directory, or set panini.storage to a writable place');
   return err as Error;
+}
+
+/** The first-level shard name of a shard directory path (`…/ab/cd` → `ab`). */
+const hash2 = (dir: string): string => dir.slice(-5, -3);
+
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
 }
 
 function listDir(dir: string): string[] {

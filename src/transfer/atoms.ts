@@ -4,7 +4,7 @@
  * instead of poisoning the remote. Downloads are hashed before they enter the local store.
  */
 import { createReadStream } from 'node:fs';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { atomKey, RemoteError, type Backend, type UploadBody } from '../store/backend.js';
@@ -69,8 +69,10 @@ function verifiedAtomBody(store: LocalStore, hash: string, size: number): Upload
           done(hasher.digest('hex') === hash ? null : new AtomError(hash, 'corrupt'));
         },
       });
-      const file = createReadStream(store.atomPath(hash));
-      file.on('error', (err) => verify.destroy((err as NodeJS.ErrnoException).code === 'ENOENT' ? new AtomError(hash, 'missing') : err));
+      const at = store.locate(hash);
+      // A packed atom is a range of its pack; a vanished one fails like a missing file.
+      const file = at?.pack && at.size === 0 ? Readable.from([]) : createReadStream(at?.path ?? store.atomPath(hash), at?.pack ? { start: at.offset, end: at.offset + at.size - 1 } : {});
+      file.on('error', (err: Error) => verify.destroy((err as NodeJS.ErrnoException).code === 'ENOENT' ? new AtomError(hash, 'missing') : err));
       verify.on('close', () => file.destroy());
       return file.pipe(verify);
     },

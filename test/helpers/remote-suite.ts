@@ -150,7 +150,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
 
     const file = addBytes(here, 'lost.bin', randomBytes(200_000));
     const victim = storeAtoms(here)[0]!;
-    here.store.delete(victim);
+    here.store.deleteLoose(victim);
     await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: 'media/lost.bin' }], { quiet: true }), (err: Error) => {
       assert.match(err.message, /refusing to push: 1 atom needed by media\/lost\.bin is neither in the local store nor in the remote store/);
       return true;

@@ -1,0 +1,151 @@
+/**
+ * Pack files: the new atoms of one large file written one after another into a single file, with
+ * an index beside it (docs/store-format.md, "Packs"). One sequential write instead of thousands of
+ * small files and shard directories: this is what makes `git add` of a large file fast. Like Git's
+ * packs, a pack is immutable once named; an atom leaves it only when gc or fsck rewrites it.
+ *
+ *   <id>.pack   "PANINI-PACK 1\n\0\0", then the atoms' bytes back to back
+ *   <id>.idx    "PANINI-IDX 1\n\0\0\0", count (u32 BE), 4 zero bytes, the atoms' hashes sorted
+ *               (32 bytes each), their offsets in the pack (u64 BE each), their sizes (u32 BE
+ *               each), then the SHA-256 of everything before it. <id> is that SHA-256 in hex.
+ */
+import { closeSync, fstatSync, openSync, readFileSync, readSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { sha256Hex } from '../hash.js';
+
+export const PACK_MAGIC = Buffer.from('PANINI-PACK 1\n\0\0', 'latin1');
+const IDX_MAGIC = Buffer.from('PANINI-IDX 1\n\0\0\0', 'latin1');
+const IDX_HEADER = IDX_MAGIC.length + 8;
+const HASH_BYTES = 32;
+/** An index larger than this (about 24 million atoms) is not one of ours. */
+const MAX_IDX_BYTES = 1024 * 1024 * 1024;
+
+export interface PackEntry {
+  hash: string;
+  offset: number;
+  size: number;
+}
+
+/** A loaded pack index: lookups by binary search within the bucket of the hash's first byte. */
+export class PackIndex {
+  private readonly fanout = new Uint32Array(257);
+
+  private constructor(
+    readonly id: string,
+    readonly packPath: string,
+    readonly idxPath: string,
+    readonly count: number,
+    private readonly hashes: Buffer,
+    private readonly offsets: Float64Array,
+    private readonly sizes: Uint32Array,
+  ) {
+    for (let i = 0; i < count; i++) this.fanout[hashes[i * HASH_BYTES]! + 1]!++;
+    for (let b = 1; b <= 256; b++) this.fanout[b]! += this.fanout[b - 1]!;
+  }
+
+  /**
+   * Reads and checks `<dir>/<id>.idx` against its checksum, its order and the size of its pack.
+   * Returns null for an index that does not hold together (fsck names it; reads ignore it).
+   */
+  static load(dir: string, id: string): PackIndex | null {
+    const idxPath = join(dir, `${id}.idx`);
+    const packPath = join(dir, `${id}.pack`);
+    let raw: Buffer;
+    let packSize: number;
+    try {
+      raw = readFileSync(idxPath);
+      const fd = openSync(packPath, 'r');
+      try {
+        packSize = fstatSync(fd).size;
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      return null;
+    }
+    if (raw.length < IDX_HEADER + HASH_BYTES || raw.length > MAX_IDX_BYTES || !raw.subarray(0, IDX_MAGIC.length).equals(IDX_MAGIC)) return null;
+    const body = raw.subarray(0, raw.length - HASH_BYTES);
+    const sum = sha256Hex(body);
+    if (sum !== id || sum !== raw.subarray(body.length).toString('hex')) return null;
+    const count = raw.readUInt32BE(IDX_MAGIC.length);
+    if (body.length !== IDX_HEADER + count * (HASH_BYTES + 12)) return null;
+    const hashes = raw.subarray(IDX_HEADER, IDX_HEADER + count * HASH_BYTES);
+    const offsets = new Float64Array(count);
+    const sizes = new Uint32Array(count);
+    const offsetsAt = IDX_HEADER + count * HASH_BYTES;
+    const sizesAt = offsetsAt + count * 8;
+    for (let i = 0; i < count; i++) {
+      const offset = Number(raw.readBigUInt64BE(offsetsAt + i * 8));
+      const size = raw.readUInt32BE(sizesAt + i * 4);
+      if (offset < PACK_MAGIC.length || offset + size > packSize) return null;
+      if (i > 0 && hashes.compare(hashes, i * HASH_BYTES, (i + 1) * HASH_BYTES, (i - 1) * HASH_BYTES, i * HASH_BYTES) >= 0) return null;
+      offsets[i] = offset;
+      sizes[i] = size;
+    }
+    return new PackIndex(id, packPath, idxPath, count, hashes, offsets, sizes);
+  }
+
+  /** The entry's position in this index, or -1. `key` is the 32-byte hash. */
+  find(key: Buffer): number {
+    let lo = this.fanout[key[0]!]!;
+    let hi = this.fanout[key[0]! + 1]! - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = this.hashes.compare(key, 0, HASH_BYTES, mid * HASH_BYTES, (mid + 1) * HASH_BYTES);
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  entry(i: number): PackEntry {
+    return { hash: this.hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES), offset: this.offsets[i]!, size: this.sizes[i]! };
+  }
+
+  *entries(): Generator<PackEntry> {
+    for (let i = 0; i < this.count; i++) yield this.entry(i);
+  }
+}
+
+/** The index of `entries` (any order; hashes distinct), and its id. */
+export function encodeIndex(entries: readonly PackEntry[]): { id: string; bytes: Buffer } {
+  const sorted = [...entries].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+  const n = sorted.length;
+  const bytes = Buffer.alloc(IDX_HEADER + n * (HASH_BYTES + 12) + HASH_BYTES);
+  IDX_MAGIC.copy(bytes, 0);
+  bytes.writeUInt32BE(n, IDX_MAGIC.length);
+  const offsetsAt = IDX_HEADER + n * HASH_BYTES;
+  const sizesAt = offsetsAt + n * 8;
+  sorted.forEach((e, i) => {
+    bytes.write(e.hash, IDX_HEADER + i * HASH_BYTES, 'hex');
+    bytes.writeBigUInt64BE(BigInt(e.offset), offsetsAt + i * 8);
+    bytes.writeUInt32BE(e.size, sizesAt + i * 4);
+  });
+  const body = bytes.subarray(0, bytes.length - HASH_BYTES);
+  const id = sha256Hex(body);
+  bytes.write(id, body.length, 'hex');
+  return { id, bytes };
+}
+
+/** Reads `size` bytes at `offset` of an open pack (short only if the pack was cut). */
+export function readPackBytes(fd: number, offset: number, size: number): Buffer {
+  const buf = Buffer.allocUnsafe(size);
+  let done = 0;
+  while (done < size) {
+    const n = readSync(fd, buf, done, size - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === size ? buf : buf.subarray(0, done);
+}
+
+export const isPackId = (name: string): boolean => /^[0-9a-f]{64}$/.test(name);
+
+export function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}

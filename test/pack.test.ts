@@ -1,0 +1,179 @@
+/**
+ * Packs (docs/store-format.md, "Packs"): a large file's atoms go into one pack named by its index;
+ * damaged indexes and interrupted writes are never read; gc rewrites packs without unreachable
+ * atoms but leaves a pack an add refreshed; fsck moves a corrupt packed atom aside.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { buildConcept } from '../src/concept/build.js';
+import { parseConcept } from '../src/concept/concept.js';
+import { executePrune, planPrune } from '../src/gc/prune.js';
+import { sha256Hex } from '../src/hash.js';
+import { leafRefs, reconstruct } from '../src/reconstruct/reconstruct.js';
+import { BufferSource } from '../src/source.js';
+import { LocalStore } from '../src/store/local.js';
+import { PackWriter, rewritePacks } from '../src/store/pack-writer.js';
+import { tempDir } from './helpers/cli.js';
+import { prng } from './helpers/fixtures.js';
+
+const MiB = 1024 * 1024;
+
+function freshStore(): LocalStore {
+  const { dir, dispose } = tempDir('panini-pack-');
+  after(dispose);
+  return new LocalStore(path.join(dir, 'store'));
+}
+
+function randomBytes(size: number, seed: number): Buffer {
+  const next = prng(seed);
+  const buf = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 4) buf.writeUInt32LE(next(0x1_0000_0000) >>> 0, i);
+  return buf;
+}
+
+function rebuild(store: LocalStore, text: string): Buffer {
+  const parts: Buffer[] = [];
+  reconstruct(parseConcept(text), store, (b) => parts.push(Buffer.from(b)));
+  return Buffer.concat(parts);
+}
+
+const packFiles = (store: LocalStore): string[] => (existsSync(store.packsDir) ? readdirSync(store.packsDir).sort() : []);
+const looseCount = (store: LocalStore): number => [...store.listLooseNames()].length;
+const age = (file: string, days: number): void => {
+  const t = new Date(Date.now() - days * 86_400_000);
+  utimesSync(file, t, t);
+};
+
+describe('packs', () => {
+  test('a large file is stored as one pack and rebuilt exactly; a small one stays loose', () => {
+    const store = freshStore();
+    const big = randomBytes(12 * MiB, 1);
+    const built = buildConcept(new BufferSource(big), store);
+    const files = packFiles(store);
+    assert.equal(files.length, 2, files.join());
+    const id = files[0]!.slice(0, -4);
+    assert.deepEqual(files, [`${id}.idx`, `${id}.pack`]);
+    assert.equal(looseCount(store), 0, 'no loose atom for a packed file');
+    assert.deepEqual(rebuild(store, built.text), big);
+    for (const leaf of leafRefs(parseConcept(built.text), store)) assert.equal(store.locate(leaf.hash)?.pack?.id, id);
+
+    const small = randomBytes(300_000, 2);
+    const builtSmall = buildConcept(new BufferSource(small), store);
+    assert.ok(looseCount(store) > 0);
+    assert.equal(packFiles(store).length, 2);
+    assert.deepEqual(rebuild(store, builtSmall.text), small);
+    // A second process sees both.
+    const other = new LocalStore(store.root);
+    assert.deepEqual(rebuild(other, built.text), big);
+    assert.equal(new Set(other.listNames()).size, [...other.listNames()].length, 'each atom listed once');
+  });
+
+  test('a new version re-uses packed atoms, refreshing the pack, and packs only what is new', () => {
+    const store = freshStore();
+    const v1 = randomBytes(10 * MiB, 3);
+    buildConcept(new BufferSource(v1), store);
+    const [idx1, pack1] = packFiles(store);
+    age(path.join(store.packsDir, pack1!), 30);
+    const v2 = Buffer.concat([v1.subarray(0, 5 * MiB), randomBytes(64 * 1024, 4), v1.subarray(5 * MiB)]);
+    const built = buildConcept(new BufferSource(v2), new LocalStore(store.root));
+    assert.ok(Date.now() - statSync(path.join(store.packsDir, pack1!)).mtimeMs < 60_000, 'the re-used pack was refreshed');
+    const second = packFiles(store).filter((f) => f !== idx1 && f !== pack1 && f.endsWith('.pack'));
+    assert.equal(second.length, 1);
+    assert.ok(statSync(path.join(store.packsDir, second[0]!)).size < 2 * MiB, 'only new atoms and manifests in the new pack');
+    assert.deepEqual(rebuild(new LocalStore(store.root), built.text), v2);
+  });
+
+  test('a damaged index is ignored: its atoms are missing, never read from the wrong place', () => {
+    const store = freshStore();
+    const built = buildConcept(new BufferSource(randomBytes(9 * MiB, 5)), store);
+    const idx = packFiles(store).find((f) => f.endsWith('.idx'))!;
+    const file = path.join(store.packsDir, idx);
+    const bytes = readFileSync(file);
+    bytes[40] = bytes[40]! ^ 1; // a hash byte: the checksum no longer matches
+    writeFileSync(file, bytes);
+    const fresh = new LocalStore(store.root);
+    const leaf = leafRefs(parseConcept(built.text), store)[0]!;
+    assert.equal(fresh.has(leaf.hash), false);
+    assert.throws(() => fresh.get(leaf.hash), /missing/);
+    const strays: string[] = [];
+    fresh.packIndexes((p) => strays.push(path.basename(p)));
+    assert.ok(strays.some((s) => s.endsWith('.pack')), 'the unindexed pack is reported as a stray');
+  });
+
+  test('an interrupted write leaves only a temp file, which is never listed and which gc removes once old', () => {
+    const store = freshStore();
+    const writer = new PackWriter(store);
+    const atom = randomBytes(100_000, 6);
+    assert.equal(writer.put(sha256Hex(atom), atom), true);
+    // Dropped without finish (as if killed): nothing named.
+    const temps = readdirSync(store.packsDir);
+    assert.equal(temps.length, 1);
+    assert.match(temps[0]!, /^\.tmp-.*\.pack$/);
+    assert.equal(new LocalStore(store.root).has(sha256Hex(atom)), false);
+    assert.deepEqual([...new LocalStore(store.root).listNames()], []);
+    age(path.join(store.packsDir, temps[0]!), 2);
+    const plan = planPrune(store, new Set(), new Set(), Date.now(), Date.now());
+    assert.deepEqual(plan.temps.map((t) => path.basename(t.path)), temps);
+    executePrune(store, plan, Date.now());
+    assert.deepEqual(readdirSync(store.packsDir), []);
+    writer.abort();
+  });
+
+  test('gc rewrites an old pack without its unreachable atoms, and leaves a refreshed pack whole', () => {
+    const store = freshStore();
+    const a = buildConcept(new BufferSource(randomBytes(9 * MiB, 7)), store);
+    const live = new Set(store.listNames()); // a's atoms and manifests
+    const b = buildConcept(new BufferSource(randomBytes(9 * MiB, 8)), store);
+    const deadLeaves = leafRefs(parseConcept(b.text), store);
+    const dead = [...new LocalStore(store.root).listNames()].filter((h) => !live.has(h));
+    assert.ok(dead.length > deadLeaves.length, 'b\'s leaves and manifests');
+    for (const f of packFiles(store)) age(path.join(store.packsDir, f), 30);
+    // A writer refreshing b's pack (an add re-using its atoms) just before gc: b survives whole.
+    new LocalStore(store.root).presentForWrite(deadLeaves[0]!.hash, new Set());
+    const cutoff = Date.now() - 14 * 86_400_000;
+    let plan = planPrune(store, live, new Set(), cutoff, Date.now());
+    assert.equal(plan.atoms.length, 0, 'the refreshed pack is recent: nothing to prune');
+    assert.equal(plan.recent.count, dead.length);
+
+    for (const f of packFiles(store)) age(path.join(store.packsDir, f), 30);
+    plan = planPrune(store, live, new Set(), cutoff, Date.now());
+    assert.equal(plan.atoms.length, dead.length);
+    const result = executePrune(store, plan, cutoff);
+    assert.equal(result.atoms.length, plan.atoms.length);
+    const after = new LocalStore(store.root);
+    for (const hash of dead) assert.equal(after.has(hash), false);
+    assert.deepEqual(rebuild(after, a.text), rebuild(store, a.text));
+    assert.equal(packFiles(store).length, 2, 'one pack left: a\'s');
+  });
+
+  test('a reader holding an index from before a rewrite finds the atoms in the new pack', () => {
+    const store = freshStore();
+    const data = randomBytes(9 * MiB, 9);
+    const built = buildConcept(new BufferSource(data), store);
+    const leaves = leafRefs(parseConcept(built.text), store);
+    const reader = new LocalStore(store.root);
+    assert.equal(reader.has(leaves[0]!.hash), true); // indexes loaded, pack not yet opened
+    const gone = leaves[leaves.length - 1]!.hash;
+    rewritePacks(new LocalStore(store.root), (h) => h === gone);
+    for (const leaf of leaves.slice(0, -1)) assert.equal(sha256Hex(reader.get(leaf.hash)), leaf.hash);
+    assert.throws(() => reader.get(gone), /missing/);
+  });
+
+  test('fsck\'s move aside: a corrupt packed atom leaves its pack, the others stay readable', () => {
+    const store = freshStore();
+    const built = buildConcept(new BufferSource(randomBytes(9 * MiB, 10)), store);
+    const leaves = leafRefs(parseConcept(built.text), store);
+    const victim = leaves[3]!;
+    const at = store.locate(victim.hash)!;
+    const pack = readFileSync(at.path);
+    pack[at.offset + 10] = pack[at.offset + 10]! ^ 0xff;
+    writeFileSync(at.path, pack);
+    const reader = new LocalStore(store.root);
+    assert.throws(() => reader.get(victim.hash), /corrupt/);
+    rewritePacks(reader, (h) => h === victim.hash);
+    assert.equal(reader.has(victim.hash), false);
+    for (const leaf of leaves) if (leaf.hash !== victim.hash) assert.equal(reader.get(leaf.hash).length, leaf.size);
+  });
+});
