@@ -82,7 +82,7 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): 
   return likeFile ? receiveLikeFile(next, likeFile, tempPath) : spoolChunks(next, tempPath);
 }
 
-/** Same, for any pull-style reader of chunks (null at the end). Chunks handed over are kept. */
+/** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
 export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -92,7 +92,7 @@ export function spoolChunks(next: () => Buffer | null, tempPath: () => string): 
       const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
       return { source: new BufferSource(all), head: all.subarray(0, 4096), dispose: () => undefined };
     }
-    chunks.push(chunk);
+    chunks.push(Buffer.from(chunk));
     total += chunk.length;
     if (total > IN_MEMORY_LIMIT) break;
   }
@@ -141,9 +141,12 @@ export function receiveLikeFile(next: () => Buffer | null, path: string, tempPat
   const file = FileSource.fromFd(fd);
   let pos = 0;
   let pending: Buffer | null = null;
+  const mine = Buffer.allocUnsafe(READ_CHUNK); // one buffer for the whole comparison
   for (let chunk = next(); chunk !== null; chunk = next()) {
-    if (!file.read(pos, chunk.length).equals(chunk)) {
-      pending = chunk;
+    const n = Math.min(chunk.length, mine.length);
+    const same = chunk.length <= mine.length && file.readInto(mine, 0, pos, n) === n && mine.subarray(0, n).equals(chunk);
+    if (!same) {
+      pending = Buffer.from(chunk);
       break;
     }
     pos += chunk.length;

@@ -62,7 +62,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     let input: SpooledInput;
     try {
       const next = (): Buffer | null => {
-        const p = reader.read();
+        const p = reader.readTransient(); // spooling copies what it keeps
         if (p === null || p === undefined) contentEnded = true;
         return p ?? null;
       };

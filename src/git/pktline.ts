@@ -12,19 +12,29 @@ const FLUSH = Buffer.from('0000');
 const READ_BUFFER = 256 * 1024;
 
 export class PktReader {
-  // Bytes [start, end) of buf are received but not yet consumed. Payloads handed out are views into
-  // buf, so a full buffer is replaced rather than reused (its views stay valid for their holders).
+  // Bytes [start, end) of buf are received but not yet consumed. Payloads handed out by read() are
+  // views into buf, so once one is out a full buffer is replaced rather than reused (its views stay
+  // valid for their holders); after only transient reads it is compacted in place instead, which
+  // spares a gigabyte of fresh memory (and its page faults) per gigabyte of content.
   private buf = Buffer.allocUnsafe(READ_BUFFER);
   private start = 0;
   private end = 0;
+  private shared = false;
   constructor(private readonly fd: number) {}
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
   read(): Buffer | null | undefined {
+    const payload = this.readTransient();
+    if (payload) this.shared = true;
+    return payload;
+  }
+
+  /** Same, but the payload is valid only until the next read: the caller copies what it keeps. */
+  readTransient(): Buffer | null | undefined {
     const head = this.take(4);
     if (head === undefined) return undefined;
-    const len = parseInt(head.toString('latin1'), 16);
-    if (!/^[0-9a-f]{4}$/i.test(head.toString('latin1')) || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
+    const len = parseHexLength(head);
+    if (len < 0 || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
       throw new PaniniError(`bad pkt-line header ${JSON.stringify(head.toString('latin1'))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
     }
     if (len === 0) return null;
@@ -57,11 +67,16 @@ export class PktReader {
   private take(n: number): Buffer | undefined {
     while (this.end - this.start < n) {
       if (this.buf.length - this.start < n || this.end === this.buf.length) {
-        const next = Buffer.allocUnsafe(Math.max(READ_BUFFER, n));
-        this.buf.copy(next, 0, this.start, this.end);
+        if (this.shared || this.buf.length < n) {
+          const next = Buffer.allocUnsafe(Math.max(READ_BUFFER, n));
+          this.buf.copy(next, 0, this.start, this.end);
+          this.buf = next;
+          this.shared = false;
+        } else {
+          this.buf.copyWithin(0, this.start, this.end);
+        }
         this.end -= this.start;
         this.start = 0;
-        this.buf = next;
       }
       const got = readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
@@ -74,6 +89,18 @@ export class PktReader {
     this.start += n;
     return out;
   }
+}
+
+/** The value of four hex digits, or -1 if they are not. */
+function parseHexLength(head: Buffer): number {
+  let len = 0;
+  for (let i = 0; i < 4; i++) {
+    const c = head[i]!;
+    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+    if (digit < 0) return -1;
+    len = len * 16 + digit;
+  }
+  return len;
 }
 
 /** Buffers small packets and writes them in large syscalls. */

@@ -46,11 +46,11 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
   const { format, info, segments, tracks: trackInfo } = decompose(src);
   const tracks: TrackLeaves[] | undefined = trackInfo?.map((t) => ({ ...t, samples: 0, leaves: [] }));
   const trackOf = (seg: Segment): TrackLeaves | undefined => (seg.track === undefined ? undefined : tracks?.[seg.track]);
-  const whole = newSha256();
+  const whole = store.fileDigest ? null : newSha256(); // else the writer hashes the file
   const leaves: ContentRef[] = [];
   let written = 0;
   const emit = (bytes: Uint8Array, seg: Segment, offset: number): void => {
-    whole.update(bytes);
+    whole?.update(bytes);
     const hash = sha256Hex(bytes);
     if (store.put(hash, bytes)) written++;
     const ref = { hash, type: seg.type, offset, size: bytes.length };
@@ -63,7 +63,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
     if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
     else emit(src.read(seg.offset, seg.size), seg, seg.offset);
   }
-  return { oid: whole.digest('hex'), size: src.size, format, info, leaves, written, tracks };
+  return { oid: whole ? whole.digest('hex') : store.fileDigest!(), size: src.size, format, info, leaves, written, tracks };
 }
 
 /**

@@ -28,6 +28,11 @@ export interface AtomReader {
 export interface AtomWriter {
   /** Stores bytes whose SHA-256 is `hash`; returns true if written, false if already present. */
   put(hash: string, bytes: Uint8Array): boolean;
+  /**
+   * Optional: the SHA-256 of everything put so far, when the writer computes it (PackWriter does,
+   * on its worker thread); ingest then puts every piece in file order and asks for it at the end.
+   */
+  fileDigest?(): string;
 }
 
 export interface StoredAtom {

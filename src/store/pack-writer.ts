@@ -4,19 +4,21 @@
  * pack's atoms only after the index is renamed into place, so a crash leaves at most a temp file
  * (gc removes it), never a half-written atom under a name.
  *
- * With `background`, a worker thread does the writing, at most IN_FLIGHT bytes behind, so `git
+ * With `background`, a worker thread does the writing, at most 64 MiB behind, so `git
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
 import { closeSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { Hash } from 'node:crypto';
+import { newSha256 } from '../hash.js';
 import { PaniniError } from '../errors.js';
 import { storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry } from './pack.js';
 
-const IN_FLIGHT = 64 * 1024 * 1024;
-/** New atoms are sent to the worker in batches this large (one message each, not one per atom). */
-const BATCH_BYTES = 4 * 1024 * 1024;
+/** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
+const SLOT_BYTES = 4 * 1024 * 1024;
+const SLOTS = 16;
 const ERROR_CODE_BYTES = 256;
 /** The worker signals it is running within this time, else atoms are written on this thread. */
 const START_TIMEOUT_MS = 10_000;
@@ -26,7 +28,7 @@ const STALL_TIMEOUT_MS = 120_000;
 export interface PackWriterOptions {
   /** Write on a worker thread (worth it for files of tens of MiB and more). */
   background?: boolean;
-  /** Skip atoms the store already holds (refreshing them for gc); false when gc rewrites a pack. */
+  /** Skip atoms the store already holds (refreshing them for gc), and hash the file (fileDigest); false when gc rewrites a pack. */
   dedup?: boolean;
 }
 
@@ -39,20 +41,44 @@ export class PackWriter implements AtomWriter {
   private end = PACK_MAGIC.length;
   private worker: BackgroundWrites | null = null;
   private readonly dedup: boolean;
+  /** The file's SHA-256 when computed on this thread (no worker); null once digested. */
+  private fileHasher: Hash | null;
 
-  constructor(private readonly store: LocalStore, private readonly options: PackWriterOptions = {}) {
+  constructor(private readonly store: LocalStore, options: PackWriterOptions = {}) {
     this.dedup = options.dedup ?? true;
+    this.fileHasher = this.dedup ? newSha256() : null;
+    if (options.background) this.worker = new BackgroundWrites();
   }
 
+  /**
+   * Every piece of the file comes through here in file order (see ingest), new or not; until
+   * fileDigest() they also make up the file's SHA-256, which the worker computes when there is one.
+   */
   put(hash: string, bytes: Uint8Array): boolean {
-    if (this.entries.has(hash) || (this.dedup && this.store.presentForWrite(hash, this.refreshed))) return false;
-    if (this.fd < 0) this.open();
-    const offset = this.end;
-    this.end += bytes.length;
-    this.entries.set(hash, { hash, offset, size: bytes.length });
-    if (this.worker?.running()) this.worker.append(this.fd, offset, bytes);
-    else this.writeHere(bytes, offset);
-    return true;
+    const fresh = !this.entries.has(hash) && !(this.dedup && this.store.presentForWrite(hash, this.refreshed));
+    let offset = -1;
+    if (fresh) {
+      if (this.fd < 0) this.open();
+      offset = this.end;
+      this.end += bytes.length;
+      this.entries.set(hash, { hash, offset, size: bytes.length });
+    }
+    const hashing = this.fileHasher !== null;
+    if (this.worker?.running()) {
+      if (hashing || fresh) this.worker.append(this.fd, bytes, hashing, offset);
+    } else {
+      if (hashing) this.fileHasher!.update(bytes);
+      if (fresh) this.writeHere(bytes, offset);
+    }
+    return fresh;
+  }
+
+  /** The SHA-256 of the pieces put so far (the file); later puts (its manifests) are not part of it. */
+  fileDigest(): string {
+    if (!this.fileHasher) throw new Error('fileDigest: this writer is not hashing a file (called twice, or a pack rewrite)');
+    const digest = this.worker?.running() ? this.worker.fileDigest() : this.fileHasher.digest('hex');
+    this.fileHasher = null;
+    return digest;
   }
 
   /** Writes the index and names the pack; returns its id, or null if no atom was new. */
@@ -99,7 +125,6 @@ export class PackWriter implements AtomWriter {
       throw storeWriteError(err, dir);
     }
     this.writeHere(PACK_MAGIC, 0);
-    if (this.options.background) this.worker = new BackgroundWrites();
   }
 
   private writeHere(bytes: Uint8Array, position: number): void {
@@ -112,87 +137,118 @@ export class PackWriter implements AtomWriter {
   }
 }
 
-/** The worker thread and the shared counters that bound what it has queued. */
+/**
+ * The worker thread and a ring of SLOTS shared buffers: the main thread copies pieces into a free
+ * slot and posts its number with what to do (hash the slot into the file's SHA-256, write ranges
+ * of it at pack offsets); the worker does it and frees the slot. Reusing the same memory spares an
+ * allocation (and its page faults) per batch; hashing there takes the file's SHA-256 off the main
+ * thread, which chunks and hashes atoms.
+ */
 class BackgroundWrites {
-  // state[0]: bytes queued and not yet written; state[1]: 1 once a write failed; state[2]: 1 once the worker runs.
-  private readonly state = new Int32Array(new SharedArrayBuffer(12));
+  // state[0]: 1 once a write failed; state[1]: 1 once the worker runs; state[2]: 1 once the digest is
+  // ready; state[3 + i]: 1 while slot i is queued.
+  private readonly state = new Int32Array(new SharedArrayBuffer(4 * (3 + SLOTS)));
+  private readonly ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
   private readonly errorCode = new SharedArrayBuffer(ERROR_CODE_BYTES);
+  private readonly digest = new SharedArrayBuffer(32);
   private readonly worker: Worker;
   private mode: 'unknown' | 'worker' | 'inline' = 'unknown';
-  /** Atoms waiting to be sent: contiguous in the pack from batchAt. */
-  private batch: Buffer | null = null;
-  private batchFill = 0;
-  private batchAt = 0;
-  private batchFd = -1;
+  /** The slot being filled (-1: none), how full it is, whether it is hashed, its writes (slot offset, length, pack offset). */
+  private slot = -1;
+  private nextSlot = 0;
+  private fill = 0;
+  private hashed = false;
+  private writes: number[] = [];
+  private fd = -1;
 
   constructor() {
     this.worker = new Worker(new URL('./pack-writer-worker.js', import.meta.url), {
-      workerData: { state: this.state.buffer, errorCode: this.errorCode },
+      workerData: { state: this.state.buffer, ring: this.ring, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest },
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.
       execArgv: [],
     });
   }
 
-  /** Whether writes go to the worker; waits (once, bounded) for it to start. */
+  /** Whether the worker does the work; waits (once, bounded) for it to start. */
   running(): boolean {
     if (this.mode === 'unknown') {
-      Atomics.wait(this.state, 2, 0, START_TIMEOUT_MS);
-      this.mode = Atomics.load(this.state, 2) === 1 ? 'worker' : 'inline'; // inline: slower, still correct
+      Atomics.wait(this.state, 1, 0, START_TIMEOUT_MS);
+      this.mode = Atomics.load(this.state, 1) === 1 ? 'worker' : 'inline'; // inline: slower, still correct
     }
     return this.mode === 'worker';
   }
 
-  /** Queues bytes for `position` of the pack; positions follow one another (appends). */
-  append(fd: number, position: number, bytes: Uint8Array): void {
-    if (this.batch && this.batchFill + bytes.length > this.batch.length) this.send();
-    if (!this.batch) {
-      // Copied: the caller reuses its buffer once put returns.
-      this.batch = Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length));
-      this.batchFill = 0;
-      this.batchAt = position;
-      this.batchFd = fd;
+  /** Queues a piece: hashed into the file's SHA-256 if `hash`, written at `packOffset` unless it is -1. */
+  append(fd: number, bytes: Uint8Array, hash: boolean, packOffset: number): void {
+    if (this.slot >= 0 && this.hashed !== hash) this.send();
+    if (fd >= 0) this.fd = fd; // the pack is opened at the first new atom, maybe mid-slot
+    for (let done = 0; done < bytes.length;) {
+      if (this.slot >= 0 && this.fill === SLOT_BYTES) this.send();
+      if (this.slot < 0) this.take(hash);
+      const n = Math.min(SLOT_BYTES - this.fill, bytes.length - done);
+      new Uint8Array(this.ring, this.slot * SLOT_BYTES + this.fill, n).set(bytes.subarray(done, done + n));
+      if (packOffset >= 0) this.addWrite(this.fill, n, packOffset + done);
+      this.fill += n;
+      done += n;
     }
-    this.batch.set(bytes, this.batchFill);
-    this.batchFill += bytes.length;
   }
 
-  /** Waits for every queued write; throws the first write error. */
+  /** The SHA-256 of every hashed piece, once the worker has seen them all. */
+  fileDigest(): string {
+    this.send();
+    this.worker.postMessage({ digest: true });
+    this.waitWhile(2, 0);
+    return Buffer.from(this.digest).toString('hex');
+  }
+
+  /** Waits for every queued piece; throws the first write error. */
   drain(): void {
     this.send();
-    this.waitUntilQueued(0);
-    this.throwIfFailed();
-  }
-
-  private send(): void {
-    if (!this.batch) return;
-    const bytes = this.batch.subarray(0, this.batchFill);
-    this.batch = null;
-    this.waitUntilQueued(IN_FLIGHT - bytes.length);
-    this.throwIfFailed();
-    Atomics.add(this.state, 0, bytes.length);
-    this.worker.postMessage({ fd: this.batchFd, position: this.batchAt, bytes }, [bytes.buffer as ArrayBuffer]);
+    for (let i = 0; i < SLOTS; i++) this.waitWhile(3 + i, 1);
   }
 
   stop(): void {
     void this.worker.terminate();
   }
 
-  private waitUntilQueued(limit: number): void {
-    let last = Atomics.load(this.state, 0);
-    let progressAt = Date.now();
-    for (let queued = last; queued > Math.max(0, limit); queued = Atomics.load(this.state, 0)) {
-      if (queued !== last) {
-        last = queued;
-        progressAt = Date.now();
-      } else if (Date.now() - progressAt > STALL_TIMEOUT_MS) {
-        throw new PaniniError(`the atom writer thread wrote nothing for ${STALL_TIMEOUT_MS / 1000} s`, 'check the disk holding the store, then run the command again; nothing was named in the store');
+  private take(hash: boolean): void {
+    this.slot = this.nextSlot;
+    this.nextSlot = (this.nextSlot + 1) % SLOTS;
+    this.waitWhile(3 + this.slot, 1);
+    this.fill = 0;
+    this.hashed = hash;
+    this.writes = [];
+  }
+
+  private addWrite(at: number, length: number, packOffset: number): void {
+    const w = this.writes;
+    const last = w.length - 3;
+    // Consecutive new atoms are consecutive in the pack: one write.
+    if (last >= 0 && w[last]! + w[last + 1]! === at && w[last + 2]! + w[last + 1]! === packOffset) w[last + 1]! += length;
+    else w.push(at, length, packOffset);
+  }
+
+  private send(): void {
+    if (this.slot < 0) return;
+    Atomics.store(this.state, 3 + this.slot, 1);
+    this.worker.postMessage({ fd: this.fd, slot: this.slot, length: this.fill, hash: this.hashed, writes: this.writes });
+    this.slot = -1;
+  }
+
+  /** Waits while state[index] holds `value`, reporting a worker that stalls; then throws any write error. */
+  private waitWhile(index: number, value: number): void {
+    const since = Date.now();
+    while (Atomics.load(this.state, index) === value) {
+      if (Date.now() - since > STALL_TIMEOUT_MS) {
+        throw new PaniniError(`the atom writer thread made no progress for ${STALL_TIMEOUT_MS / 1000} s`, 'check the disk holding the store, then run the command again; nothing was named in the store');
       }
-      Atomics.wait(this.state, 0, queued, 1000);
+      Atomics.wait(this.state, index, value, 1000);
     }
+    this.throwIfFailed();
   }
 
   private throwIfFailed(): void {
-    if (Atomics.load(this.state, 1) === 0) return;
+    if (Atomics.load(this.state, 0) === 0) return;
     const bytes = new Uint8Array(this.errorCode);
     const end = bytes.indexOf(0);
     const code = Buffer.from(bytes.subarray(0, end < 0 ? bytes.length : end)).toString();
