@@ -26,7 +26,7 @@ export function buildConcept(src: Source, store: LocalStore, options: IngestOpti
   let built: BuiltConcept;
   if (src.size < PACK_MIN) built = storeAtoms(src, store, options);
   else {
-    const pack = new PackWriter(store, { background: src.size >= BACKGROUND_WRITE_MIN });
+    const pack = new PackWriter(store, { background: src.size >= BACKGROUND_WRITE_MIN, hashFile: true });
     try {
       built = storeAtoms(src, pack, options);
       // Named before the concept is handed out: a concept never names an atom not yet in the store.

@@ -28,8 +28,10 @@ const STALL_TIMEOUT_MS = 120_000;
 export interface PackWriterOptions {
   /** Write on a worker thread (worth it for files of tens of MiB and more). */
   background?: boolean;
-  /** Skip atoms the store already holds (refreshing them for gc), and hash the file (fileDigest); false when gc rewrites a pack. */
+  /** Skip atoms the store already holds (refreshing them for gc); false when gc rewrites a pack. */
   dedup?: boolean;
+  /** The atoms put are the pieces of one file, in order: compute its SHA-256 (fileDigest). */
+  hashFile?: boolean;
 }
 
 export class PackWriter implements AtomWriter {
@@ -43,10 +45,13 @@ export class PackWriter implements AtomWriter {
   private readonly dedup: boolean;
   /** The file's SHA-256 when computed on this thread (no worker); null once digested. */
   private fileHasher: Hash | null;
+  /** Present with `hashFile`: the SHA-256 of the pieces put so far (the file); later puts (its manifests) are not part of it. */
+  readonly fileDigest?: () => string;
 
   constructor(private readonly store: LocalStore, options: PackWriterOptions = {}) {
     this.dedup = options.dedup ?? true;
-    this.fileHasher = this.dedup ? newSha256() : null;
+    this.fileHasher = options.hashFile ? newSha256() : null;
+    if (options.hashFile) this.fileDigest = () => this.digestFile();
     if (options.background) this.worker = new BackgroundWrites();
   }
 
@@ -73,9 +78,8 @@ export class PackWriter implements AtomWriter {
     return fresh;
   }
 
-  /** The SHA-256 of the pieces put so far (the file); later puts (its manifests) are not part of it. */
-  fileDigest(): string {
-    if (!this.fileHasher) throw new Error('fileDigest: this writer is not hashing a file (called twice, or a pack rewrite)');
+  private digestFile(): string {
+    if (!this.fileHasher) throw new Error('fileDigest called twice');
     const digest = this.worker?.running() ? this.worker.fileDigest() : this.fileHasher.digest('hex');
     this.fileHasher = null;
     return digest;

@@ -8,7 +8,7 @@ import { Readable, Transform } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { atomKey, RemoteError, type Backend, type UploadBody } from '../store/backend.js';
-import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
+import { MAX_ATOM_BYTES, type AtomWriter, type LocalStore } from '../store/local.js';
 import type { TransferSettings } from '../store/remote.js';
 import { withRetries } from './retry.js';
 
@@ -35,8 +35,8 @@ export async function uploadAtom(t: Transfer, hash: string): Promise<number> {
   return size;
 }
 
-/** Downloads an atom into the local store after checking its hash; returns its size. */
-export async function downloadAtom(t: Transfer, hash: string, maxBytes = MAX_ATOM_BYTES): Promise<number> {
+/** Downloads an atom into the local store (through `into`, a pack, if given) after checking its hash; returns its size. */
+export async function downloadAtom(t: Transfer, hash: string, maxBytes = MAX_ATOM_BYTES, into: AtomWriter = t.store): Promise<number> {
   return withRetries(t.settings.attempts, async () => {
     const stream = await t.backend.download(atomKey(hash));
     if (!stream) throw new AtomNotOnRemote(hash, t.backend.url);
@@ -49,7 +49,7 @@ export async function downloadAtom(t: Transfer, hash: string, maxBytes = MAX_ATO
         true,
       );
     }
-    t.store.put(hash, bytes);
+    into.put(hash, bytes);
     return bytes.length;
   });
 }

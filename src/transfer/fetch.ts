@@ -8,6 +8,7 @@ import type { Context } from '../cli/context.js';
 import type { Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError } from '../errors.js';
 import { MAX_ATOM_BYTES } from '../store/local.js';
+import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
@@ -50,6 +51,9 @@ export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Conc
   return { needed: set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
 }
 
+/** Downloads of at least this many atoms are written as one pack. */
+const PACK_MIN_ATOMS = 64;
+
 /** An atom to download, and its size when a ref says it (a leaf): more bytes than that is an error. */
 export interface Wanted {
   hash: string;
@@ -65,13 +69,22 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
   progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
   const done: string[] = [];
   let bytes = 0;
-  const failures = await forEachConcurrently(atoms, s.settings.concurrency, async ({ hash, size: expected }) => {
-    const size = await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES);
-    done.push(hash);
-    bytes += size;
-    if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
-    progress.advance(size);
-  }, (err) => err instanceof AtomNotOnRemote);
+  // Many atoms go into one pack (one file, not one per atom); it is named once the downloads end,
+  // with every atom that arrived, whatever failed.
+  const pack = atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store) : null;
+  let failures;
+  try {
+    failures = await forEachConcurrently(atoms, s.settings.concurrency, async ({ hash, size: expected }) => {
+      const size = await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, pack ?? s.store);
+      done.push(hash);
+      bytes += size;
+      if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
+      progress.advance(size);
+    }, (err) => err instanceof AtomNotOnRemote);
+    pack?.finish();
+  } finally {
+    pack?.abort();
+  }
   inventory.record(done);
   const other = failures.find((f) => !(f.error instanceof AtomNotOnRemote));
   if (other) {
