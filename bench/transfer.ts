@@ -108,7 +108,7 @@ async function benchPanini(root: string, corpus: string, baseEnv: NodeJS.Process
     pushMs: push.ms,
     pushBytes: pushed?.sent ?? stored,
     cloneMs,
-    cloneBytes: pulled?.received ?? dirBytes(path.join(clone, '.git', 'panini', 'atoms')),
+    cloneBytes: pulled?.received ?? dirBytes(path.join(clone, '.git', 'panini', 'atoms')) + dirBytes(path.join(clone, '.git', 'panini', 'packs')),
     stored,
   };
 }
