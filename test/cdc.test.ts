@@ -161,6 +161,28 @@ describe('cut points', () => {
     assert.equal(createHash('sha256').update(input).digest('hex'), 'b0e31cf32f701017d75e640f312748880ead03e7c765a51f376300d32bdf24fe');
     assert.deepEqual(chunkAll(input), golden);
   });
+
+  test('the unrolled loop cuts where the one-byte-per-turn definition does, at every offset and length', () => {
+    // The definition (docs/store-format.md), written plainly.
+    const reference = (buf: Uint8Array, start: number, available: number, final: boolean): number => {
+      if (available <= CDC_MIN_SIZE) return final ? available : 0;
+      const limit = Math.min(available, CDC_MAX_SIZE);
+      let h = 0;
+      for (let n = CDC_MIN_SIZE; n < limit; n++) {
+        h = ((h << 1) + GEAR[buf[start + n]!]!) | 0;
+        if ((h & (n < CDC_AVG_SIZE ? MASK_SMALL : MASK_LARGE)) === 0) return n + 1;
+      }
+      return limit === CDC_MAX_SIZE || final ? limit : 0;
+    };
+    const input = seededBytes(3 * 1024 * 1024, 0xc0de);
+    const next = prng(7);
+    for (let k = 0; k < 400; k++) {
+      const start = next(input.length);
+      const available = Math.min(input.length - start, next(CDC_MAX_SIZE + 4096));
+      const final = next(2) === 0;
+      assert.equal(cutPoint(input, start, available, final), reference(input, start, available, final), `start ${start}, ${available} bytes, final ${final}`);
+    }
+  });
 });
 
 describe('the max atom size rule', () => {
