@@ -153,6 +153,8 @@ class BackgroundWrites {
   // ready; state[3 + i]: 1 while slot i is queued.
   private readonly state = new Int32Array(new SharedArrayBuffer(4 * (3 + SLOTS)));
   private readonly ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
+  /** The ring as a Buffer: Buffer.copy is a memcpy, ~4x faster than TypedArray.set here. */
+  private readonly ringBytes = Buffer.from(this.ring);
   private readonly errorCode = new SharedArrayBuffer(ERROR_CODE_BYTES);
   private readonly digest = new SharedArrayBuffer(32);
   private readonly worker: Worker;
@@ -186,11 +188,12 @@ class BackgroundWrites {
   append(fd: number, bytes: Uint8Array, hash: boolean, packOffset: number): void {
     if (this.slot >= 0 && this.hashed !== hash) this.send();
     if (fd >= 0) this.fd = fd; // the pack is opened at the first new atom, maybe mid-slot
+    const source = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     for (let done = 0; done < bytes.length;) {
       if (this.slot >= 0 && this.fill === SLOT_BYTES) this.send();
       if (this.slot < 0) this.take(hash);
       const n = Math.min(SLOT_BYTES - this.fill, bytes.length - done);
-      new Uint8Array(this.ring, this.slot * SLOT_BYTES + this.fill, n).set(bytes.subarray(done, done + n));
+      source.copy(this.ringBytes, this.slot * SLOT_BYTES + this.fill, done, done + n);
       if (packOffset >= 0) this.addWrite(this.fill, n, packOffset + done);
       this.fill += n;
       done += n;
