@@ -105,6 +105,9 @@ export function spoolChunks(next: () => Buffer | null, tempPath: () => string): 
   } catch (err) {
     closeSync(out);
     unlinkSync(path);
+    // A write to a descriptor carries no path: name the temp file, so the caller can tell whose disk is full.
+    const e = err as NodeJS.ErrnoException;
+    if (e.code && !e.path) Object.assign(e, { path, syscall: e.syscall ?? 'write' });
     throw err;
   }
   closeSync(out);

@@ -9,7 +9,10 @@ import path from 'node:path';
 import type { ContentRef } from '../src/atom.js';
 import { buildConcept } from '../src/concept/build.js';
 import { parseConcept, renderConcept, type Concept } from '../src/concept/concept.js';
+import { expandRefs, encodeManifest } from '../src/concept/manifest.js';
 import { PaniniError } from '../src/errors.js';
+import { sha256Hex } from '../src/hash.js';
+import { missingAtoms } from '../src/reconstruct/reconstruct.js';
 import { BufferSource } from '../src/source.js';
 import { LocalStore } from '../src/store/local.js';
 import { readFixture } from './helpers/fixtures.js';
@@ -281,3 +284,34 @@ describe('render → parse round-trips', () => {
     }
   });
 });
+
+describe('a manifest bomb (a few manifests listing the same child over and over)', () => {
+  test('the presence check visits each manifest once, and expansion reads each once', () => {
+    const { dir, dispose } = tempDir('panini-bomb-');
+    after(dispose);
+    const store = new LocalStore(path.join(dir, 'store'));
+    const leafBytes = Buffer.from('x');
+    const leaf: ContentRef = { hash: sha256Hex(leafBytes), type: 'Raw', offset: 0, size: 1 };
+    store.put(leaf.hash, leafBytes);
+    // Four levels of 1,000 copies each: 10^12 bytes declared by four small atoms.
+    let level: ContentRef = leaf;
+    for (let depth = 0; depth < 4; depth++) {
+      const bytes = encodeManifest(Array.from({ length: 1000 }, () => level));
+      const hash = sha256Hex(bytes);
+      store.put(hash, bytes);
+      level = { hash, type: 'Manifest', offset: 0, size: level.size * 1000 };
+    }
+    let reads = 0;
+    const counting = { has: (h: string) => store.has(h), get: (h: string) => (reads++, store.get(h)) };
+    const started = Date.now();
+    assert.deepEqual(missingAtoms({ refs: [level] }, counting), []);
+    assert.equal(reads, 4, 'each manifest read once');
+    assert.ok(Date.now() - started < 2000, `presence check took ${Date.now() - started} ms`);
+    reads = 0;
+    let n = 0;
+    for (const _ of expandRefs([level], counting)) if (++n === 100_000) break;
+    assert.equal(n, 100_000);
+    assert.equal(reads, 4, 'expansion re-uses decoded manifests');
+  });
+});
+

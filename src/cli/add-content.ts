@@ -4,6 +4,7 @@ import { attachContent } from '../concept/note.js';
 import { PaniniError } from '../errors.js';
 import { FileSource } from '../source.js';
 import { openContext } from './context.js';
+import { announceWriter } from '../store/writers.js';
 
 /** `add-content <concept.md> <file>`: stores the file as atoms and lists them in the note. */
 export function run(args: string[]): number {
@@ -11,6 +12,7 @@ export function run(args: string[]): number {
   if (!notePath || !filePath) throw new PaniniError('usage: git panini add-content <concept.md> <file>');
   if (!existsSync(filePath)) throw new PaniniError(`${filePath}: no such file`);
   const ctx = openContext();
+  announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
   const note = existsSync(notePath) ? readFileSync(notePath, 'utf8') : '';
   const src = FileSource.open(filePath);
   let built;

@@ -3,6 +3,8 @@ import { looksLikeConcept, parseConcept } from '../concept/concept.js';
 import { spoolFd, writeFdAll, type SpooledInput } from '../io.js';
 import { PaniniError } from '../errors.js';
 import { openContext, type Context } from './context.js';
+import { storeFailure } from '../store/fs-errors.js';
+import { announceWriter } from '../store/writers.js';
 
 /** Bytes in → concept out. Content that already is a concept comes out unchanged. */
 export function cleanInput(ctx: Context, input: SpooledInput, path?: string): Buffer {
@@ -28,11 +30,18 @@ function isValidConcept(input: SpooledInput): boolean {
 export function run(args: string[]): number {
   const path = args.filter((a) => a !== '--')[0];
   const ctx = openContext();
-  const input = spoolFd(0, () => ctx.store.tempPath('clean'), path);
+  announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
+  let concept: Buffer;
   try {
-    writeFdAll(1, cleanInput(ctx, input, path));
-  } finally {
-    input.dispose();
+    const input = spoolFd(0, () => ctx.store.tempPath('clean'), path);
+    try {
+      concept = cleanInput(ctx, input, path);
+    } finally {
+      input.dispose();
+    }
+  } catch (err) {
+    throw storeFailure(err, ctx.store.root); // a full or read-only store, said plainly
   }
+  writeFdAll(1, concept);
   return 0;
 }

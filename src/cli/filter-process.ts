@@ -1,12 +1,14 @@
 import { PktReader, PktWriter } from '../git/pktline.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { openContext } from './context.js';
+import { announceWriter } from '../store/writers.js';
 import { skipSmudge } from './smudge.js';
 import { remoteFetcher } from './fetcher.js';
 
 /** Started by Git once per command (filter.panini.process); serves every file through pkt-lines. */
 export async function run(): Promise<number> {
   const ctx = openContext();
+  announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
   await serveFilterProcess(ctx, new PktReader(0), new PktWriter(1), {
     fetcher: remoteFetcher(ctx),
     skipSmudge: skipSmudge(),

@@ -2,6 +2,7 @@ import { looksLikeConcept, MAX_CONCEPT_BYTES, parseConcept, type Concept } from 
 import { PaniniError } from '../errors.js';
 import { readFd, writeFdAll } from '../io.js';
 import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
+import { storeFailure } from '../store/fs-errors.js';
 import { openContext, type Context } from './context.js';
 import { remoteFetcher } from './fetcher.js';
 
@@ -47,7 +48,11 @@ export async function run(args: string[]): Promise<number> {
   }
   const concept = parseConcept(Buffer.concat(chunks));
   const ctx = openContext();
-  if (missingAtoms(concept, ctx.store).length > 0) await remoteFetcher(ctx)?.([concept]);
+  try {
+    if (missingAtoms(concept, ctx.store).length > 0) await remoteFetcher(ctx)?.([concept]);
+  } catch (err) {
+    throw storeFailure(err, ctx.store.root); // downloads write atoms: a full or read-only store, said plainly
+  }
   assertAtomsPresent(ctx, concept, path);
   reconstruct(concept, ctx.store, (bytes) => writeFdAll(1, bytes));
   return 0;

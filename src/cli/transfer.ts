@@ -31,6 +31,7 @@ import { pushConceptsWith } from '../transfer/push.js';
 import { withRetries } from '../transfer/retry.js';
 import { closeSession, openSession, type Session } from '../transfer/session.js';
 import { openContext, type Context } from './context.js';
+import { announceWriter } from '../store/writers.js';
 
 interface Request {
   event?: string;
@@ -70,6 +71,7 @@ export async function run(): Promise<number> {
       if (request.event === 'init') {
         try {
           ctx = openContext();
+          announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
           session = await openSession(ctx, new Progress('', false, (bytes) => onAtom(bytes)));
           send({});
         } catch (err) {

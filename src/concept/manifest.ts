@@ -19,6 +19,8 @@ export const MANIFEST_FANOUT = 1024;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_MANIFEST_CHILDREN = 32768;
 const MAX_DEPTH = 12;
+/** Entries of decoded manifests kept while expanding one file (a few MiB): re-used, not re-read. */
+const MAX_DECODED_ENTRIES = 65_536;
 
 export function encodeManifest(children: readonly ContentRef[]): Buffer {
   const lines = [HEADER];
@@ -77,10 +79,34 @@ export function buildManifestTree(leaves: readonly ContentRef[], store: AtomWrit
 
 /** Expands manifests into the leaf atoms they reach, in file order, checking that spans add up. */
 export function* expandRefs(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
-  yield* expand(refs, store, [], 0);
+  // Each manifest is read and verified once: a hostile one may be listed many times over.
+  yield* expand(refs, store, [], 0, new Map(), null);
 }
 
-function* expand(refs: readonly ContentRef[], store: AtomReader, path: string[], depth: number): Generator<ContentRef> {
+/**
+ * Every distinct leaf the refs reach, each once, visiting each manifest once (with the same checks
+ * as expandRefs). What a presence check needs: a manifest listed many times over (a few hundred
+ * bytes of manifests can describe terabytes of repeated leaves) costs one visit, not one per use.
+ */
+export function* distinctLeaves(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
+  const seen = new Set<string>();
+  for (const leaf of expand(refs, store, [], 0, new Map(), new Set())) {
+    if (seen.has(leaf.hash)) continue;
+    seen.add(leaf.hash);
+    yield leaf;
+  }
+}
+
+const cachedEntries = (decoded: Map<string, ManifestEntry[]>): number => {
+  let n = 0;
+  for (const e of decoded.values()) n += e.length;
+  return n;
+};
+
+function* expand(
+  refs: readonly ContentRef[], store: AtomReader, path: string[], depth: number,
+  decoded: Map<string, ManifestEntry[]>, visited: Set<string> | null,
+): Generator<ContentRef> {
   for (const ref of refs) {
     if (!MANIFEST_TYPES.has(ref.type)) {
       yield ref;
@@ -88,7 +114,14 @@ function* expand(refs: readonly ContentRef[], store: AtomReader, path: string[],
     }
     if (depth >= MAX_DEPTH) throw new PaniniError(`manifest tree deeper than ${MAX_DEPTH} levels at atom ${ref.hash}`, 'the concept is not one git-panini wrote; re-add the file');
     if (path.includes(ref.hash)) throw new PaniniError(`manifest atom ${ref.hash} contains itself (a loop)`, 'the concept is not one git-panini wrote; re-add the file');
-    const entries = decodeManifest(store.get(ref.hash), ref.hash);
+    const key = `${ref.hash} ${ref.size}`;
+    if (visited?.has(key)) continue;
+    visited?.add(key);
+    let entries = decoded.get(ref.hash);
+    if (!entries) {
+      entries = decodeManifest(store.get(ref.hash), ref.hash);
+      if (cachedEntries(decoded) + entries.length <= MAX_DECODED_ENTRIES) decoded.set(ref.hash, entries);
+    }
     let offset = ref.offset;
     const children: ContentRef[] = entries.map((e) => {
       const child = { ...e, offset };
@@ -99,7 +132,7 @@ function* expand(refs: readonly ContentRef[], store: AtomReader, path: string[],
       throw new PaniniError(`manifest atom ${ref.hash} covers ${offset - ref.offset} bytes but its ref says ${ref.size}`, 'the concept does not match its manifest; re-add the file');
     }
     path.push(ref.hash);
-    yield* expand(children, store, path, depth + 1);
+    yield* expand(children, store, path, depth + 1, decoded, visited);
     path.pop();
   }
 }

@@ -10,6 +10,7 @@ import { PaniniError } from '../errors.js';
 import { walkHistory, type BlobSite, type HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
 import type { LocalStore } from '../store/local.js';
+import { protectWriters, removeStaleMarkers } from '../store/writers.js';
 import { executePrune, planPrune, withGcLock, type PrunePlan, type PruneResult } from './prune.js';
 import type { PhaseProgress } from './progress.js';
 import { traverseAtoms, type Problem, type Reached } from './reachability.js';
@@ -45,6 +46,11 @@ export interface GcReport {
   keptRecent: { atoms: number; bytes: number };
   /** Atoms an `add` re-used while gc ran: kept. */
   refreshed: number;
+  /**
+   * git-panini processes writing to the store when gc began (an `add` in progress: its atoms are not
+   * in the index yet), and since when (ISO) atoms are kept for them; null if none.
+   */
+  writers?: { active: number; since: string | null };
   tempFiles: { count: number; bytes: number };
   registryEntries: number;
   warnings: string[];
@@ -115,18 +121,27 @@ export function refuseIfBlocked(reach: Reachability): void {
 export async function collectLocal(ctx: Context, options: GcOptions): Promise<GcReport> {
   const repo = requireGcRepo(ctx);
   const run = async (): Promise<GcReport> => {
+    // Before the index is read: a writer running now (an `add` whose index is not written yet) may
+    // hand out atoms nothing reaches so far. Everything written since it began is kept, whatever
+    // the grace period (store/writers.ts); without this, --prune=now deleted an add's atoms under it.
+    const writers = protectWriters(ctx.store.root, options.cutoffMs, options.nowMs);
+    const cutoffMs = writers.cutoffMs;
     const reach = reachFromWalk(await walkAll(repo, ctx, 'all', options.reflog, options.progress), ctx.store, options.progress);
     refuseIfBlocked(reach);
-    const plan = planPrune(ctx.store, reach.reached.atoms, reach.reached.oids, options.cutoffMs, options.nowMs, (n) => options.progress.update('Listing the store', n));
+    const plan = planPrune(ctx.store, reach.reached.atoms, reach.reached.oids, cutoffMs, options.nowMs, (n) => options.progress.update('Listing the store', n));
     let result: PruneResult | null = null;
-    if (!options.dryRun) result = executePrune(ctx.store, plan, options.cutoffMs, (done, total) => options.progress.update('Deleting atoms', done, total));
+    if (!options.dryRun) {
+      result = executePrune(ctx.store, plan, cutoffMs, (done, total) => options.progress.update('Deleting atoms', done, total));
+      removeStaleMarkers(writers.stale);
+    }
     options.progress.finish();
-    return report(ctx, options, reach, plan, result);
+    const since = writers.oldestMs === null || writers.oldestMs >= options.cutoffMs ? null : new Date(writers.oldestMs).toISOString();
+    return report(ctx, options, reach, plan, result, { active: writers.active, since });
   };
   return options.dryRun ? run() : withGcLock(ctx.store, run);
 }
 
-function report(ctx: Context, options: GcOptions, reach: Reachability, plan: PrunePlan, result: PruneResult | null): GcReport {
+function report(ctx: Context, options: GcOptions, reach: Reachability, plan: PrunePlan, result: PruneResult | null, writers: NonNullable<GcReport['writers']>): GcReport {
   const deletedAtoms = result?.atoms ?? plan.atoms.map((a) => ({ hash: a.hash, size: a.size }));
   return {
     dryRun: options.dryRun,
@@ -138,6 +153,7 @@ function report(ctx: Context, options: GcOptions, reach: Reachability, plan: Pru
     deleted: { atoms: deletedAtoms, count: deletedAtoms.length, bytes: deletedAtoms.reduce((n, a) => n + a.size, 0) },
     keptRecent: { atoms: plan.recent.count, bytes: plan.recent.bytes },
     refreshed: result?.refreshed ?? 0,
+    writers,
     tempFiles: { count: result?.temps ?? plan.temps.length, bytes: plan.temps.reduce((n, t) => n + t.size, 0) },
     registryEntries: result?.concepts ?? plan.concepts.length,
     warnings: reach.warnings,

@@ -74,9 +74,8 @@ export function planPrune(store: LocalStore, live: ReadonlySet<string>, liveOids
     }
   }
   for (const name of listDir(store.tmpDir)) considerTemp(join(store.tmpDir, name));
-  for (const oid of store.listConcepts()) {
+  for (const { oid, path } of store.listConcepts()) {
     if (liveOids.has(oid)) continue;
-    const path = store.conceptPath(oid);
     const st = statOrNull(path);
     if (st && st.mtimeMs < cutoffMs) plan.concepts.push({ path, size: st.size });
   }

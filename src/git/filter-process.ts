@@ -11,6 +11,7 @@ import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
 import { receiveLikeFile, spoolChunks, type SpooledInput } from '../io.js';
 import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
+import { storeFailure } from '../store/fs-errors.js';
 import { PktReader, PktWriter } from './pktline.js';
 
 /** Downloads every atom the concepts need into the local store. */
@@ -30,6 +31,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
   handshake(reader, writer);
   /** Delayed smudges by path: their concept, and the error if fetching failed. */
   const delayed = new Map<string, { concept: Concept; error?: string }>();
+  const retried = { failed: 0 };
   let listed = new Set<string>();
   for (;;) {
     const request = reader.readKeyValues();
@@ -69,7 +71,9 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large worktree file: decompose the file itself once Git's copy proved identical.
       input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath) : spoolChunks(next, tempPath);
-    } catch (err) {
+    } catch (caught) {
+      // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
+      const err = storeFailure(caught, ctx.store.root);
       if (!contentEnded) drainContent(reader);
       options.log?.(`git-panini: ${pathname}: ${errorMessage(err)}`);
       respondStatus(writer, err instanceof StoreError ? 'abort' : 'error');
@@ -80,10 +84,10 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
         const concept = cleanInput(ctx, input, pathname);
         respondContent(writer, (emit) => emit(concept));
       } else {
-        await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed);
+        await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed, retried);
       }
     } catch (err) {
-      const cause = err instanceof ResponseFailed ? err.cause : err;
+      const cause = storeFailure(err instanceof ResponseFailed ? err.cause : err, ctx.store.root);
       options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`);
       if (!(err instanceof ResponseFailed)) respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
     } finally {
@@ -94,13 +98,26 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
 
 async function smudge(
   ctx: Context, writer: PktWriter, options: FilterOptions, input: SpooledInput, pathname: string, canDelay: boolean,
-  delayed: Map<string, { concept: Concept; error?: string }>,
+  delayed: Map<string, { concept: Concept; error?: string }>, retried: { failed: number },
 ): Promise<void> {
   const wasDelayed = delayed.get(pathname);
   if (wasDelayed && input.source.size === 0) {
     delayed.delete(pathname);
-    if (wasDelayed.error) throw new PaniniError(`could not download the atoms of ${pathname}: ${wasDelayed.error}`);
-    return serveConcept(ctx, writer, wasDelayed.concept);
+    const { concept, error } = wasDelayed;
+    if (error && missingAtoms(concept, ctx.store).length > 0) {
+      // The batch fetch stopped at the first bad atom, which may be another file's: fetch this file
+      // alone, so an error names the file it belongs to and an innocent file still checks out. Git
+      // stops at the first failed file (the filter is required), so an outage costs one more fetch;
+      // with a non-required filter, two failures end the retrying.
+      if (!options.fetcher || retried.failed >= 2) throw new PaniniError(`could not download the atoms of ${pathname}: ${error}`);
+      try {
+        await options.fetcher([concept]);
+      } catch (err) {
+        retried.failed++;
+        throw new PaniniError(`could not download the atoms of ${pathname}: ${errorMessage(err)}`);
+      }
+    }
+    return serveConcept(ctx, writer, concept);
   }
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));

@@ -4,7 +4,7 @@
  */
 import type { ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
-import { expandRefs } from '../concept/manifest.js';
+import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { newSha256 } from '../hash.js';
 import type { AtomReader } from '../store/local.js';
@@ -16,7 +16,7 @@ import type { AtomReader } from '../store/local.js';
 export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader): string[] {
   const missing = new Set<string>();
   try {
-    for (const leaf of expandRefs(concept.refs, store)) if (!store.has(leaf.hash)) missing.add(leaf.hash);
+    for (const leaf of distinctLeaves(concept.refs, store)) if (!store.has(leaf.hash)) missing.add(leaf.hash);
   } catch (err) {
     if (!(err instanceof AtomError && err.kind === 'missing')) throw err;
     missing.add(err.hash);

@@ -63,7 +63,7 @@ export function computeStats(store: LocalStore): StorageStats {
       // a missing or damaged manifest: fsck reports the damage
     }
   };
-  for (const oid of store.listConcepts()) {
+  for (const { oid } of store.listConcepts()) {
     const text = store.getConcept(oid);
     if (!text) continue;
     try {
