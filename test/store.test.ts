@@ -5,11 +5,11 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AtomError, PaniniError } from '../src/errors.js';
 import { sha256Hex } from '../src/hash.js';
-import { LocalStore } from '../src/store/local.js';
+import { LocalStore, removeUnlessRefreshed } from '../src/store/local.js';
 import { fixturesDir } from './helpers/fixtures.js';
 import { git, runCli, tempDir, tempRepo, type TempRepo } from './helpers/cli.js';
 
@@ -94,6 +94,25 @@ describe('LocalStore writes', () => {
     assert.deepEqual(partial, [], 'the atom was visible under its name before it was complete');
     assert.equal(statSync(file).size, size);
     assert.deepEqual(readdirSync(path.dirname(file)), [hash]);
+  });
+});
+
+describe('removing what gc decided to delete', () => {
+  test('a file refreshed since the cutoff is put back; an old one is removed; nothing is left aside', () => {
+    const store = freshStore();
+    const bytes = Buffer.from('an atom gc wants to delete');
+    const hash = sha256Hex(bytes);
+    store.put(hash, bytes);
+    const file = store.atomPath(hash);
+    const cutoff = Date.now() - 60_000;
+    assert.equal(removeUnlessRefreshed(file, cutoff), 'refreshed', 'written just now: newer than the cutoff');
+    assert.deepEqual(store.get(hash), bytes);
+    const old = new Date(cutoff - 3_600_000);
+    utimesSync(file, old, old);
+    assert.equal(removeUnlessRefreshed(file, cutoff), 'removed');
+    assert.equal(store.has(hash), false);
+    assert.equal(removeUnlessRefreshed(file, cutoff), 'absent');
+    assert.deepEqual(readdirSync(path.dirname(file)), [], 'no aside file left');
   });
 });
 

@@ -10,7 +10,7 @@ import { closeSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, w
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PaniniError } from '../errors.js';
-import type { LocalStore, StoredAtom } from '../store/local.js';
+import { removeUnlessRefreshed, type LocalStore, type StoredAtom } from '../store/local.js';
 import { rewritePacks } from '../store/pack-writer.js';
 
 /** Temp files younger than this may belong to a write still running. */
@@ -94,14 +94,13 @@ export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: numbe
   const result: PruneResult = { atoms: [], refreshed: 0, temps: 0, concepts: 0 };
   const doomed = new Set<string>();
   for (const [i, atom] of plan.atoms.entries()) {
-    const path = store.atomPath(atom.hash);
-    const st = statOrNull(path);
-    if (st && st.mtimeMs >= cutoffMs) {
+    const outcome = removeUnlessRefreshed(store.atomPath(atom.hash), cutoffMs);
+    if (outcome === 'refreshed') {
       result.refreshed++;
       continue;
     }
-    doomed.add(atom.hash);
-    if (st && removeFile(path)) result.atoms.push({ hash: atom.hash, size: st.size });
+    doomed.add(atom.hash); // its packed copies too
+    if (outcome === 'removed') result.atoms.push({ hash: atom.hash, size: atom.size });
     if ((i + 1) % 1000 === 0) onDeleted?.(i + 1, plan.atoms.length);
   }
   const loose = new Set(result.atoms.map((a) => a.hash));

@@ -431,6 +431,29 @@ export function freshen(path: string): boolean {
   }
 }
 
+/**
+ * Deletes a file (an atom, a pack) unless a writer refreshed it since `cutoffMs`, with no window
+ * between the check and the deletion: it is renamed aside first (a writer refreshing it from then
+ * on finds it gone and writes its own copy), then its time is read; one refreshed before the
+ * rename is put back. The aside name starts with `.tmp-`, so a crash leaves a stray gc removes.
+ */
+export function removeUnlessRefreshed(path: string, cutoffMs: number): 'removed' | 'refreshed' | 'absent' {
+  const slash = path.lastIndexOf('/');
+  const aside = `${path.slice(0, slash + 1)}.tmp-gc-${process.pid}-${path.slice(slash + 1)}`;
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw err;
+  }
+  if (statSync(aside).mtimeMs >= cutoffMs) {
+    renameSync(aside, path); // a writer that re-wrote it meanwhile wrote the same bytes
+    return 'refreshed';
+  }
+  unlinkSync(aside);
+  return 'removed';
+}
+
 // Unique per process and write; the random part guards against a dead process's leftovers with a reused pid.
 const TEMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`;
 let tempCounter = 0;

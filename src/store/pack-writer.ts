@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256 } from '../hash.js';
 import { PaniniError } from '../errors.js';
-import { storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { removeUnlessRefreshed, storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -300,13 +300,13 @@ export function rewritePacks(store: LocalStore, drop: (hash: string) => boolean,
       writer.abort();
       throw err;
     }
-    if (recent(pack.packPath)) {
+    const outcome = cutoffMs === undefined ? (removeQuietly(pack.packPath), 'removed') : removeUnlessRefreshed(pack.packPath, cutoffMs);
+    if (outcome === 'refreshed') {
       result.refreshedPacks++; // keep both: the new pack only repeats atoms the old one has
       continue;
     }
     removeQuietly(pack.idxPath);
-    removeQuietly(pack.packPath);
-    result.removed.push(...dropped);
+    if (outcome === 'removed') result.removed.push(...dropped);
   }
   store.reloadPacks();
   return result;
