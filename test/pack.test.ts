@@ -148,6 +148,36 @@ describe('packs', () => {
     assert.equal(packFiles(store).length, 2, 'one pack left: a\'s');
   });
 
+  test('gc keeps one copy of an atom stored twice (two packs, or packed and loose), with the newest time', () => {
+    const store = freshStore();
+    const data = randomBytes(9 * MiB, 11);
+    const built = buildConcept(new BufferSource(data), store);
+    // A second writer that did not see the first pack (two adds at once) packs the same atoms again.
+    const twin = new PackWriter(store, { dedup: false });
+    const leaves = leafRefs(parseConcept(built.text), store);
+    for (const leaf of leaves) twin.put(leaf.hash, store.get(leaf.hash));
+    twin.finish();
+    const extra = leaves[0]!;
+    const looseBytes = store.get(extra.hash);
+    const looseDir = path.dirname(store.atomPath(extra.hash));
+    store.ensureDir(store.atomPath(extra.hash));
+    writeFileSync(store.atomPath(extra.hash), looseBytes);
+    assert.equal(packFiles(store).length, 4);
+    for (const f of packFiles(store)) age(path.join(store.packsDir, f), 30);
+    const live = new Set(store.listNames());
+    const plan = planPrune(store, live, new Set(), Date.now() - 86_400_000, Date.now());
+    const result = executePrune(store, plan, Date.now() - 86_400_000);
+    assert.equal(result.atoms.length, 0, 'nothing reachable deleted');
+    assert.equal(result.duplicates.count, leaves.length + 1);
+    assert.deepEqual(readdirSync(looseDir), [], 'the loose copy is gone');
+    const after = new LocalStore(store.root);
+    const copies = after.packIndexes().reduce((n, p) => n + p.count, 0);
+    assert.equal(copies, live.size, 'each atom stored once');
+    assert.deepEqual(rebuild(after, built.text), data);
+    const holder = after.locate(extra.hash)!.path;
+    assert.ok(Date.now() - statSync(holder).mtimeMs < 60_000, 'the kept copy took the loose copy\'s recent time');
+  });
+
   test('a reader holding an index from before a rewrite finds the atoms in the new pack', () => {
     const store = freshStore();
     const data = randomBytes(9 * MiB, 9);

@@ -40,6 +40,7 @@ function describe(r: GcReport): string {
   );
   if (r.keptRecent.atoms > 0) lines.push(`  kept ${r.keptRecent.atoms} unreachable atom(s), ${formatBytes(r.keptRecent.bytes)}, still in their grace period`);
   if (r.refreshed > 0) lines.push(`  kept ${r.refreshed} atom(s) that were used again while gc ran`);
+  if (r.duplicates.count > 0) lines.push(`  dropped ${r.duplicates.count} second cop${r.duplicates.count === 1 ? 'y' : 'ies'} of atoms stored twice, ${formatBytes(r.duplicates.bytes)}`);
   if (r.writers?.since) lines.push(`  kept unreachable atoms written since ${r.writers.since}: ${r.writers.active} git panini process(es) (an add in progress) may still need them`);
   if (r.tempFiles.count > 0) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${r.tempFiles.count} stale temp file(s), ${formatBytes(r.tempFiles.bytes)}`);
   if (r.registryEntries > 0) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${r.registryEntries} concept registry entr${r.registryEntries === 1 ? 'y' : 'ies'} of files nothing reaches`);

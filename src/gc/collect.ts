@@ -46,6 +46,8 @@ export interface GcReport {
   keptRecent: { atoms: number; bytes: number };
   /** Atoms an `add` re-used while gc ran: kept. */
   refreshed: number;
+  /** Second copies of atoms dropped (each atom keeps one). */
+  duplicates: { count: number; bytes: number };
   /**
    * git-panini processes writing to the store when gc began (an `add` in progress: its atoms are not
    * in the index yet), and since when (ISO) atoms are kept for them; null if none.
@@ -153,6 +155,7 @@ function report(ctx: Context, options: GcOptions, reach: Reachability, plan: Pru
     deleted: { atoms: deletedAtoms, count: deletedAtoms.length, bytes: deletedAtoms.reduce((n, a) => n + a.size, 0) },
     keptRecent: { atoms: plan.recent.count, bytes: plan.recent.bytes },
     refreshed: result?.refreshed ?? 0,
+    duplicates: result?.duplicates ?? { count: 0, bytes: 0 },
     writers,
     tempFiles: { count: result?.temps ?? plan.temps.length, bytes: plan.temps.reduce((n, t) => n + t.size, 0) },
     registryEntries: result?.concepts ?? plan.concepts.length,

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, type LocalStore, type StoredAtom } from '../store/local.js';
-import { rewritePacks } from '../store/pack-writer.js';
+import { dropDuplicateCopies, rewritePacks } from '../store/pack-writer.js';
 
 /** Temp files younger than this may belong to a write still running. */
 const TEMP_FILE_EXPIRY_MS = 24 * 3600 * 1000;
@@ -86,12 +86,14 @@ export interface PruneResult {
   atoms: { hash: string; size: number }[];
   /** Atoms refreshed by a writer since the plan was made: kept. */
   refreshed: number;
+  /** Second copies of atoms (loose and packed, or in two packs) dropped. */
+  duplicates: { count: number; bytes: number };
   temps: number;
   concepts: number;
 }
 
 export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: number, onDeleted?: (done: number, total: number) => void): PruneResult {
-  const result: PruneResult = { atoms: [], refreshed: 0, temps: 0, concepts: 0 };
+  const result: PruneResult = { atoms: [], refreshed: 0, duplicates: { count: 0, bytes: 0 }, temps: 0, concepts: 0 };
   const doomed = new Set<string>();
   for (const [i, atom] of plan.atoms.entries()) {
     const outcome = removeUnlessRefreshed(store.atomPath(atom.hash), cutoffMs);
@@ -107,6 +109,7 @@ export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: numbe
   const packed = rewritePacks(store, (hash) => doomed.has(hash), cutoffMs);
   result.refreshed += packed.refreshedPacks;
   for (const e of packed.removed) if (!loose.has(e.hash)) result.atoms.push({ hash: e.hash, size: e.size });
+  result.duplicates = dropDuplicateCopies(store);
   for (const t of plan.temps) if (removeFile(t.path)) result.temps++;
   for (const c of plan.concepts) {
     const st = statOrNull(c.path);

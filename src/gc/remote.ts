@@ -84,6 +84,7 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       deleted: { atoms: doomed, count: doomed.length, bytes: doomed.reduce((n, a) => n + a.size, 0) },
       keptRecent: recent,
       refreshed: 0,
+      duplicates: { count: 0, bytes: 0 },
       tempFiles: { count: 0, bytes: 0 },
       registryEntries: oldRecords.length,
       warnings: reach.warnings,

@@ -7,14 +7,14 @@
  * With `background`, a worker thread does the writing, at most 64 MiB behind, so `git
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
-import { closeSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, openSync, renameSync, statSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256 } from '../hash.js';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
-import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry } from './pack.js';
+import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
 const SLOT_BYTES = 4 * 1024 * 1024;
@@ -275,18 +275,18 @@ export interface RewriteResult {
  * then removes the old pack. With `cutoffMs`, a pack written or refreshed since then is left whole
  * (checked before and again just before removal): a running `add` may be re-using its atoms.
  */
-export function rewritePacks(store: LocalStore, drop: (hash: string) => boolean, cutoffMs?: number): RewriteResult {
+export function rewritePacks(store: LocalStore, drop: (hash: string, pack: PackIndex) => boolean, cutoffMs?: number): RewriteResult {
   const result: RewriteResult = { removed: [], refreshedPacks: 0 };
   const recent = (path: string): boolean => cutoffMs !== undefined && (statOrNull(path)?.mtimeMs ?? 0) >= cutoffMs;
   for (const pack of store.packIndexes()) {
     const entries = [...pack.entries()];
-    const dropped = entries.filter((e) => drop(e.hash));
+    const dropped = entries.filter((e) => drop(e.hash, pack));
     if (dropped.length === 0) continue;
     if (recent(pack.packPath)) {
       result.refreshedPacks++;
       continue;
     }
-    const kept = entries.filter((e) => !drop(e.hash)).sort((a, b) => a.offset - b.offset);
+    const kept = entries.filter((e) => !drop(e.hash, pack)).sort((a, b) => a.offset - b.offset);
     const writer = new PackWriter(store, { dedup: false });
     try {
       const fd = openSync(pack.packPath, 'r');
@@ -318,4 +318,46 @@ function statOrNull(path: string): Stats | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Keeps one copy of each packed atom: two adds running at once each pack the atoms they share, and
+ * an atom fetched loose may later arrive in a pack. Loose copies of packed atoms are deleted and
+ * packs repeating an earlier pack's atoms are rewritten without them. Safe beside writers: only
+ * gc deletes, and every atom keeps a copy. Returns the copies dropped and their bytes.
+ */
+export function dropDuplicateCopies(store: LocalStore): { count: number; bytes: number } {
+  const packs = store.packIndexes();
+  const owner = new Map<string, PackIndex>(); // atom → the pack whose copy is kept
+  const newest = new Map<PackIndex, number>(); // a kept pack → the newest time among the copies it replaces
+  const replaces = (keep: PackIndex, mtimeMs: number): void => {
+    if (mtimeMs > (newest.get(keep) ?? 0)) newest.set(keep, mtimeMs);
+  };
+  for (const pack of packs) {
+    const mtimeMs = statOrNull(pack.packPath)?.mtimeMs ?? 0;
+    for (const e of pack.entries()) {
+      const keep = owner.get(e.hash);
+      if (!keep) owner.set(e.hash, pack);
+      else replaces(keep, mtimeMs);
+    }
+  }
+  const loose = [...store.listLooseNames()].filter((hash) => owner.has(hash));
+  const looseStats = loose.map((hash) => statOrNull(store.atomPath(hash)));
+  loose.forEach((hash, i) => replaces(owner.get(hash)!, looseStats[i]?.mtimeMs ?? 0));
+  // The kept copy inherits the newest time of those it replaces: gc's grace period protects it as it did them.
+  for (const [pack, mtimeMs] of newest) {
+    const st = statOrNull(pack.packPath);
+    if (st && st.mtimeMs < mtimeMs) utimesSync(pack.packPath, new Date(mtimeMs), new Date(mtimeMs));
+  }
+  let count = 0;
+  let bytes = 0;
+  loose.forEach((hash, i) => {
+    if (!store.deleteLoose(hash)) return;
+    count++;
+    bytes += looseStats[i]?.size ?? 0;
+  });
+  const rewritten = rewritePacks(store, (hash, pack) => owner.get(hash)?.id !== pack.id);
+  count += rewritten.removed.length;
+  bytes += rewritten.removed.reduce((n, e) => n + e.size, 0);
+  return { count, bytes };
 }
