@@ -8,6 +8,10 @@ import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { newSha256 } from '../hash.js';
 import type { AtomReader } from '../store/local.js';
+import { BackgroundHasher } from '../store/pack-writer.js';
+
+/** Files at least this large have their whole-file hash computed on a worker thread. */
+const BACKGROUND_HASH_MIN = 32 * 1024 * 1024;
 
 /**
  * Leaf atoms of the concept that the store lacks. A missing manifest is listed itself (what lies
@@ -30,18 +34,26 @@ export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader):
  * place and keep it only if this returns.
  */
 export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void): void {
-  const whole = newSha256();
+  // A large file's own hash goes to a worker thread: this one verifies every atom against its name.
+  const whole = concept.size >= BACKGROUND_HASH_MIN ? new BackgroundHasher() : null;
+  const here = whole ? null : newSha256();
   let written = 0;
-  for (const leaf of expandRefs(concept.refs, store)) {
-    const bytes = store.get(leaf.hash);
-    if (bytes.length !== leaf.size) {
-      throw new PaniniError(`atom ${leaf.hash} holds ${bytes.length} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
+  let oid: string;
+  try {
+    for (const leaf of expandRefs(concept.refs, store)) {
+      const bytes = store.get(leaf.hash);
+      if (bytes.length !== leaf.size) {
+        throw new PaniniError(`atom ${leaf.hash} holds ${bytes.length} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
+      }
+      if (whole) whole.update(bytes);
+      else here!.update(bytes);
+      write(bytes);
+      written += bytes.length;
     }
-    whole.update(bytes);
-    write(bytes);
-    written += bytes.length;
+    oid = whole ? whole.digest() : here!.digest('hex');
+  } finally {
+    whole?.stop();
   }
-  const oid = whole.digest('hex');
   if (written !== concept.size || oid !== concept.oid) {
     throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');
   }

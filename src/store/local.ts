@@ -14,10 +14,9 @@ import { randomBytes } from 'node:crypto';
 import { isAtomHash } from '../atom.js';
 import { AtomError, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
-import { isPackId, PackIndex, readPackBytes } from './pack.js';
+import { isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes } from './pack.js';
 
-/** No atom this program writes is larger; a bigger file under an atom's name is not one of ours. */
-export const MAX_ATOM_BYTES = 256 * 1024 * 1024;
+export { MAX_ATOM_BYTES } from './pack.js';
 
 export interface AtomReader {
   has(hash: string): boolean;

@@ -263,6 +263,29 @@ class BackgroundWrites {
   }
 }
 
+/**
+ * The SHA-256 of a stream of bytes, computed on a worker thread through the same ring (smudge
+ * hashes every atom against its name here and the whole file there), or here if the worker does
+ * not start. stop() ends the worker.
+ */
+export class BackgroundHasher {
+  private readonly ring = new BackgroundWrites();
+  private inline: Hash | null = null;
+
+  update(bytes: Uint8Array): void {
+    if (this.ring.running()) this.ring.append(-1, bytes, true, -1);
+    else (this.inline ??= newSha256()).update(bytes);
+  }
+
+  digest(): string {
+    return this.ring.running() ? this.ring.fileDigest() : (this.inline ?? newSha256()).digest('hex');
+  }
+
+  stop(): void {
+    this.ring.stop();
+  }
+}
+
 export interface RewriteResult {
   /** Packed copies removed (an atom also stored loose or in another pack may still be there). */
   removed: PackEntry[];

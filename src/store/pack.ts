@@ -13,6 +13,9 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync, unlinkSync } fr
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 
+/** No atom this program writes is larger; a bigger one under an atom's name is not one of ours. */
+export const MAX_ATOM_BYTES = 256 * 1024 * 1024;
+
 export const PACK_MAGIC = Buffer.from('PANINI-PACK 1\n\0\0', 'latin1');
 const IDX_MAGIC = Buffer.from('PANINI-IDX 1\n\0\0\0', 'latin1');
 const IDX_HEADER = IDX_MAGIC.length + 8;
@@ -77,7 +80,7 @@ export class PackIndex {
     for (let i = 0; i < count; i++) {
       const offset = Number(raw.readBigUInt64BE(offsetsAt + i * 8));
       const size = raw.readUInt32BE(sizesAt + i * 4);
-      if (offset < PACK_MAGIC.length || offset + size > packSize) return null;
+      if (offset < PACK_MAGIC.length || offset + size > packSize || size > MAX_ATOM_BYTES) return null;
       if (i > 0 && hashes.compare(hashes, i * HASH_BYTES, (i + 1) * HASH_BYTES, (i - 1) * HASH_BYTES, i * HASH_BYTES) >= 0) return null;
       offsets[i] = offset;
       sizes[i] = size;
