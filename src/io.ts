@@ -84,23 +84,36 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): 
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
 export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
-  const chunks: Buffer[] = [];
+  // Small inputs are gathered in one growing buffer (one copy of each chunk).
+  let held = Buffer.allocUnsafe(64 * 1024);
   let total = 0;
   for (;;) {
     const chunk = next();
     if (chunk === null) {
-      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+      const all = held.subarray(0, total);
       return { source: new BufferSource(all), head: all.subarray(0, 4096), dispose: () => undefined };
     }
-    chunks.push(Buffer.from(chunk));
+    if (total + chunk.length > IN_MEMORY_LIMIT) {
+      held = held.subarray(0, total);
+      return spoolToFile(held, chunk, next, tempPath);
+    }
+    if (total + chunk.length > held.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(IN_MEMORY_LIMIT, Math.max(held.length * 2, total + chunk.length)));
+      held.copy(bigger, 0, 0, total);
+      held = bigger;
+    }
+    chunk.copy(held, total);
     total += chunk.length;
-    if (total > IN_MEMORY_LIMIT) break;
   }
+}
+
+/** Over IN_MEMORY_LIMIT: what was gathered, the chunk in hand and the rest go to a temp file. */
+function spoolToFile(gathered: Buffer, pending: Buffer, next: () => Buffer | null, tempPath: () => string): SpooledInput {
   const path = tempPath();
   const out = openSync(path, 'wx', 0o600);
   try {
-    for (const c of chunks) writeFdAll(out, c);
-    chunks.length = 0;
+    writeFdAll(out, gathered);
+    writeFdAll(out, pending);
     for (let c = next(); c !== null; c = next()) writeFdAll(out, c);
   } catch (err) {
     closeSync(out);

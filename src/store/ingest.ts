@@ -7,7 +7,7 @@ import type { ContentRef } from '../atom.js';
 import { decompose, type FormatInfo, type Segment, type TrackInfo } from '../decompose/index.js';
 import { CDC_MAX_SIZE, cutPoint } from '../decompose/cdc.js';
 import { newSha256, sha256Hex } from '../hash.js';
-import type { Source } from '../source.js';
+import { BufferSource, type Source } from '../source.js';
 import type { AtomWriter } from './local.js';
 
 /**
@@ -46,7 +46,10 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
   const { format, info, segments, tracks: trackInfo } = decompose(src);
   const tracks: TrackLeaves[] | undefined = trackInfo?.map((t) => ({ ...t, samples: 0, leaves: [] }));
   const trackOf = (seg: Segment): TrackLeaves | undefined => (seg.track === undefined ? undefined : tracks?.[seg.track]);
-  const whole = store.fileDigest ? null : newSha256(); // else the writer hashes the file
+  // The file's own hash: by the writer if it offers (a pack writer, on its thread); for a file held
+  // in memory, once at the end, and not at all when one atom covers it (its hash is the file's).
+  const inMemory = src instanceof BufferSource;
+  const whole = store.fileDigest || inMemory ? null : newSha256();
   const leaves: ContentRef[] = [];
   let written = 0;
   const emit = (bytes: Uint8Array, seg: Segment, offset: number): void => {
@@ -63,7 +66,11 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
     if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
     else emit(src.read(seg.offset, seg.size), seg, seg.offset);
   }
-  return { oid: whole ? whole.digest('hex') : store.fileDigest!(), size: src.size, format, info, leaves, written, tracks };
+  const oid = whole ? whole.digest('hex')
+    : store.fileDigest ? store.fileDigest()
+      : leaves.length === 1 && leaves[0]!.size === src.size ? leaves[0]!.hash
+        : sha256Hex(src.read(0, src.size));
+  return { oid, size: src.size, format, info, leaves, written, tracks };
 }
 
 /**

@@ -103,7 +103,9 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   put(hash: string, bytes: Uint8Array): boolean {
     const path = this.atomPath(hash);
-    if (freshen(path)) return false;
+    // No lookup where the shard directory was absent: at worst an atom written meanwhile by another
+    // process is written again (same bytes, and a fresh time that protects it from gc the same way).
+    if (this.looseShardExists(hash) && freshen(path)) return false;
     writeAtomically(this.ensureDir(path), path, bytes);
     return true;
   }
