@@ -1,7 +1,7 @@
 /**
  * The fuzz run of bench/fuzz.ts, small enough for CI: about 300 seeded mutants of the fixtures per
  * decomposer (the first 300 of the long run's 10,000: same seed, same check, test/helpers/fuzz.ts),
- * each of which must decompose soundly and round-trip exactly.
+ * each of which must decompose soundly and round-trip exactly, within a time and a memory bound.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,6 +20,6 @@ for (const [decomposer, fixtures] of FUZZ_TARGETS) {
     assert.equal(r.failed, 0, `${r.failed} of ${r.inputs} inputs failed:\n${shown}`);
     if (r.cutShort) t.diagnostic(`time budget reached: ${r.inputs} inputs checked`);
     assert.ok(r.inputs >= Math.min(N, MIN_INPUTS), `only ${r.inputs} inputs checked`);
-    t.diagnostic(`${r.inputs} inputs in ${r.ms} ms, slowest ${r.slowestMs} ms`);
+    t.diagnostic(`${r.inputs} inputs in ${r.ms} ms, slowest ${r.slowestMs} ms, peak RSS ${(r.peakRss / 1048576).toFixed(0)} MiB`);
   });
 }

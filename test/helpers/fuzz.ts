@@ -50,6 +50,8 @@ export interface FuzzReport {
   failures: FuzzFailure[];
   slowestMs: number;
   ms: number;
+  /** The process's peak resident memory at the end (bytes). */
+  peakRss: number;
   /** True if the time budget ran out before every input was checked. */
   cutShort: boolean;
 }
@@ -95,9 +97,21 @@ export function checkFuzzInput(decomposer: Decomposer, input: Buffer): void {
   roundTrip(input);
 }
 
+/**
+ * Bounds on one input (fixtures are at most a few MiB): an allocation sized by an untrusted field,
+ * or a loop driven by one, shows as a jump of the process's peak memory or as a slow input.
+ */
+export const INPUT_TIME_LIMIT_MS = 2_000;
+export const INPUT_MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
+const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
+
 /** About `n` mutants (split over its fixtures) for one decomposer. */
 export function fuzzDecomposer(decomposer: Decomposer, fixtures: readonly string[], n: number, seed = FUZZ_SEED, options: FuzzOptions = {}): FuzzReport {
-  const report: FuzzReport = { format: decomposer.format, inputs: 0, failed: 0, failures: [], slowestMs: 0, ms: 0, cutShort: false };
+  const report: FuzzReport = { format: decomposer.format, inputs: 0, failed: 0, failures: [], slowestMs: 0, ms: 0, peakRss: 0, cutShort: false };
+  const fail = (fixture: string, mutant: number, message: string): void => {
+    report.failed++;
+    if (report.failures.length < (options.keep ?? 5)) report.failures.push({ fixture, mutant, message });
+  };
   const started = Date.now();
   const count = Math.ceil(n / fixtures.length);
   fixtures.forEach((fixture, i) => {
@@ -108,18 +122,23 @@ export function fuzzDecomposer(decomposer: Decomposer, fixtures: readonly string
         return;
       }
       const t = Date.now();
+      const peakBefore = peakRss();
       try {
         checkFuzzInput(decomposer, input);
       } catch (err) {
-        report.failed++;
-        if (report.failures.length < (options.keep ?? 5)) report.failures.push({ fixture, mutant, message: (err as Error).message });
+        fail(fixture, mutant, (err as Error).message);
       }
-      report.slowestMs = Math.max(report.slowestMs, Date.now() - t);
+      const ms = Date.now() - t;
+      const grew = peakRss() - peakBefore;
+      if (ms > INPUT_TIME_LIMIT_MS) fail(fixture, mutant, `took ${ms} ms (bound ${INPUT_TIME_LIMIT_MS} ms)`);
+      if (grew > INPUT_MEMORY_LIMIT_BYTES) fail(fixture, mutant, `raised peak memory by ${grew} bytes (bound ${INPUT_MEMORY_LIMIT_BYTES})`);
+      report.slowestMs = Math.max(report.slowestMs, ms);
       report.inputs++;
       mutant++;
     }
   });
   report.ms = Date.now() - started;
+  report.peakRss = peakRss();
   return report;
 }
 
