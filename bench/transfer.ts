@@ -14,6 +14,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, w
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { S3_CREDENTIALS, startS3Server } from '../test/helpers/s3-server.js';
+import { dirBytes } from '../test/helpers/stress.js';
 import { ensureGitLfs, formatBytes, formatMs, measure, paniniEnvironment, randomBytesStream, tempDir, writeRandomFile } from './lib.js';
 
 const BIG_MB = Number(process.env.PANINI_BENCH_MB ?? 64);
@@ -35,21 +36,6 @@ interface Outcome {
   stored: number;
 }
 
-function dirBytes(dir: string): number {
-  let total = 0;
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) total += dirBytes(full);
-    else if (e.isFile()) total += statSync(full).size;
-  }
-  return total;
-}
 
 function makeCorpus(dir: string): number {
   mkdirSync(dir, { recursive: true });

@@ -6,11 +6,12 @@
  * deleted one by one; a pack holding unreachable atoms is rewritten without them (rewritePacks),
  * unless it was written or refreshed since the cutoff.
  */
-import { closeSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PaniniError } from '../errors.js';
-import { removeUnlessRefreshed, type LocalStore, type StoredAtom } from '../store/local.js';
+import { removeUnlessRefreshed, statOrNull, type LocalStore, type StoredAtom } from '../store/local.js';
+import { processRuns } from '../store/writers.js';
 import { dropDuplicateCopies, rewritePacks } from '../store/pack-writer.js';
 
 /** Temp files younger than this may belong to a write still running. */
@@ -155,23 +156,6 @@ function readLock(path: string): [number | null, string | null] {
     return [Number.isSafeInteger(Number(pid)) ? Number(pid) : null, host ?? null];
   } catch {
     return [null, null];
-  }
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function statOrNull(path: string): Stats | null {
-  try {
-    return statSync(path);
-  } catch {
-    return null;
   }
 }
 

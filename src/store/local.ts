@@ -498,7 +498,7 @@ export function storeWriteError(err: unknown, dir: string): Error {
 /** The first-level shard name of a shard directory path (`…/ab/cd` → `ab`). */
 const hash2 = (dir: string): string => dir.slice(-5, -3);
 
-function statOrNull(path: string): Stats | null {
+export function statOrNull(path: string): Stats | null {
   try {
     return statSync(path);
   } catch {

@@ -7,13 +7,13 @@
  * With `background`, a worker thread does the writing, at most 64 MiB behind, so `git
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
-import { closeSync, openSync, renameSync, statSync, utimesSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, openSync, renameSync, utimesSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256 } from '../hash.js';
 import { PaniniError } from '../errors.js';
-import { removeUnlessRefreshed, storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { removeUnlessRefreshed, statOrNull, storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -333,14 +333,6 @@ export function rewritePacks(store: LocalStore, drop: (hash: string, pack: PackI
   }
   store.reloadPacks();
   return result;
-}
-
-function statOrNull(path: string): Stats | null {
-  try {
-    return statSync(path);
-  } catch {
-    return null;
-  }
 }
 
 /**

@@ -147,7 +147,8 @@ export function storeClockNow(storeRoot: string): number | null {
   }
 }
 
-function processRuns(pid: number): boolean {
+/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
+export function processRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
