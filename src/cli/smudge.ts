@@ -14,9 +14,8 @@ export function skipSmudge(env: NodeJS.ProcessEnv = process.env): boolean {
   return v !== undefined && v !== '' && v !== '0' && v !== 'false';
 }
 
-/** Throws a clear error naming the file if any atom is missing locally. */
-export function assertAtomsPresent(ctx: Context, concept: Concept, path?: string): void {
-  const missing = missingAtoms(concept, ctx.store);
+/** Throws a clear error naming the file if any atom is missing locally (`missing`: if just checked). */
+export function assertAtomsPresent(ctx: Context, concept: Concept, path?: string, missing = missingAtoms(concept, ctx.store)): void {
   if (missing.length === 0) return;
   throw new PaniniError(
     `${path ? `${path}: ` : ''}${missing.length} atom${missing.length === 1 ? '' : 's'} missing from the local store (first: ${missing[0]})`,
@@ -48,12 +47,15 @@ export async function run(args: string[]): Promise<number> {
   }
   const concept = parseConcept(Buffer.concat(chunks));
   const ctx = openContext();
+  let missing: string[] | undefined = missingAtoms(concept, ctx.store);
+  const fetcher = missing.length > 0 ? remoteFetcher(ctx) : null;
   try {
-    if (missingAtoms(concept, ctx.store).length > 0) await remoteFetcher(ctx)?.([concept]);
+    if (fetcher) await fetcher([concept]);
   } catch (err) {
     throw storeFailure(err, ctx.store.root); // downloads write atoms: a full or read-only store, said plainly
   }
-  assertAtomsPresent(ctx, concept, path);
+  if (fetcher) missing = undefined; // look again after the download
+  assertAtomsPresent(ctx, concept, path, missing);
   reconstruct(concept, ctx.store, (bytes) => writeFdAll(1, bytes));
   return 0;
 }

@@ -123,19 +123,22 @@ async function smudge(
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
   const concept = parseConcept(input.source.read(0, input.source.size));
-  if (missingAtoms(concept, ctx.store).length > 0 && options.fetcher) {
+  const missing = missingAtoms(concept, ctx.store);
+  if (missing.length > 0 && options.fetcher) {
     if (canDelay) {
       delayed.set(pathname, { concept });
       respondStatus(writer, 'delayed');
       return;
     }
     await options.fetcher([concept]);
+    return serveConcept(ctx, writer, concept); // looks again after the download
   }
-  return serveConcept(ctx, writer, concept);
+  return serveConcept(ctx, writer, concept, missing);
 }
 
-function serveConcept(ctx: Context, writer: PktWriter, concept: Concept): void {
-  assertAtomsPresent(ctx, concept); // the log line names the file
+/** `missing`: the concept's missing atoms if just checked; else they are looked up. */
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
+  assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));
 }
 

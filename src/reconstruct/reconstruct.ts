@@ -6,9 +6,8 @@ import type { ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
 import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
-import { newSha256 } from '../hash.js';
 import type { AtomReader } from '../store/local.js';
-import { BackgroundHasher } from '../store/pack-writer.js';
+import { FileHasher } from '../store/pack-writer.js';
 
 /** Files at least this large have their whole-file hash computed on a worker thread. */
 const BACKGROUND_HASH_MIN = 32 * 1024 * 1024;
@@ -35,8 +34,7 @@ export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader):
  */
 export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void): void {
   // A large file's own hash goes to a worker thread: this one verifies every atom against its name.
-  const whole = concept.size >= BACKGROUND_HASH_MIN ? new BackgroundHasher() : null;
-  const here = whole ? null : newSha256();
+  const whole = new FileHasher(concept.size >= BACKGROUND_HASH_MIN);
   let written = 0;
   let oid: string;
   try {
@@ -45,14 +43,13 @@ export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, sto
       if (bytes.length !== leaf.size) {
         throw new PaniniError(`atom ${leaf.hash} holds ${bytes.length} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
       }
-      if (whole) whole.update(bytes);
-      else here!.update(bytes);
+      whole.update(bytes);
       write(bytes);
       written += bytes.length;
     }
-    oid = whole ? whole.digest() : here!.digest('hex');
+    oid = whole.digest();
   } finally {
-    whole?.stop();
+    whole.stop();
   }
   if (written !== concept.size || oid !== concept.oid) {
     throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');

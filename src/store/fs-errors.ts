@@ -17,17 +17,21 @@ export function storeFailure(err: unknown, root: string): unknown {
   if (typeof code !== 'string' || typeof path !== 'string' || !inside(path, root)) return err;
   // Node's recursive mkdir says ENOENT when a parent could not be made: ask the file system why.
   const cause = code === 'ENOENT' && syscall === 'mkdir' ? writeBlocker(path, root) ?? code : code;
-  const what = `${syscall ?? 'writing'} ${path}`;
-  if (cause === 'ENOSPC' || cause === 'EDQUOT') {
+  return storeErrorFor(cause, `${syscall ?? 'writing'} ${path}`) ?? err;
+}
+
+/** The StoreError for a full or read-only store (`what`: the operation and place), or null for other codes. */
+export function storeErrorFor(code: string | undefined, what: string): StoreError | null {
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new StoreError(
       `the disk holding the atom store is full (${what})`,
       'free some space on it and run the command again; nothing was half-written (`git panini gc --prune=now` deletes the atoms of a failed command)',
     );
   }
-  if (cause === 'EROFS' || cause === 'EACCES' || cause === 'EPERM') {
-    return new StoreError(`the atom store is not writable (${what}: ${cause})`, 'check the permissions of the store directory and whether its file system is mounted read-only, or set panini.storage to a writable place');
+  if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+    return new StoreError(`the atom store is not writable (${what}: ${code})`, 'check the permissions of the store directory and whether its file system is mounted read-only, or set panini.storage to a writable place');
   }
-  return err;
+  return null;
 }
 
 function inside(path: string, root: string): boolean {

@@ -12,8 +12,9 @@ import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAtomHash } from '../atom.js';
-import { AtomError, PaniniError, StoreError } from '../errors.js';
+import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
+import { storeErrorFor } from './fs-errors.js';
 import { isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes } from './pack.js';
 
 export { MAX_ATOM_BYTES } from './pack.js';
@@ -349,10 +350,6 @@ export class LocalStore implements AtomReader, AtomWriter {
     return this.packsDir;
   }
 
-  /** A fresh temp file name in `dir` (never listed as an atom or a pack; gc removes it once old). */
-  tempName(dir: string, suffix = ''): string {
-    return join(dir, `.tmp-${TEMP_PREFIX}-${tempCounter++}${suffix}`);
-  }
 
   private packsDirMtime = 0;
 
@@ -459,12 +456,17 @@ export function removeUnlessRefreshed(path: string, cutoffMs: number): 'removed'
 const TEMP_PREFIX = `${process.pid}-${randomBytes(4).toString('hex')}`;
 let tempCounter = 0;
 
+/** A fresh temp file name in `dir` (never listed as an atom or a pack; gc removes it once old). */
+export function tempName(dir: string, suffix = ''): string {
+  return join(dir, `.tmp-${TEMP_PREFIX}-${tempCounter++}${suffix}`);
+}
+
 /**
  * Temp file in the destination's own directory, then rename: a reader sees the whole atom under
  * its name or nothing. Two writers of the same atom both rename identical bytes; either wins.
  */
 export function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {
-  const tmp = join(dir, `.tmp-${TEMP_PREFIX}-${tempCounter++}`);
+  const tmp = tempName(dir);
   let fd: number;
   try {
     fd = openSync(tmp, 'wx', 0o444);
@@ -489,10 +491,7 @@ export function writeAtomically(dir: string, path: string, bytes: Uint8Array): v
 }
 
 export function storeWriteError(err: unknown, dir: string): Error {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') return new StoreError(`the disk holding the atom store is full (writing in ${dir})`, 'free some space and run the command again; nothing was half-written (`git panini gc --prune=now` deletes the atoms of a failed command)');
-  if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') return new StoreError(`the atom store is not writable (${dir}: ${code})`, 'check the permissions of the store directory, or set panini.storage to a writable place');
-  return err as Error;
+  return storeErrorFor((err as NodeJS.ErrnoException).code, `writing in ${dir}`) ?? (err as Error);
 }
 
 /** The first-level shard name of a shard directory path (`…/ab/cd` → `ab`). */

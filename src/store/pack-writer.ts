@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256 } from '../hash.js';
 import { PaniniError } from '../errors.js';
-import { removeUnlessRefreshed, statOrNull, storeWriteError, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -122,7 +122,7 @@ export class PackWriter implements AtomWriter {
 
   private open(): void {
     const dir = this.store.ensurePacksDir();
-    this.tmp = this.store.tempName(dir, '.pack');
+    this.tmp = tempName(dir, '.pack');
     try {
       this.fd = openSync(this.tmp, 'wx', 0o444);
     } catch (err) {
@@ -264,25 +264,29 @@ class BackgroundWrites {
 }
 
 /**
- * The SHA-256 of a stream of bytes, computed on a worker thread through the same ring (smudge
- * hashes every atom against its name here and the whole file there), or here if the worker does
- * not start. stop() ends the worker.
+ * The SHA-256 of a stream of bytes: with `background`, computed on a worker thread through the
+ * same ring (smudge hashes every atom against its name here and the whole file there), else, or if
+ * the worker does not start, here. stop() ends the worker.
  */
-export class BackgroundHasher {
-  private readonly ring = new BackgroundWrites();
+export class FileHasher {
+  private readonly ring: BackgroundWrites | null;
   private inline: Hash | null = null;
 
+  constructor(background: boolean) {
+    this.ring = background ? new BackgroundWrites() : null;
+  }
+
   update(bytes: Uint8Array): void {
-    if (this.ring.running()) this.ring.append(-1, bytes, true, -1);
+    if (this.ring?.running()) this.ring.append(-1, bytes, true, -1);
     else (this.inline ??= newSha256()).update(bytes);
   }
 
   digest(): string {
-    return this.ring.running() ? this.ring.fileDigest() : (this.inline ?? newSha256()).digest('hex');
+    return this.ring?.running() ? this.ring.fileDigest() : (this.inline ?? newSha256()).digest('hex');
   }
 
   stop(): void {
-    this.ring.stop();
+    this.ring?.stop();
   }
 }
 
