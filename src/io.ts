@@ -85,7 +85,7 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
 export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
   // Small inputs are gathered in one growing buffer (one copy of each chunk).
-  let held = Buffer.allocUnsafe(64 * 1024);
+  let held = Buffer.allocUnsafe(0); // grown to fit: a small input (a concept) takes a small buffer
   let total = 0;
   for (;;) {
     const chunk = next();
