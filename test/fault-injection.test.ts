@@ -11,17 +11,16 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PaniniError } from '../src/errors.js';
-import { sha256Hex } from '../src/hash.js';
-import { atomOfKey, type Backend } from '../src/store/backend.js';
 import { openRemote } from '../src/store/remote.js';
 import { fetchConcepts } from '../src/transfer/fetch.js';
 import { pushConcepts } from '../src/transfer/push.js';
 import { fixturesDir, readFixture } from './helpers/fixtures.js';
 import { GitSandbox, sha256, sha256File } from './helpers/git.js';
-import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir, type BuiltFile } from './helpers/remote.js';
+import { addBytes, addFixtures, assertRebuilds, assertRemoteSound, storeAtoms, storeContext, subdir, type BuiltFile } from './helpers/remote.js';
 import { S3_CREDENTIALS, type FaultKind, useS3Suite } from './helpers/s3-server.js';
 
 const ALL_FAULTS: FaultKind[] = ['drop', 'cut', 'error500', 'stall'];
+const FAULT_SHARE = 0.15;
 const suite = useS3Suite('panini-faults-');
 const root = suite.root;
 
@@ -33,22 +32,6 @@ function settings(prefix: string, retries: number): Record<string, string> {
     'panini.timeout': '1500',
     'panini.retries': String(retries),
   };
-}
-
-/** Every object under atoms/ hashes to its name (read without faults). */
-async function assertRemoteSound(backend: Backend): Promise<number> {
-  let count = 0;
-  for await (const o of backend.list('atoms/')) {
-    const hash = atomOfKey(o.key);
-    assert.ok(hash, `only atoms under atoms/: ${o.key}`);
-    const stream = await backend.download(o.key);
-    assert.ok(stream);
-    const chunks: Buffer[] = [];
-    for await (const c of stream) chunks.push(c as Buffer);
-    assert.equal(sha256Hex(Buffer.concat(chunks)), hash, `${o.key} holds the bytes of its name`);
-    count++;
-  }
-  return count;
 }
 
 /** Every atom in a local store hashes to its name (LocalStore.get verifies). */
@@ -64,11 +47,13 @@ function acceptFailure(err: unknown): void {
 
 test('push and fetch through dropped, cut, failing and stalled requests stay correct', { timeout: 120_000 }, async () => {
   const prefix = 'faults-mixed';
-  const here = storeContext(subdir(root, 'mixed-here'), settings(prefix, 6));
-  const files: BuiltFile[] = [...addFixtures(here, ['course-a.mp4', 'photo.png', 'bundle-v1.zip']), addBytes(here, 'noise.bin', randomBytes(600_000))];
+  const here = storeContext(subdir(root, 'mixed-here'), settings(prefix, 8));
+  const files: BuiltFile[] = [...addFixtures(here, ['course-a.mp4', 'photo.png', 'bundle-v1.zip']), addBytes(here, 'noise.bin', randomBytes(24 * 1024 * 1024))];
   const items = files.map((f) => ({ concept: f.concept, path: f.name }));
 
-  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 20240611 });
+  // 24 MiB of noise: pushed as two packs in multipart uploads, fetched in several ranges, so the
+  // faults hit part uploads and ranged downloads too.
+  await suite.s3.setFaults({ share: FAULT_SHARE, kinds: ALL_FAULTS, seed: 222 });
   await suite.s3.stats(true);
   let pushed = false;
   try {
@@ -79,7 +64,7 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
   }
   const pushStats = await suite.s3.stats(true);
   const injected = Object.values(pushStats.faults).reduce((a, b) => a + b, 0);
-  assert.ok(injected >= 5, `faults were injected during the push (${JSON.stringify(pushStats.faults)})`);
+  assert.ok(injected >= 3, `faults were injected during the push (${JSON.stringify(pushStats)})`);
 
   await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   const probe = (await openRemote(storeContext(subdir(root, 'mixed-probe'), settings(prefix, 0))))!;
@@ -91,8 +76,8 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
     probe.close();
   }
 
-  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 777 });
-  const there = storeContext(subdir(root, 'mixed-there'), settings(prefix, 6));
+  await suite.s3.setFaults({ share: FAULT_SHARE, kinds: ALL_FAULTS, seed: 777 });
+  const there = storeContext(subdir(root, 'mixed-there'), settings(prefix, 8));
   let fetched = false;
   try {
     await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
@@ -101,12 +86,12 @@ test('push and fetch through dropped, cut, failing and stalled requests stay cor
     acceptFailure(err);
   }
   const fetchStats = await suite.s3.stats(true);
-  assert.ok(Object.values(fetchStats.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected during the fetch (${JSON.stringify(fetchStats.faults)})`);
+  assert.ok(Object.values(fetchStats.faults).reduce((a, b) => a + b, 0) >= 3, `faults were injected during the fetch (${JSON.stringify(fetchStats.faults)})`);
   await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   assertLocalSound(there);
   if (!fetched) await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
   for (const f of files) assertRebuilds(there, f);
-  // With six retries and 12% faults, both transfers are expected to have finished on their own.
+  // With eight retries and 15% faults, both transfers are expected to have finished on their own.
   assert.ok(pushed && fetched, `push ${pushed ? 'finished' : 'failed'}, fetch ${fetched ? 'finished' : 'failed'}`);
 });
 
@@ -140,13 +125,13 @@ test('git push and a fresh clone through the faulty proxy end with every file ex
   const origin = sb.initRepo('origin.git', { bare: true });
   const work = sb.initRepo('work');
   git(work, ['panini', 'track', '*.png', '*.mp4']);
-  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = s3://${suite.s3.bucket}/faults-git\n\tretries = 6\n\ttimeout = 1500\n[panini "s3"]\n\tendpoint = ${suite.s3.proxyEndpoint}\n\tforcePathStyle = true\n`);
+  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = s3://${suite.s3.bucket}/faults-git\n\tretries = 8\n\ttimeout = 1500\n[panini "s3"]\n\tendpoint = ${suite.s3.proxyEndpoint}\n\tforcePathStyle = true\n`);
   const files = { 'photo.png': 'photo.png', 'clip.mp4': 'course-a.mp4' };
   for (const [file, fixture] of Object.entries(files)) copyFileSync(path.join(fixturesDir, fixture), path.join(work, file));
   git(work, ['add', '.']);
   git(work, ['commit', '-q', '-m', 'media']);
   git(work, ['remote', 'add', 'origin', origin]);
-  await suite.s3.setFaults({ share: 0.12, kinds: ALL_FAULTS, seed: 99 });
+  await suite.s3.setFaults({ share: FAULT_SHARE, kinds: ALL_FAULTS, seed: 99 });
   await suite.s3.stats(true);
   try {
     git(work, ['push', '-q', 'origin', 'main']);
@@ -154,7 +139,7 @@ test('git push and a fresh clone through the faulty proxy end with every file ex
     assert.equal(checkout.status, 0, checkout.stderr);
     for (const [file, fixture] of Object.entries(files)) assert.equal(sha256File(path.join(clone, file)), sha256(readFixture(fixture)), file);
     const seen = await suite.s3.stats();
-    assert.ok(Object.values(seen.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected (${JSON.stringify(seen.faults)})`);
+    assert.ok(Object.values(seen.faults).reduce((a, b) => a + b, 0) >= 2, `faults were injected (${JSON.stringify(seen.faults)})`);
   } finally {
     await suite.s3.setFaults({ share: 0, kinds: [], seed: 1 });
   }

@@ -1,7 +1,7 @@
 /**
  * A hostile (or broken) remote store, end to end with real Git: after a push, an S3 server (s3rver
- * on 127.0.0.1) serves wrong bytes for an atom's key — a leaf of one file, then a manifest of
- * another — with the right length, so only the hash check can tell. A fresh clone must report a
+ * on 127.0.0.1) serves wrong bytes for an atom — a leaf of one file, then a manifest of another,
+ * both inside the pack the push uploaded — with the right length, so only the hash check can tell. A fresh clone must report a
  * hash mismatch naming the atom and the file; the wrong bytes must reach neither the local store
  * (every atom there hashes to its name) nor the worktree. Once the bucket is repaired, the same
  * clone checks out exactly.
@@ -11,11 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { MANIFEST_TYPES } from '../src/atom.js';
 import { parseConcept } from '../src/concept/concept.js';
-import { atomKey } from '../src/store/backend.js';
+import { openRemote } from '../src/store/remote.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
+import { readRemote, remoteAtoms, storeContext, type RemotePlace } from './helpers/remote.js';
 import { S3_CREDENTIALS, useS3Suite } from './helpers/s3-server.js';
 import { assertStoreClean } from './helpers/store-check.js';
 
@@ -27,13 +28,25 @@ test('an S3 store serving wrong bytes for an atom: the clone names the atom, the
   const env = S3_CREDENTIALS;
   const s3 = new S3Client({ endpoint: suite.s3.endpoint, region: S3_CREDENTIALS.AWS_REGION, forcePathStyle: true, credentials: { accessKeyId: S3_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY } });
   t.after(() => s3.destroy());
-  const objectKey = (hash: string): string => `${PREFIX}/${atomKey(hash)}`;
-  const getObject = async (hash: string): Promise<Buffer> => {
-    const r = await s3.send(new GetObjectCommand({ Bucket: suite.s3.bucket, Key: objectKey(hash) }));
-    return Buffer.from(await r.Body!.transformToByteArray());
+  const backend = (await openRemote(storeContext(path.join(sb.root, 'probe'), {
+    'panini.url': `s3://${suite.s3.bucket}/${PREFIX}`, 'panini.s3.endpoint': suite.s3.endpoint, 'panini.s3.forcePathStyle': 'true',
+  })))!;
+  t.after(() => backend.close());
+  const placeOf = async (hash: string): Promise<RemotePlace> => {
+    const at = (await remoteAtoms(backend)).get(hash);
+    assert.ok(at, `${hash} is in the remote store`);
+    return at;
   };
+  const getObject = async (hash: string): Promise<Buffer> => {
+    const at = await placeOf(hash);
+    return readRemote(backend, at.key, { start: at.offset, length: at.size });
+  };
+  /** Same-length bytes in place of the atom's, wherever the push put it (a pack, here). */
   const putObject = async (hash: string, bytes: Buffer): Promise<void> => {
-    await s3.send(new PutObjectCommand({ Bucket: suite.s3.bucket, Key: objectKey(hash), Body: bytes }));
+    const at = await placeOf(hash);
+    const whole = await readRemote(backend, at.key);
+    bytes.copy(whole, at.offset);
+    await s3.send(new PutObjectCommand({ Bucket: suite.s3.bucket, Key: `${PREFIX}/${at.key}`, Body: whole }));
   };
 
   const origin = sb.initRepo('origin.git', { bare: true });

@@ -12,7 +12,7 @@ import { FolderBackend } from '../src/store/folder.js';
 import { parseRemoteUrl } from '../src/store/remote.js';
 import { pushConcepts } from '../src/transfer/push.js';
 import { tempDir } from './helpers/cli.js';
-import { addFixtures, storeAtoms, storeContext, subdir } from './helpers/remote.js';
+import { addFixtures, assertRemoteSound, remoteAtoms, storeAtoms, storeContext, subdir } from './helpers/remote.js';
 import { defineRemoteSuite } from './helpers/remote-suite.js';
 
 const { dir: root, dispose } = tempDir('panini-folder-remotes-');
@@ -27,21 +27,32 @@ defineRemoteSuite('folder', {
   },
 });
 
-test('folder: atoms land in the local store\'s own layout, and stray temp files stay invisible', async () => {
+test('folder: a few atoms land in the local store\'s own layout, many in a pack, and stray temp files stay invisible', async () => {
   const remoteDir = subdir(root, 'layout');
   const ctx = storeContext(subdir(root, 'layout-local'), { 'panini.url': pathToFileURL(remoteDir).href });
-  const files = addFixtures(ctx, ['photo.png', 'course-a.mp4']);
-  await pushConcepts(ctx, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+  const few = addFixtures(ctx, ['photo.png']);
+  assert.ok(storeAtoms(ctx).length < 16, 'photo.png is a handful of atoms');
+  await pushConcepts(ctx, few.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
   for (const h of storeAtoms(ctx)) assert.ok(existsSync(path.join(remoteDir, atomKey(h))), `${h} at atoms/ab/cd/<hash>`);
-  const shard = path.dirname(path.join(remoteDir, atomKey(storeAtoms(ctx)[0]!)));
-  writeFileSync(path.join(shard, '.tmp-12345-abcdef'), 'half an upload');
+  const loose = storeAtoms(ctx);
+  const many = addFixtures(ctx, ['course-a.mp4']);
+  await pushConcepts(ctx, many.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+  const packs = readdirSync(path.join(remoteDir, 'packs')).sort();
+  assert.equal(packs.length, 2, `one pack and its index: ${packs.join(', ')}`);
+  assert.match(packs[0]!, /^[0-9a-f]{64}\.idx$/);
+  assert.equal(packs[1], packs[0]!.replace('.idx', '.pack'));
   const backend = new FolderBackend(remoteDir);
+  assert.deepEqual([...(await remoteAtoms(backend)).keys()].sort(), storeAtoms(ctx));
+  assert.equal(await assertRemoteSound(backend), storeAtoms(ctx).length);
+
+  const shard = path.dirname(path.join(remoteDir, atomKey(loose[0]!)));
+  writeFileSync(path.join(shard, '.tmp-12345-abcdef'), 'half an upload');
   let listed = 0;
   for await (const o of backend.list('atoms/')) {
     assert.ok(!o.key.includes('.tmp-'));
     listed++;
   }
-  assert.equal(listed, storeAtoms(ctx).length);
+  assert.equal(listed, loose.length);
   assert.ok(readdirSync(shard).some((n) => n.startsWith('.tmp-')));
 });
 

@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FolderBackend } from '../src/store/folder.js';
 import { tempDir } from './helpers/cli.js';
 import { defineGitEndToEnd } from './helpers/git-remote-suite.js';
+import { remoteAtoms } from './helpers/remote.js';
 
 const { dir: root, dispose } = tempDir('panini-git-folder-');
 after(dispose);
@@ -20,6 +21,6 @@ defineGitEndToEnd('folder', {
   env: {},
   async countAtoms(config) {
     const url = /url = (\S+)/.exec(config)![1]!;
-    return (await new FolderBackend(fileURLToPath(url)).stats('atoms/')).objects;
+    return (await remoteAtoms(new FolderBackend(fileURLToPath(url)))).size;
   },
 });

@@ -5,7 +5,7 @@
  */
 import { openRemote } from '../src/store/remote.js';
 import { defineGitEndToEnd } from './helpers/git-remote-suite.js';
-import { storeContext } from './helpers/remote.js';
+import { remoteAtoms, storeContext } from './helpers/remote.js';
 import { S3_CREDENTIALS, useS3Suite } from './helpers/s3-server.js';
 
 const suite = useS3Suite('panini-git-s3-');
@@ -21,7 +21,7 @@ defineGitEndToEnd('s3', {
     const url = /url = (\S+)/.exec(config)![1]!;
     const backend = (await openRemote(storeContext(`${root}/probe`, { 'panini.url': url, 'panini.s3.endpoint': suite.s3.endpoint, 'panini.s3.forcePathStyle': 'true' })))!;
     try {
-      return (await backend.stats('atoms/')).objects;
+      return (await remoteAtoms(backend)).size;
     } finally {
       backend.close();
     }

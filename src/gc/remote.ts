@@ -18,11 +18,14 @@ import { errorMessage, PaniniError } from '../errors.js';
 import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
-import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, type Backend } from '../store/backend.js';
-import { requireRemote, transferSettings } from '../store/remote.js';
-import { AtomNotOnRemote, downloadAtom, readAll, type Transfer } from '../transfer/atoms.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, packKey, type Backend } from '../store/backend.js';
+import { PACK_MAGIC } from '../store/pack.js';
+import { readAll, type Transfer } from '../transfer/atoms.js';
+import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
+import type { ListedPack } from '../transfer/remote-packs.js';
 import { withRetries } from '../transfer/retry.js';
+import { withSession, type Session } from '../transfer/session.js';
 import { reachFromWalk, refuseIfBlocked, walkAll, type GcOptions, type GcReport, type Reachability } from './collect.js';
 
 /** Reading manifests can reveal more manifests, at most this deep (as expandRefs allows). */
@@ -39,18 +42,19 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
     );
   }
   const tips = remoteRefTips(repo);
-  const backend = await requireRemote(ctx);
-  try {
-    const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
+  return withSession(ctx, { quiet: true, label: 'gc' }, async (s) => {
+    const { backend } = s;
     const lfsRecords = await listLfsRecords(backend, options);
     const walk = withRecordRoots(ctx, await walkAll(repo, ctx, 'all', options.reflog, options.progress, tips), lfsRecords);
-    await readRecordConcepts(t, walk);
+    await readRecordConcepts(s, walk);
     let reach = reachFromWalk(walk, ctx.store, options.progress);
     for (let round = 0; reach.blocking.length > 0 && round < MAX_MANIFEST_ROUNDS; round++) {
-      if (!(await fetchManifests(t, reach))) break;
+      if (!(await fetchManifests(s, reach))) break;
       reach = reachFromWalk(walk, ctx.store, options.progress);
     }
     refuseIfBlocked(reach);
+    const live = reach.reached.atoms;
+    const isOld = (modifiedMs: number | undefined): boolean => modifiedMs !== undefined && modifiedMs < options.cutoffMs;
 
     const doomed: { hash: string; size: number }[] = [];
     const recent = { atoms: 0, bytes: 0 };
@@ -59,19 +63,34 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       const hash = atomOfKey(o.key);
       if (!hash) continue;
       if (++stored % 10_000 === 0) options.progress.update('Listing the remote store', stored);
-      if (reach.reached.atoms.has(hash)) continue;
-      if (o.modifiedMs !== undefined && o.modifiedMs < options.cutoffMs) doomed.push({ hash, size: o.size });
+      if (live.has(hash)) continue;
+      if (isOld(o.modifiedMs)) doomed.push({ hash, size: o.size });
       else {
         recent.atoms++;
         recent.bytes += o.size;
       }
     }
+
+    const packs = planPacks(await s.packs.list(), live, isOld, reach.warnings);
+    stored += packs.stored;
+    doomed.push(...packs.dropped);
+    recent.atoms += packs.recent.atoms;
+    recent.bytes += packs.recent.bytes;
     const oldRecords = lfsRecords.filter((r) => r.old && !reach.reached.oids.has(r.oid));
-    if (!options.dryRun && (doomed.length > 0 || oldRecords.length > 0)) {
+    if (!options.dryRun && packs.rewrite.length > 0) {
+      // The live atoms of mostly dead packs go into new packs first (through the local store).
+      const keep = packs.rewrite.flatMap((p) => [...p.index!.entries()].filter((e) => live.has(e.hash)));
+      options.progress.update('Repacking the remote store', 0, keep.length);
+      await downloadAll(s, keep.filter((e) => !ctx.store.has(e.hash)).map((e) => ({ hash: e.hash, size: e.size })));
+      const r = await s.packs.upload(keep.map((e) => e.hash), () => undefined);
+      if (r.error !== undefined) throw r.error;
+    }
+    const doomedKeys = [...packs.deleteKeys, ...doomed.filter((a) => !packs.droppedInPacks.has(a.hash)).map((a) => atomKey(a.hash))];
+    if (!options.dryRun && (doomedKeys.length > 0 || oldRecords.length > 0)) {
       // First the new epoch (clones stop trusting their caches), then records before their atoms.
-      await withRetries(t.settings.attempts, () => backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(randomBytes(16).toString('hex')))));
-      await deleteAll(t, oldRecords.map((r) => r.key), 'Git LFS object records', options);
-      await deleteAll(t, doomed.map((a) => atomKey(a.hash)), 'atoms', options);
+      await withRetries(s.settings.attempts, () => backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(randomBytes(16).toString('hex')))));
+      await deleteAll(s, oldRecords.map((r) => r.key), 'Git LFS object records', options);
+      await deleteAll(s, doomedKeys, 'atoms and packs', options);
     }
     options.progress.finish();
     return {
@@ -79,19 +98,85 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       store: backend.url,
       cutoff: Number.isFinite(options.cutoffMs) ? new Date(options.cutoffMs).toISOString() : null,
       reflog: options.reflog,
-      reachable: { commits: reach.walk.commits, concepts: reach.reached.concepts, atoms: reach.reached.atoms.size },
+      reachable: { commits: reach.walk.commits, concepts: reach.reached.concepts, atoms: live.size },
       stored,
       deleted: { atoms: doomed, count: doomed.length, bytes: doomed.reduce((n, a) => n + a.size, 0) },
       keptRecent: recent,
       refreshed: 0,
       duplicates: { count: 0, bytes: 0 },
-      tempFiles: { count: 0, bytes: 0 },
+      tempFiles: packs.incomplete,
       registryEntries: oldRecords.length,
+      packs: { rewritten: packs.rewrite.length, deleted: packs.deleted, keptUnreachable: packs.keptUnreachable },
       warnings: reach.warnings,
     };
-  } finally {
-    backend.close();
+  });
+}
+
+/** A pack is rewritten when at least this share of its bytes is unreachable. */
+const REWRITE_SHARE = 0.5;
+
+interface PackPlan {
+  /** Atoms in complete packs. */
+  stored: number;
+  /** Unreachable atoms that go with their pack (deleted or rewritten). */
+  dropped: { hash: string; size: number }[];
+  droppedInPacks: Set<string>;
+  recent: { atoms: number; bytes: number };
+  /** Packs whose live atoms move to a new pack before they are deleted. */
+  rewrite: ListedPack[];
+  /** Keys to delete: each index before its pack, so no reader ever sees an index without its pack. */
+  deleteKeys: string[];
+  deleted: number;
+  /** Unreachable atoms kept because they share a pack with mostly live ones. */
+  keptUnreachable: { atoms: number; bytes: number };
+  /** Parts of packs whose upload never finished (a pack without index, or the reverse). */
+  incomplete: { count: number; bytes: number };
+}
+
+/**
+ * What to do with each remote pack: delete it when nothing in it is live, rewrite it when mostly
+ * dead, else keep it whole. Only packs older than the cutoff are touched; an index that does not
+ * hold together is left alone with a warning.
+ */
+function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isOld: (ms: number | undefined) => boolean, warnings: string[]): PackPlan {
+  const plan: PackPlan = {
+    stored: 0, dropped: [], droppedInPacks: new Set(), recent: { atoms: 0, bytes: 0 }, rewrite: [], deleteKeys: [], deleted: 0,
+    keptUnreachable: { atoms: 0, bytes: 0 }, incomplete: { count: 0, bytes: 0 },
+  };
+  for (const p of listed) {
+    if (p.packSize === null || p.idxSize === null) {
+      if (!isOld(p.modifiedMs) && p.packSize !== null) continue; // an upload may still be under way
+      plan.deleteKeys.push(packKey(p.id, p.packSize === null ? 'idx' : 'pack'));
+      plan.incomplete.count++;
+      plan.incomplete.bytes += p.packSize ?? p.idxSize ?? 0;
+      continue;
+    }
+    if (!p.index) {
+      warnings.push(`the remote pack index ${packKey(p.id, 'idx')} is damaged; its pack was left alone (delete both and push again from a clone that has the files)`);
+      continue;
+    }
+    const entries = [...p.index.entries()];
+    plan.stored += entries.length;
+    const dead = entries.filter((e) => !live.has(e.hash));
+    const deadBytes = dead.reduce((n, e) => n + e.size, 0);
+    if (dead.length === 0) continue;
+    if (!isOld(p.modifiedMs)) {
+      plan.recent.atoms += dead.length;
+      plan.recent.bytes += deadBytes;
+    } else if (dead.length === entries.length || deadBytes >= REWRITE_SHARE * (p.packSize - PACK_MAGIC.length)) {
+      if (dead.length < entries.length) plan.rewrite.push(p);
+      plan.deleteKeys.push(packKey(p.id, 'idx'), packKey(p.id, 'pack'));
+      plan.deleted++;
+      for (const e of dead) {
+        plan.dropped.push({ hash: e.hash, size: e.size });
+        plan.droppedInPacks.add(e.hash);
+      }
+    } else {
+      plan.keptUnreachable.atoms += dead.length;
+      plan.keptUnreachable.bytes += deadBytes;
+    }
   }
+  return plan;
 }
 
 /** The ref tips of every Git remote, each present in this clone; refuses on anything it cannot see. */
@@ -179,13 +264,16 @@ async function readRecordConcepts(t: Transfer, walk: HistoryWalk): Promise<void>
 }
 
 /** Downloads the reachable manifests missing here; false if some is not in the remote store either. */
-async function fetchManifests(t: Transfer, reach: Reachability): Promise<boolean> {
+async function fetchManifests(s: Session, reach: Reachability): Promise<boolean> {
   const wanted = reach.blocking.filter((p) => p.kind === 'missing');
   if (wanted.length !== reach.blocking.length) return false; // corrupt here: fsck first
-  const failures = await forEachConcurrently(wanted, t.settings.concurrency, async (p) => void (await downloadAtom(t, p.name)), (err) => err instanceof AtomNotOnRemote);
-  const notThere = failures.filter((f) => f.error instanceof AtomNotOnRemote);
-  if (failures.length > notThere.length) throw failures.find((f) => !(f.error instanceof AtomNotOnRemote))!.error;
-  return notThere.length === 0;
+  try {
+    await downloadAll(s, wanted.map((p) => ({ hash: p.name })));
+  } catch (err) {
+    if (err instanceof AtomsNotOnRemote) return false;
+    throw err;
+  }
+  return true;
 }
 
 async function deleteAll(t: Transfer, keys: string[], what: string, options: GcOptions): Promise<void> {

@@ -5,6 +5,8 @@
  *
  * Keys are relative to the store's root (a folder, or an S3 bucket + prefix):
  *   atoms/ab/cd/<sha256>   one atom, as in the local store
+ *   packs/<id>.pack        many atoms back to back, as a local pack; its index packs/<id>.idx is
+ *                          uploaded after it, so an index names only a complete pack
  *   lfs/<oid>              the concept of a Git LFS object (see src/cli/transfer.ts)
  *   gc-epoch               changed by a remote gc before it deletes anything (see src/transfer/inventory.ts)
  */
@@ -48,8 +50,11 @@ export interface Backend {
    * body stream fails the upload and leaves nothing under `key`.
    */
   upload(key: string, body: UploadBody): Promise<void>;
-  /** The object's bytes as a stream, or null if there is no such object. */
-  download(key: string): Promise<Readable | null>;
+  /**
+   * The object's bytes as a stream, or null if there is no such object; with `range`, only those
+   * bytes (a stream that ends early if the object is shorter).
+   */
+  download(key: string, range?: ByteRange): Promise<Readable | null>;
   exists(key: string): Promise<boolean>;
   /** Removes the object; removing an absent one is not an error. */
   delete(key: string): Promise<void>;
@@ -60,7 +65,14 @@ export interface Backend {
   close(): void;
 }
 
+/** `length` bytes from `start` (length ≥ 1). */
+export interface ByteRange {
+  start: number;
+  length: number;
+}
+
 export const ATOMS_PREFIX = 'atoms/';
+export const PACKS_PREFIX = 'packs/';
 export const LFS_PREFIX = 'lfs/';
 export const GC_EPOCH_KEY = 'gc-epoch';
 
@@ -73,6 +85,19 @@ export function atomKey(hash: string): string {
 export function atomOfKey(key: string): string | null {
   const m = /^atoms\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
   return m && m[3]!.startsWith(m[1]! + m[2]!) ? m[3]! : null;
+}
+
+export type PackPart = 'pack' | 'idx';
+
+export function packKey(id: string, part: PackPart): string {
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new PaniniError(`invalid pack name ${JSON.stringify(id)}`, 'pack names are 64 lowercase hex digits');
+  return `${PACKS_PREFIX}${id}.${part}`;
+}
+
+/** The pack a key names, and which part of it, or null for any other key. */
+export function packOfKey(key: string): { id: string; part: PackPart } | null {
+  const m = /^packs\/([0-9a-f]{64})\.(pack|idx)$/.exec(key);
+  return m ? { id: m[1]!, part: m[2] as PackPart } : null;
 }
 
 /** Keys we write: lowercase, no `..`, no leading slash (so a key can never leave the store's root). */

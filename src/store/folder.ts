@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PaniniError } from '../errors.js';
-import { checkKey, RemoteError, statsFromListing, type Backend, type BackendStats, type RemoteObject, type UploadBody } from './backend.js';
+import { checkKey, RemoteError, statsFromListing, type Backend, type BackendStats, type ByteRange, type RemoteObject, type UploadBody } from './backend.js';
 
 const TEMP_PREFIX = '.tmp-';
 /** Keys are at most a few levels deep (atoms/ab/cd/<hash>); deeper trees are not ours. */
@@ -49,10 +49,10 @@ export class FolderBackend implements Backend {
     }
   }
 
-  async download(key: string): Promise<Readable | null> {
+  async download(key: string, range?: ByteRange): Promise<Readable | null> {
     try {
       const handle = await open(this.pathOf(key), 'r');
-      return handle.createReadStream();
+      return handle.createReadStream(range ? { start: range.start, end: range.start + range.length - 1 } : {});
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw this.fsError(err, `reading ${key}`);

@@ -66,6 +66,15 @@ export class PackIndex {
     } catch {
       return null;
     }
+    return PackIndex.parse(raw, id, packSize, packPath, idxPath);
+  }
+
+  /**
+   * Checks index bytes against their checksum (which must be `id`), their order and the size of
+   * their pack; null if they do not hold together. Also used for the indexes of a remote store's
+   * packs, whose paths are keys.
+   */
+  static parse(raw: Buffer, id: string, packSize: number, packPath: string, idxPath: string): PackIndex | null {
     if (raw.length < IDX_HEADER + HASH_BYTES || raw.length > MAX_IDX_BYTES || !raw.subarray(0, IDX_MAGIC.length).equals(IDX_MAGIC)) return null;
     const body = raw.subarray(0, raw.length - HASH_BYTES);
     const sum = sha256Hex(body);

@@ -9,12 +9,12 @@
  * every backend the same way, with a fresh body stream.
  */
 import {
-  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client,
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
 import {
-  checkKey, isTransientNetworkError, RemoteError, statsFromListing, type Backend, type BackendStats, type RemoteObject, type UploadBody,
+  checkKey, isTransientNetworkError, RemoteError, statsFromListing, type Backend, type BackendStats, type ByteRange, type RemoteObject, type UploadBody,
 } from './backend.js';
 
 export interface S3Options {
@@ -64,18 +64,30 @@ export class S3Backend implements Backend {
       params: { Bucket: this.options.bucket, Key: this.objectKey(key), Body: body.open(), ContentLength: body.size },
       partSize: S3_PART_SIZE,
       queueSize: 2,
-      leavePartsOnError: false,
+      // We abort ourselves: lib-storage's own abort throws its failure in place of the one that
+      // made it abort (a dropped part), and some services (s3rver) refuse AbortMultipartUpload.
+      leavePartsOnError: true,
     });
     try {
       await upload.done();
     } catch (err) {
+      if (upload.uploadId) {
+        // Best effort: parts left behind are invisible, and a bucket lifecycle rule removes them.
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.objectKey(key), UploadId: upload.uploadId })).catch(() => undefined);
+      }
       throw this.error(err, `uploading ${key}`);
     }
   }
 
-  async download(key: string): Promise<Readable | null> {
+  async download(key: string, range?: ByteRange): Promise<Readable | null> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }));
+      const r = await this.client.send(new GetObjectCommand({
+        Bucket: this.options.bucket, Key: this.objectKey(key), Range: range ? `bytes=${range.start}-${range.start + range.length - 1}` : undefined,
+      }));
+      if (range && r.ContentRange === undefined) {
+        (r.Body as Readable).destroy();
+        throw new RemoteError(`remote store ${this.url}: the service answered a ranged download of ${key} with the whole object`, 'use an S3-compatible service that supports Range requests (all current ones do)', false);
+      }
       return r.Body as Readable;
     } catch (err) {
       if (isNotFound(err)) return null;

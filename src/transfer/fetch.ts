@@ -12,6 +12,7 @@ import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
+import type { Wanted } from './remote-packs.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
 export interface FetchResult {
@@ -54,14 +55,9 @@ export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Conc
 /** Downloads of at least this many atoms are written as one pack. */
 const PACK_MIN_ATOMS = 64;
 
-/** An atom to download, and its size when a ref says it (a leaf): more bytes than that is an error. */
-export interface Wanted {
-  hash: string;
-  size?: number;
-}
-
 /**
- * Downloads atoms, `concurrency` at a time. Atoms the remote lacks are reported together; any other
+ * Downloads atoms: those in the remote store's packs by ranges, the others one by one,
+ * `concurrency` requests at a time. Atoms the remote lacks are reported together; any other
  * failure stops new downloads and is thrown.
  */
 export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count: number; bytes: number }> {
@@ -69,23 +65,38 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
   progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
   const done: string[] = [];
   let bytes = 0;
+  const stored = (hash: string, size: number, expected?: number): void => {
+    done.push(hash);
+    bytes += size;
+    if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
+    progress.advance(size);
+  };
   // Many atoms go into one pack (one file, not one per atom); it is named once the downloads end,
   // with every atom that arrived, whatever failed.
   const pack = atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store) : null;
+  const into = pack ?? s.store;
   let failures;
+  let packedFailure: unknown = null;
   try {
-    failures = await forEachConcurrently(atoms, s.settings.concurrency, async ({ hash, size: expected }) => {
-      const size = await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, pack ?? s.store);
-      done.push(hash);
-      bytes += size;
-      if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
-      progress.advance(size);
+    const sizes = new Map(atoms.map((a) => [a.hash, a.size]));
+    let loose: Wanted[] = [];
+    try {
+      loose = atoms.length === 0 ? [] : await s.packs.download(atoms, into, (hash, size) => stored(hash, size, sizes.get(hash)));
+    } catch (err) {
+      packedFailure = err;
+    }
+    failures = await forEachConcurrently(loose, s.settings.concurrency, async ({ hash, size: expected }) => {
+      stored(hash, await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, into), expected);
     }, (err) => err instanceof AtomNotOnRemote);
     pack?.finish();
   } finally {
     pack?.abort();
+    inventory.record(done);
   }
-  inventory.record(done);
+  if (packedFailure) {
+    if (packedFailure instanceof PaniniError) throw packedFailure;
+    throw new PaniniError(`downloading from the packs of ${s.backend.url} failed: ${errorMessage(packedFailure)}`, 'run the command again');
+  }
   const other = failures.find((f) => !(f.error instanceof AtomNotOnRemote));
   if (other) {
     const more = failures.length > 1 ? ` (${failures.length} atoms failed; first shown)` : '';
@@ -96,10 +107,18 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
   return { count: done.length, bytes };
 }
 
+/** Atoms the remote store does not have (reported together, after the others were fetched). */
+export class AtomsNotOnRemote extends PaniniError {
+  constructor(readonly hashes: string[], url: string) {
+    const shown = hashes.slice(0, 5).join(', ') + (hashes.length > 5 ? `, and ${hashes.length - 5} more` : '');
+    super(
+      `${hashes.length} atom${hashes.length === 1 ? ' is' : 's are'} not in the remote store ${url}: ${shown}`,
+      'they were committed from a clone that has not pushed them yet: run `git panini push` there; or check that panini.url names the right store',
+    );
+    this.name = 'AtomsNotOnRemote';
+  }
+}
+
 function notOnRemote(t: Transfer, hashes: string[]): PaniniError {
-  const shown = hashes.slice(0, 5).join(', ') + (hashes.length > 5 ? `, and ${hashes.length - 5} more` : '');
-  return new PaniniError(
-    `${hashes.length} atom${hashes.length === 1 ? ' is' : 's are'} not in the remote store ${t.backend.url}: ${shown}`,
-    'they were committed from a clone that has not pushed them yet: run `git panini push` there; or check that panini.url names the right store',
-  );
+  return new AtomsNotOnRemote(hashes, t.backend.url);
 }

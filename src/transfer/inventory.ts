@@ -5,7 +5,9 @@
  *    downloaded, or saw in a listing. Atoms are immutable, so "present" stays true until a remote
  *    gc deletes some; a remote gc therefore writes a new value to the `gc-epoch` object first, and a
  *    cache recorded under another epoch is dropped. Cost: one small GET per command.
- * 2. For atoms the cache does not know: a listing of `atoms/` when it is cheaper than one HEAD per
+ * 2. The remote store's packs (src/transfer/remote-packs.ts): listed once per session, their
+ *    indexes cached, so whatever a pack holds is known at the cost of one listing request.
+ * 3. For atoms neither knows: a listing of `atoms/` when it is cheaper than one HEAD per
  *    atom, else HEADs. Listings come in sorted pages of 1,000 keys, one page per request and one
  *    page after the other, while HEADs run `concurrency` at a time; one page costs as much as
  *    `backend.listPageCost` HEADs (measured, docs/remote-stores.md). So with n unknown atoms the
@@ -20,6 +22,7 @@ import { sha256Hex } from '../hash.js';
 import { ATOMS_PREFIX, atomKey, atomOfKey, GC_EPOCH_KEY } from '../store/backend.js';
 import { readAll, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
+import type { RemotePacks } from './remote-packs.js';
 import { isRetryable, withRetries } from './retry.js';
 
 const LIST_PAGE = 1000;
@@ -37,9 +40,9 @@ interface Listing {
 export class RemoteInventory {
   private known: Set<string> | null = null;
 
-  private constructor(private readonly t: Transfer, private readonly path: string, private readonly epoch: string, private valid: boolean) {}
+  private constructor(private readonly t: Transfer, private readonly packs: RemotePacks, private readonly path: string, private readonly epoch: string, private valid: boolean) {}
 
-  static async open(t: Transfer): Promise<RemoteInventory> {
+  static async open(t: Transfer, packs: RemotePacks): Promise<RemoteInventory> {
     const epoch = await withRetries(t.settings.attempts, async () => {
       const stream = await t.backend.download(GC_EPOCH_KEY);
       return stream ? (await readAll(stream, 1024, t.settings.timeoutMs, `reading ${GC_EPOCH_KEY} from ${t.backend.url}`)).toString('utf8').trim() : '';
@@ -51,7 +54,7 @@ export class RemoteInventory {
     } catch {
       // no cache yet
     }
-    return new RemoteInventory(t, path, epoch, valid);
+    return new RemoteInventory(t, packs, path, epoch, valid);
   }
 
   has(hash: string): boolean {
@@ -78,7 +81,10 @@ export class RemoteInventory {
 
   /** The atoms among `hashes` that the remote store lacks. */
   async missing(hashes: readonly string[]): Promise<string[]> {
-    const unknown = [...new Set(hashes)].filter((h) => !this.has(h));
+    let unknown = [...new Set(hashes)].filter((h) => !this.has(h));
+    if (unknown.length === 0) return [];
+    await this.packs.list();
+    unknown = unknown.filter((h) => !this.packs.find(h));
     if (unknown.length === 0) return [];
     const { concurrency, attempts } = this.t.settings;
     const absent: string[] = [];

@@ -12,6 +12,9 @@ import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
+/** Pushes of at least this many atoms upload packs. */
+const PACK_MIN_ATOMS = 16;
+
 /** A concept and where it comes from (a path in a commit), for messages. */
 export interface ConceptToPush {
   concept: Concept;
@@ -42,18 +45,31 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
   s.progress.addTotal(toUpload.length, toUpload.reduce((n, h) => n + s.store.sizeOf(h), 0));
   const uploaded: string[] = [];
   let bytes = 0;
-  const failures = await forEachConcurrently(toUpload, s.settings.concurrency, async (hash) => {
-    const size = await uploadAtom(s, hash);
-    uploaded.push(hash);
+  const sent = (hashes: string[], size: number): void => {
+    uploaded.push(...hashes);
     bytes += size;
     s.progress.advance(size);
-  });
+  };
+  let failure: { item: string; error: unknown } | undefined;
+  let failed = 0;
+  if (toUpload.length >= PACK_MIN_ATOMS) {
+    // Many atoms: a few pack objects instead of one object each (docs/remote-stores.md, "Packs").
+    const r = await s.packs.upload(toUpload, sent);
+    if (r.error !== undefined) {
+      const done = new Set(r.uploaded);
+      failed = toUpload.filter((h) => !done.has(h)).length;
+      failure = { item: `pack of ${failed} atoms`, error: r.error };
+    }
+  } else {
+    const failures = await forEachConcurrently(toUpload, s.settings.concurrency, async (hash) => sent([hash], await uploadAtom(s, hash)));
+    failure = failures[0] && { item: `atom ${failures[0].item}`, error: failures[0].error };
+    failed = failures.length;
+  }
   s.inventory.record(uploaded);
-  if (failures.length > 0) {
-    const { item, error } = failures[0]!;
-    const more = failures.length > 1 ? ` (${failures.length} atoms failed; first shown)` : '';
-    const hint = error instanceof PaniniError ? error.hint : undefined;
-    throw new PaniniError(`uploading atom ${item} to ${s.backend.url} failed: ${errorMessage(error).split('\n')[0]}${more}`,
+  if (failure) {
+    const more = failed > 1 ? ` (${failed} atoms not uploaded; first failure shown)` : '';
+    const hint = failure.error instanceof PaniniError ? failure.error.hint : undefined;
+    throw new PaniniError(`uploading ${failure.item} to ${s.backend.url} failed: ${errorMessage(failure.error).split('\n')[0]}${more}`,
       `${hint ? hint + '; ' : ''}${uploaded.length} atoms were uploaded and will not be sent again; nothing half-written is visible on the remote`);
   }
   return { needed: all.length, uploaded: uploaded.length, bytes };

@@ -4,6 +4,7 @@ import { requireRemote, transferSettings } from '../store/remote.js';
 import type { Transfer } from './atoms.js';
 import { RemoteInventory } from './inventory.js';
 import { Progress } from './progress.js';
+import { RemotePacks } from './remote-packs.js';
 
 export interface TransferOptions {
   quiet?: boolean;
@@ -14,6 +15,7 @@ export interface TransferOptions {
 export interface Session extends Transfer {
   progress: Progress;
   inventory: RemoteInventory;
+  packs: RemotePacks;
 }
 
 /** Opens the configured remote store; the caller closes the session (closeSession). */
@@ -21,7 +23,8 @@ export async function openSession(ctx: Context, progress: Progress): Promise<Ses
   const backend = await requireRemote(ctx);
   try {
     const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
-    return { ...t, progress, inventory: await RemoteInventory.open(t) };
+    const packs = new RemotePacks(t);
+    return { ...t, progress, packs, inventory: await RemoteInventory.open(t, packs) };
   } catch (err) {
     backend.close();
     throw err;

@@ -13,10 +13,11 @@ import { sha256Hex } from '../../src/hash.js';
 import { atomKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../../src/store/backend.js';
 import { openRemote } from '../../src/store/remote.js';
 import { RemoteInventory } from '../../src/transfer/inventory.js';
+import { RemotePacks } from '../../src/transfer/remote-packs.js';
 import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
 import { pushConcepts } from '../../src/transfer/push.js';
 import { tempDir } from './cli.js';
-import { addBytes, addFixtures, assertRebuilds, storeAtoms, storeContext, subdir } from './remote.js';
+import { addBytes, addFixtures, assertRebuilds, assertRemoteSound, remoteAtoms, storeAtoms, storeContext, subdir } from './remote.js';
 
 export const FIXTURES = ['course-a.mp4', 'course-b.mp4', 'photo.png', 'photo-tagged.png', 'bundle-v1.zip', 'bundle-v2.zip', 'random.bin'];
 
@@ -103,8 +104,8 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.equal(first.needed, local.length);
     const backend = await open(settings, root);
     t.after(() => backend.close());
-    const remoteAtoms = (await listAll(backend, 'atoms/')).map((o) => o.key);
-    assert.deepEqual(remoteAtoms, local.map(atomKey).sort());
+    assert.deepEqual([...(await remoteAtoms(backend)).keys()].sort(), local, 'packed: a push of many atoms uploads packs');
+    assert.equal(await assertRemoteSound(backend), local.length);
 
     const again = await pushConcepts(here, items, { quiet: true });
     assert.equal(again.uploaded, 0, 'the inventory knows the remote has them all');
@@ -197,15 +198,15 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const asked = [...askedPresent, ...absent];
     const ctx = storeContext(subdir(root, 'here'), settings);
     const transfer = { backend, store: ctx.store, settings: { concurrency: 1, attempts: 2, timeoutMs: 10_000 } };
-    const inventory = await RemoteInventory.open(transfer);
+    const inventory = await RemoteInventory.open(transfer, new RemotePacks(transfer));
     assert.deepEqual((await inventory.missing(asked)).sort(), [...absent].sort());
     // What was learned is kept: asking again costs no request and gives the same answer.
-    const again = await RemoteInventory.open(transfer);
+    const again = await RemoteInventory.open(transfer, new RemotePacks(transfer));
     for (const h of askedPresent) assert.equal(again.has(h), true);
     assert.deepEqual((await again.missing(asked)).sort(), [...absent].sort());
     // A remote gc announces itself through gc-epoch: caches recorded before it are dropped.
     await backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from('a gc ran')));
-    const afterGc = await RemoteInventory.open(transfer);
+    const afterGc = await RemoteInventory.open(transfer, new RemotePacks(transfer));
     for (const h of askedPresent) assert.equal(afterGc.has(h), false);
   });
 }

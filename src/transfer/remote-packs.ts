@@ -1,0 +1,322 @@
+/**
+ * Packs in the remote store (docs/remote-stores.md, "Packs"). A push of many atoms uploads them
+ * as one pack object, in the local pack format, then its index: `packs/<id>.pack`, `packs/<id>.idx`.
+ * A fetch reads the atoms it needs out of packs with ranged downloads, neighbours merged into one
+ * request. One request per few MiB instead of one per atom is what makes a clone from S3 fast.
+ *
+ * Each session lists `packs/` once (when it first needs to) and loads the indexes: from a cache in
+ * the local store (`<store>/remotes/<id>.packs/<pack>.idx`; an index never changes, its name is its
+ * checksum), else downloaded and checked. Every atom read from a pack is hashed before it is stored,
+ * as for loose atoms, so a forged index or pack costs a failed download, never a wrong byte.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { AtomError, PaniniError } from '../errors.js';
+import { sha256Hex } from '../hash.js';
+import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
+import type { AtomWriter } from '../store/local.js';
+import { encodeIndex, PACK_MAGIC, PackIndex, removeQuietly, type PackEntry } from '../store/pack.js';
+import { readAll, type Transfer } from './atoms.js';
+import { forEachConcurrently } from './pool.js';
+import { withRetries } from './retry.js';
+
+/** A pushed pack holds at least this many bytes unless the push is smaller ... */
+const PACK_MIN_BYTES = 16 * 1024 * 1024;
+/** ... and at most this many (a failed upload is retried whole). */
+const PACK_MAX_BYTES = 256 * 1024 * 1024;
+/** One ranged download covers at most this much (several run at once, each held whole). */
+const RANGE_MAX_BYTES = 8 * 1024 * 1024;
+/** Atoms closer than this in a pack are fetched in one range, the bytes between them discarded. */
+const RANGE_MAX_GAP = 64 * 1024;
+/** No index this program writes is larger (2.7 million atoms). */
+const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
+
+/** Where an atom is in the remote store's packs. */
+export interface PackedAtom {
+  pack: PackIndex;
+  entry: PackEntry;
+}
+
+/** A listed pack: its index (null if absent or not valid), its size and last write. */
+export interface ListedPack {
+  id: string;
+  index: PackIndex | null;
+  packSize: number | null;
+  idxSize: number | null;
+  modifiedMs?: number;
+}
+
+/** An atom to download, and its size when a ref says it (a leaf): more bytes than that is an error. */
+export interface Wanted {
+  hash: string;
+  size?: number;
+}
+
+/** The pack is gone from the remote store (a remote gc rewrote or deleted it since it was listed). */
+class PackGone extends Error {}
+
+export class RemotePacks {
+  private listed: ListedPack[] | null = null;
+
+  constructor(private readonly t: Transfer) {}
+
+  private get cacheDir(): string {
+    return join(this.t.store.root, 'remotes', `${sha256Hex(Buffer.from(this.t.backend.url)).slice(0, 16)}.packs`);
+  }
+
+  /** Every pack in the remote store, listed once per session (again after `refresh`). */
+  async list(): Promise<ListedPack[]> {
+    if (this.listed) return this.listed;
+    const byId = new Map<string, ListedPack>();
+    await withRetries(this.t.settings.attempts, async () => {
+      byId.clear();
+      for await (const o of this.t.backend.list(PACKS_PREFIX)) {
+        const named = packOfKey(o.key);
+        if (!named) continue;
+        const p = byId.get(named.id) ?? { id: named.id, index: null, packSize: null, idxSize: null };
+        if (named.part === 'pack') {
+          p.packSize = o.size;
+          p.modifiedMs = o.modifiedMs;
+        } else {
+          p.idxSize = o.size;
+        }
+        byId.set(named.id, p);
+      }
+    });
+    const complete = [...byId.values()].filter((p) => p.packSize !== null && p.idxSize !== null);
+    const failures = await forEachConcurrently(complete, this.t.settings.concurrency, async (p) => {
+      p.index = await this.loadIndex(p.id, p.packSize!, p.idxSize!);
+    });
+    if (failures.length > 0) throw failures[0]!.error;
+    this.forgetCachedExcept(new Set(complete.map((p) => p.id)));
+    this.listed = [...byId.values()];
+    return this.listed;
+  }
+
+  /** Where the atom is packed, if it is (after `list`). */
+  find(hash: string): PackedAtom | null {
+    const key = Buffer.from(hash, 'hex');
+    for (const p of this.listed ?? []) {
+      const i = p.index?.find(key) ?? -1;
+      if (i >= 0) return { pack: p.index!, entry: p.index!.entry(i) };
+    }
+    return null;
+  }
+
+  /** Forgets the listing: the next use lists again. */
+  refresh(): void {
+    this.listed = null;
+  }
+
+  /**
+   * Uploads local atoms as packs (each pack, then its index); returns the atoms uploaded, also
+   * when a later pack fails (that failure is then thrown as `error`).
+   */
+  async upload(hashes: readonly string[], onPack: (hashes: string[], bytes: number) => void): Promise<{ uploaded: string[]; error?: unknown }> {
+    const total = hashes.reduce((n, h) => n + this.t.store.sizeOf(h), 0);
+    const target = Math.min(PACK_MAX_BYTES, Math.max(PACK_MIN_BYTES, Math.ceil(total / this.t.settings.concurrency)));
+    const groups: string[][] = [[]];
+    let bytes = 0;
+    for (const h of hashes) {
+      const size = this.t.store.sizeOf(h);
+      if (bytes > 0 && bytes + size > target) {
+        groups.push([]);
+        bytes = 0;
+      }
+      groups[groups.length - 1]!.push(h);
+      bytes += size;
+    }
+    const uploaded: string[] = [];
+    const failures = await forEachConcurrently(groups, this.t.settings.concurrency, async (group) => {
+      const size = await this.uploadPack(group);
+      uploaded.push(...group);
+      onPack(group, size);
+    });
+    return { uploaded, error: failures[0]?.error };
+  }
+
+  /**
+   * Downloads the wanted atoms that are in packs into `into`, calling `stored` for each; returns
+   * the others (not packed, or in a pack that vanished meanwhile), for loose downloads. Throws the
+   * first failure after the other ranges have finished.
+   */
+  async download(wanted: readonly Wanted[], into: AtomWriter, stored: (hash: string, size: number) => void): Promise<Wanted[]> {
+    await this.list();
+    let { ranges, rest } = this.plan(wanted);
+    if (ranges.length === 0) return rest;
+    let gone = await this.fetchRanges(ranges, into, stored);
+    if (gone.length > 0) {
+      // A remote gc moved them: one new listing finds their new pack, if any.
+      this.refresh();
+      await this.list();
+      ({ ranges, rest: gone } = this.plan(gone, rest));
+      gone.push(...(await this.fetchRanges(ranges, into, stored)));
+      rest = gone;
+    }
+    return rest;
+  }
+
+  private plan(wanted: readonly Wanted[], rest: Wanted[] = []): { ranges: PackRange[]; rest: Wanted[] } {
+    const byPack = new Map<PackIndex, Wanted[]>();
+    const entries = new Map<Wanted, PackEntry>();
+    for (const w of wanted) {
+      const at = this.find(w.hash);
+      // An index claiming a size other than the ref's is not trusted: the loose copy may be right.
+      if (!at || (w.size !== undefined && at.entry.size !== w.size)) {
+        rest.push(w);
+        continue;
+      }
+      entries.set(w, at.entry);
+      byPack.set(at.pack, [...(byPack.get(at.pack) ?? []), w]);
+    }
+    const ranges: PackRange[] = [];
+    for (const [pack, items] of byPack) {
+      items.sort((a, b) => entries.get(a)!.offset - entries.get(b)!.offset);
+      let current: PackRange | null = null;
+      for (const w of items) {
+        const e = entries.get(w)!;
+        const end = e.offset + e.size;
+        if (current && e.offset - current.end <= RANGE_MAX_GAP && end - current.start <= RANGE_MAX_BYTES) {
+          current.items.push({ wanted: w, entry: e });
+          current.end = Math.max(current.end, end);
+        } else {
+          current = { pack, start: e.offset, end, items: [{ wanted: w, entry: e }] };
+          ranges.push(current);
+        }
+      }
+    }
+    // Largest first, so one big range does not finish last alone.
+    ranges.sort((a, b) => b.end - b.start - (a.end - a.start));
+    return { ranges, rest };
+  }
+
+  /** Downloads the ranges; returns the atoms of packs that are gone. */
+  private async fetchRanges(ranges: PackRange[], into: AtomWriter, stored: (hash: string, size: number) => void): Promise<Wanted[]> {
+    const gone: Wanted[] = [];
+    const failures = await forEachConcurrently(ranges, this.t.settings.concurrency, async (range) => {
+      try {
+        await withRetries(this.t.settings.attempts, () => this.fetchRange(range, into, stored));
+      } catch (err) {
+        if (!(err instanceof PackGone)) throw err;
+        gone.push(...range.items.filter((i) => !i.done).map((i) => i.wanted));
+      }
+    });
+    if (failures.length > 0) throw failures[0]!.error;
+    return gone;
+  }
+
+  private async fetchRange(range: PackRange, into: AtomWriter, stored: (hash: string, size: number) => void): Promise<void> {
+    const { backend, settings } = this.t;
+    const key = packKey(range.pack.id, 'pack');
+    const length = range.end - range.start;
+    const what = `downloading bytes ${range.start}–${range.end - 1} of ${key} from ${backend.url}`;
+    // A zero-length atom needs no bytes (and no range can be empty).
+    const stream = length === 0 ? Readable.from([]) : await backend.download(key, { start: range.start, length });
+    if (!stream) throw new PackGone();
+    const bytes = await readAll(stream, length, settings.timeoutMs, what);
+    if (bytes.length !== length) throw new RemoteError(`${what}: ${bytes.length} bytes arrived`, 'run the command again', true);
+    let bad: { hash: string; size: number; actual: string } | null = null;
+    for (const item of range.items) {
+      if (item.done) continue;
+      const { hash, offset, size } = item.entry;
+      const atom = bytes.subarray(offset - range.start, offset - range.start + size);
+      const actual = sha256Hex(atom);
+      if (actual !== hash) {
+        bad ??= { hash, size, actual };
+        continue;
+      }
+      into.put(hash, atom);
+      item.done = true;
+      stored(hash, size);
+    }
+    if (bad) {
+      throw new RemoteError(
+        `the remote store ${backend.url} served ${bad.size} bytes for atom ${bad.hash} that hash to ${bad.actual}; they were not stored`,
+        `if this repeats, the remote copy in ${key} is damaged: delete ${packKey(range.pack.id, 'idx')} from the remote store and push again from a clone that has the files`,
+        true,
+      );
+    }
+  }
+
+  /** One pack and its index; returns the pack's size. */
+  private async uploadPack(hashes: string[]): Promise<number> {
+    const { store, backend, settings } = this.t;
+    const entries: PackEntry[] = [];
+    let end = PACK_MAGIC.length;
+    for (const hash of hashes) {
+      const size = store.sizeOf(hash);
+      if (size < 0) throw new AtomError(hash, 'missing');
+      entries.push({ hash, offset: end, size });
+      end += size;
+    }
+    const { id, bytes: idx } = encodeIndex(entries);
+    await withRetries(settings.attempts, () => backend.upload(packKey(id, 'pack'), packBody(this.t, entries, end)));
+    await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
+    this.cache(id, idx);
+    const index = PackIndex.parse(idx, id, end, packKey(id, 'pack'), packKey(id, 'idx'));
+    this.listed?.push({ id, index, packSize: end, idxSize: idx.length, modifiedMs: Date.now() });
+    return end;
+  }
+
+  private async loadIndex(id: string, packSize: number, idxSize: number): Promise<PackIndex | null> {
+    const parse = (raw: Buffer): PackIndex | null => PackIndex.parse(raw, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
+    try {
+      const cached = parse(readFileSync(join(this.cacheDir, `${id}.idx`)));
+      if (cached) return cached;
+    } catch {
+      // not cached yet
+    }
+    if (idxSize > MAX_REMOTE_IDX_BYTES) return null;
+    const key = packKey(id, 'idx');
+    const raw = await withRetries(this.t.settings.attempts, async () => {
+      const stream = await this.t.backend.download(key);
+      return stream ? readAll(stream, MAX_REMOTE_IDX_BYTES, this.t.settings.timeoutMs, `downloading ${key} from ${this.t.backend.url}`) : null;
+    });
+    // Deleted since listed, or not a valid index (readers ignore it, as local ones; gc --remote names it).
+    const index = raw ? parse(raw) : null;
+    if (index) this.cache(id, raw!);
+    return index;
+  }
+
+  private cache(id: string, idx: Buffer): void {
+    try {
+      mkdirSync(this.cacheDir, { recursive: true });
+      const tmp = join(this.cacheDir, `.tmp-${process.pid}-${id}`);
+      writeFileSync(tmp, idx);
+      renameSync(tmp, join(this.cacheDir, `${id}.idx`));
+    } catch {
+      // the cache only saves downloads
+    }
+  }
+
+  private forgetCachedExcept(ids: Set<string>): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.cacheDir);
+    } catch {
+      return;
+    }
+    for (const name of names) if (!ids.has(name.replace(/\.idx$/, ''))) removeQuietly(join(this.cacheDir, name));
+  }
+}
+
+interface PackRange {
+  pack: PackIndex;
+  start: number;
+  end: number;
+  items: { wanted: Wanted; entry: PackEntry; done?: boolean }[];
+}
+
+/** The pack's bytes, read atom by atom from the local store, each verified before it is sent. */
+function packBody(t: Transfer, entries: readonly PackEntry[], size: number): UploadBody {
+  async function* bytes(): AsyncGenerator<Buffer> {
+    yield PACK_MAGIC;
+    for (const e of entries) {
+      const atom = t.store.get(e.hash); // verified: a damaged local atom fails the upload
+      if (atom.length !== e.size) throw new PaniniError(`atom ${e.hash} changed size while it was uploaded`, 'run the command again');
+      yield atom;
+    }
+  }
+  return { size, open: () => Readable.from(bytes(), { objectMode: false }) };
+}

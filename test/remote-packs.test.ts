@@ -1,0 +1,162 @@
+/**
+ * Packs in the remote store: a push of many atoms uploads packs, a fetch reads them by ranges
+ * (few requests, about the bytes needed), a pack that vanishes mid-fetch (a remote gc) falls back
+ * to where the atoms went, and `gc --remote` deletes dead packs, rewrites mostly dead ones and
+ * keeps mostly live ones whole.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { atomKey, bufferBody, packOfKey } from '../src/store/backend.js';
+import { FolderBackend } from '../src/store/folder.js';
+import { downloadAll, fetchConcepts } from '../src/transfer/fetch.js';
+import { Progress } from '../src/transfer/progress.js';
+import { pushConcepts } from '../src/transfer/push.js';
+import { closeSession, openSession } from '../src/transfer/session.js';
+import { GitSandbox, sha256 } from './helpers/git.js';
+import { addBytes, addFixtures, assertRebuilds, readRemote, remoteAtoms, storeAtoms, storeContext, subdir } from './helpers/remote.js';
+import { useS3Suite } from './helpers/s3-server.js';
+
+const suite = useS3Suite('panini-packs-');
+const root = suite.root;
+
+test('s3: a fetch reads packed atoms by ranges, in a few requests and about the bytes it needs', async () => {
+  const settings = { 'panini.url': `s3://${suite.s3.bucket}/ranges`, 'panini.s3.endpoint': suite.s3.proxyEndpoint, 'panini.s3.forcePathStyle': 'true' };
+  const here = storeContext(subdir(root, 'ranges-here'), settings);
+  const files = [...addFixtures(here, ['course-a.mp4', 'photo.png']), addBytes(here, 'noise.bin', randomBytes(12 * 1024 * 1024))];
+  const atoms = storeAtoms(here);
+  assert.ok(atoms.length > 200, `many atoms (${atoms.length})`);
+  await suite.s3.stats(true);
+  const pushed = await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+  const push = await suite.s3.stats(true);
+  assert.equal(pushed.uploaded, atoms.length);
+  assert.ok(push.requests < 20, `push: ${push.requests} requests for ${atoms.length} atoms (${JSON.stringify(push.byMethod)})`);
+
+  // Only one file: the ranges skip the other files' atoms.
+  const there = storeContext(subdir(root, 'ranges-there'), settings);
+  const noise = files[2]!;
+  const r = await fetchConcepts(there, [noise.concept], { quiet: true });
+  const fetch = await suite.s3.stats(true);
+  assertRebuilds(there, noise);
+  assert.ok(r.downloaded > 150);
+  assert.ok(fetch.requests < 12, `fetch: ${fetch.requests} requests for ${r.downloaded} atoms`);
+  assert.ok(fetch.bytesOut < noise.bytes.length * 1.05 + 256 * 1024, `fetch moved ${fetch.bytesOut} bytes for a ${noise.bytes.length}-byte file`);
+
+  // The rest, then everything again: nothing more moves.
+  await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+  for (const f of files) assertRebuilds(there, f);
+  assert.deepEqual(storeAtoms(there), atoms);
+  assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0);
+});
+
+test('folder: a pack that vanishes between listing and download is looked for again, and found loose', async () => {
+  const remoteDir = subdir(root, 'vanish-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'vanish-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(3 * 1024 * 1024));
+  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const backend = new FolderBackend(remoteDir);
+  const placed = await remoteAtoms(backend);
+  assert.ok([...placed.values()].every((p) => packOfKey(p.key)?.part === 'pack'), 'pushed as a pack');
+
+  const there = storeContext(subdir(root, 'vanish-there'), settings);
+  const s = await openSession(there, new Progress('test', false));
+  try {
+    await s.packs.list(); // this session now believes in the pack ...
+    // ... which a remote gc replaces meanwhile: here by loose copies of its atoms.
+    for (const [hash, at] of placed) {
+      const bytes = at.size === 0 ? Buffer.alloc(0) : await readRemote(backend, at.key, { start: at.offset, length: at.size });
+      await backend.upload(atomKey(hash), bufferBody(bytes));
+    }
+    for (const name of readdirSync(path.join(remoteDir, 'packs'))) await backend.delete(`packs/${name}`);
+    const r = await downloadAll(s, [...placed.keys()].map((hash) => ({ hash })));
+    assert.equal(r.count, placed.size);
+  } finally {
+    closeSession(s);
+  }
+  assertRebuilds(there, file);
+});
+
+test('gc --remote deletes dead packs, rewrites mostly dead ones, keeps mostly live ones whole', { timeout: 120_000 }, async (t) => {
+  const sb = new GitSandbox(t.after.bind(t));
+  const remoteDir = sb.path('remote-store');
+  mkdirSync(remoteDir);
+  const url = pathToFileURL(remoteDir).href;
+  const backend = new FolderBackend(remoteDir);
+  const origin = sb.initRepo('origin.git', { bare: true });
+  const work = sb.initRepo('work');
+  const git = (args: string[], cwd = work): string => sb.git(cwd, args);
+  git(['remote', 'add', 'origin', origin]);
+  git(['config', 'panini.url', url]);
+  git(['config', 'panini.gc.reflog', 'false']);
+  git(['config', 'panini.gc.exclusiveRemote', 'true']);
+  sb.panini(work, ['track', '*.bin']);
+  git(['add', '.gitattributes']);
+  const put = (file: string, bytes: Buffer): Buffer => {
+    writeFileSync(path.join(work, file), bytes);
+    git(['add', file]);
+    return bytes;
+  };
+  const packs = (): string[] => readdirSync(path.join(remoteDir, 'packs')).filter((n) => n.endsWith('.pack')).sort();
+  /** The atoms that reached the remote store during `action`. */
+  const uploaded = async (action: () => void): Promise<Set<string>> => {
+    const before = new Set((await remoteAtoms(backend)).keys());
+    action();
+    return new Set([...(await remoteAtoms(backend)).keys()].filter((h) => !before.has(h)));
+  };
+
+  // One pack for keep.bin (1 MiB) and gone.bin (3 MiB); then gone.bin leaves history: mostly dead.
+  const keep = put('keep.bin', randomBytes(1024 * 1024));
+  put('gone.bin', randomBytes(3 * 1024 * 1024));
+  git(['commit', '-q', '-m', 'v1']);
+  const first = await uploaded(() => git(['push', '-q', 'origin', 'main']));
+  git(['rm', '-q', 'gone.bin']);
+  git(['commit', '-q', '--amend', '-m', 'v1 without gone.bin']);
+  // One pack for live.bin (3 MiB) and dead.bin (one atom); then dead.bin goes: mostly live.
+  const live = put('live.bin', randomBytes(3 * 1024 * 1024));
+  const dead = put('dead.bin', randomBytes(20_000));
+  git(['commit', '-q', '-m', 'v2']);
+  const second = await uploaded(() => git(['push', '-q', '--force', 'origin', 'main']));
+  git(['rm', '-q', 'dead.bin']);
+  git(['commit', '-q', '--amend', '-m', 'v2 without dead.bin']);
+  git(['push', '-q', '--force', 'origin', 'main']);
+  // A branch pushed and deleted: a pack with nothing live.
+  git(['checkout', '-q', '-b', 'other']);
+  put('other.bin', randomBytes(2 * 1024 * 1024));
+  git(['commit', '-q', '-m', 'other']);
+  const other = await uploaded(() => git(['push', '-q', 'origin', 'other']));
+  git(['checkout', '-q', 'main']);
+  git(['push', '-q', 'origin', '--delete', 'other']);
+  git(['branch', '-q', '-D', 'other']);
+  assert.equal(packs().length, 3, `three pushes, three packs: ${packs().join(', ')}`);
+
+  // What nothing reaches, as the local gc sees it (the same refs): gone.bin, other.bin, dead.bin.
+  const unreachable = (JSON.parse(sb.panini(work, ['gc', '--json', '--prune=now', '--dry-run'])) as { deleted: { atoms: { hash: string; size: number }[] } }).deleted.atoms;
+  const deadAtom = unreachable.filter((a) => a.size === dead.length).map((a) => a.hash);
+  assert.equal(deadAtom.length, 1, 'dead.bin is one atom');
+  assert.ok(second.has(deadAtom[0]!));
+  const expected = unreachable.map((a) => a.hash).filter((h) => h !== deadAtom[0]).sort();
+  assert.ok(expected.length > 60 && expected.every((h) => first.has(h) || other.has(h)));
+  const stored = new Set((await remoteAtoms(backend)).keys());
+
+  interface PackReport { deleted: { atoms: { hash: string }[] }; packs: { rewritten: number; deleted: number; keptUnreachable: { atoms: number } } }
+  const gc = (args: string[]): PackReport => JSON.parse(sb.panini(work, ['gc', '--remote', '--json', '--prune=now', ...args])) as PackReport;
+  const dry = gc(['--dry-run']);
+  assert.deepEqual(dry.deleted.atoms.map((a) => a.hash).sort(), expected);
+  assert.equal(packs().length, 3, 'a dry run deletes nothing');
+  const real = gc([]);
+  assert.deepEqual(real.deleted.atoms.map((a) => a.hash).sort(), expected);
+  assert.deepEqual(real.packs, { rewritten: 1, deleted: 2, keptUnreachable: { atoms: 1, bytes: 20_000 } });
+  const after = await remoteAtoms(backend);
+  assert.deepEqual([...after.keys()].sort(), [...stored].filter((h) => !expected.includes(h)).sort());
+  assert.ok(after.has(deadAtom[0]!), 'dead.bin\'s atom stays in its mostly live pack');
+  assert.equal(packs().length, 2, 'the mostly live pack, and the rewrite of the mostly dead one');
+
+  const { dir: clone, checkout } = sb.clone(origin, 'clone', { config: { 'panini.url': url } });
+  assert.equal(checkout.status, 0, checkout.stderr);
+  assert.equal(sha256(readFileSync(path.join(clone, 'keep.bin'))), sha256(keep));
+  assert.equal(sha256(readFileSync(path.join(clone, 'live.bin'))), sha256(live));
+});
