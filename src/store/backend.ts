@@ -55,6 +55,12 @@ export interface Backend {
    * bytes (a stream that ends early if the object is shorter).
    */
   download(key: string, range?: ByteRange): Promise<Readable | null>;
+  /**
+   * Optional: a range of the object read into memory at once, where the store does that cheaper
+   * than a stream (a folder: one read call instead of 64 KiB chunks and a copy); null if there is
+   * no such object, fewer bytes if it is shorter.
+   */
+  readRange?(key: string, range: ByteRange): Promise<Buffer | null>;
   exists(key: string): Promise<boolean>;
   /** Removes the object; removing an absent one is not an error. */
   delete(key: string): Promise<void>;

@@ -59,6 +59,30 @@ export class FolderBackend implements Backend {
     }
   }
 
+  async readRange(key: string, range: ByteRange): Promise<Buffer | null> {
+    let handle;
+    try {
+      handle = await open(this.pathOf(key), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.fsError(err, `reading ${key}`);
+    }
+    try {
+      const buf = Buffer.allocUnsafe(range.length);
+      let done = 0;
+      while (done < range.length) {
+        const { bytesRead } = await handle.read(buf, done, range.length - done, range.start + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return buf.subarray(0, done);
+    } catch (err) {
+      throw this.fsError(err, `reading ${key}`);
+    } finally {
+      await handle.close();
+    }
+  }
+
   async exists(key: string): Promise<boolean> {
     try {
       return (await stat(this.pathOf(key))).isFile();

@@ -207,14 +207,12 @@ export class RemotePacks {
   }
 
   private async fetchRange(range: PackRange, into: AtomWriter, stored: (hash: string, size: number) => void): Promise<void> {
-    const { backend, settings } = this.t;
+    const { backend } = this.t;
     const key = packKey(range.pack.id, 'pack');
     const length = range.end - range.start;
     const what = `downloading bytes ${range.start}–${range.end - 1} of ${key} from ${backend.url}`;
-    // A zero-length atom needs no bytes (and no range can be empty).
-    const stream = length === 0 ? Readable.from([]) : await backend.download(key, { start: range.start, length });
-    if (!stream) throw new PackGone();
-    const bytes = await readAll(stream, length, settings.timeoutMs, what);
+    const bytes = await this.readRange(key, range.start, length, what);
+    if (!bytes) throw new PackGone();
     if (bytes.length !== length) throw new RemoteError(`${what}: ${bytes.length} bytes arrived`, 'run the command again', true);
     let bad: { hash: string; size: number; actual: string } | null = null;
     for (const item of range.items) {
@@ -237,6 +235,14 @@ export class RemotePacks {
         true,
       );
     }
+  }
+
+  private async readRange(key: string, start: number, length: number, what: string): Promise<Buffer | null> {
+    const { backend, settings } = this.t;
+    if (length === 0) return Buffer.alloc(0); // zero-length atoms need no bytes (and no range is empty)
+    if (backend.readRange) return backend.readRange(key, { start, length });
+    const stream = await backend.download(key, { start, length });
+    return stream && readAll(stream, length, settings.timeoutMs, what);
   }
 
   /** One pack and its index; returns the pack's size. */
