@@ -69,6 +69,8 @@ export function writeFdAllv(fd: number, buffers: Uint8Array[]): void {
 /** Inputs up to this size are kept in memory; larger ones are spooled to a temp file. */
 export const IN_MEMORY_LIMIT = 8 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
+/** Cleaning: inputs up to this size are taken as they come, before the worktree file is looked at. */
+const LIKE_FILE_PEEK = 1024 * 1024;
 
 export interface SpooledInput {
   source: Source;
@@ -99,21 +101,28 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): 
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
 export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
-  // Small inputs are gathered in one growing buffer (one copy of each chunk).
+  const got = gather(next, IN_MEMORY_LIMIT);
+  if (got.overflow === null) return inMemory(got.held);
+  return spoolToFile(got.held, got.overflow, next, tempPath);
+}
+
+function inMemory(all: Buffer): SpooledInput {
+  return { source: new BufferSource(all), head: all.subarray(0, 4096), dispose: () => undefined };
+}
+
+/**
+ * Gathers chunks into one growing buffer (one copy of each) until the input ends or would pass
+ * `limit`; then `overflow` is the chunk that would have (not copied: valid until the next call).
+ */
+function gather(next: () => Buffer | null, limit: number): { held: Buffer; overflow: Buffer | null } {
   let held = Buffer.allocUnsafe(0); // grown to fit: a small input (a concept) takes a small buffer
   let total = 0;
   for (;;) {
     const chunk = next();
-    if (chunk === null) {
-      const all = held.subarray(0, total);
-      return { source: new BufferSource(all), head: all.subarray(0, 4096), dispose: () => undefined };
-    }
-    if (total + chunk.length > IN_MEMORY_LIMIT) {
-      held = held.subarray(0, total);
-      return spoolToFile(held, chunk, next, tempPath);
-    }
+    if (chunk === null) return { held: held.subarray(0, total), overflow: null };
+    if (total + chunk.length > limit) return { held: held.subarray(0, total), overflow: chunk };
     if (total + chunk.length > held.length) {
-      const bigger = Buffer.allocUnsafe(Math.min(IN_MEMORY_LIMIT, Math.max(held.length * 2, total + chunk.length)));
+      const bigger = Buffer.allocUnsafe(Math.min(limit, Math.max(held.length * 2, total + chunk.length)));
       held.copy(bigger, 0, 0, total);
       held = bigger;
     }
@@ -158,26 +167,42 @@ function spoolToFile(gathered: Buffer, pending: Buffer, next: () => Buffer | nul
  * `unchanged()` then tells whether the file still has the size and times it had while compared.
  */
 export function receiveLikeFile(next: () => Buffer | null, path: string, tempPath: () => string): SpooledInput {
+  // Most inputs are small: they are gathered without touching the file (no open, stat, close each).
+  const first = gather(next, LIKE_FILE_PEEK);
+  if (first.overflow === null) return inMemory(first.held);
+  const firstChunks: Buffer[] = [first.held, Buffer.from(first.overflow)];
+  let owned = true; // the chunk in hand is one of ours, not next()'s (which its next call may reuse)
+  const received = (): Buffer | null => {
+    const c = firstChunks.shift();
+    if (c) return c;
+    owned = false;
+    return next();
+  };
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch {
-    return spoolChunks(next, tempPath);
+    return spoolChunks(received, tempPath);
   }
   const before = fstatSync(fd);
   if (!before.isFile() || before.size <= IN_MEMORY_LIMIT) {
     closeSync(fd);
-    return spoolChunks(next, tempPath);
+    return spoolChunks(received, tempPath);
   }
   const file = FileSource.fromFd(fd);
   let pos = 0;
   let pending: Buffer | null = null;
   const mine = Buffer.allocUnsafe(READ_CHUNK); // one buffer for the whole comparison
-  for (let chunk = next(); chunk !== null; chunk = next()) {
-    const n = Math.min(chunk.length, mine.length);
-    const same = chunk.length <= mine.length && file.readInto(mine, 0, pos, n) === n && mine.subarray(0, n).equals(chunk);
-    if (!same) {
-      pending = Buffer.from(chunk);
+  const matches = (chunk: Buffer): boolean => {
+    for (let off = 0; off < chunk.length; off += mine.length) {
+      const n = Math.min(mine.length, chunk.length - off);
+      if (file.readInto(mine, 0, pos + off, n) !== n || !mine.subarray(0, n).equals(chunk.subarray(off, off + n))) return false;
+    }
+    return true;
+  };
+  for (let chunk = received(); chunk !== null; chunk = received()) {
+    if (!matches(chunk)) {
+      pending = owned ? chunk : Buffer.from(chunk);
       break;
     }
     pos += chunk.length;
@@ -206,7 +231,7 @@ export function receiveLikeFile(next: () => Buffer | null, path: string, tempPat
       pending = null;
       return p;
     }
-    return next();
+    return received();
   };
   try {
     return spoolChunks(rest, tempPath);

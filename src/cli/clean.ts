@@ -8,12 +8,26 @@ import { announceWriter } from '../store/writers.js';
 
 /** Bytes in → concept out. Content that already is a concept comes out unchanged. */
 export function cleanInput(ctx: Context, input: SpooledInput, path?: string): Buffer {
-  if (looksLikeConcept(input.head) && isValidConcept(input)) return input.source.read(0, input.source.size);
-  const { text } = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize });
+  const cleaned = cleanToConcept(ctx, input, path);
+  cleaned.record();
+  return cleaned.concept;
+}
+
+export interface Cleaned {
+  concept: Buffer;
+  /** Records the concept in the store's registry; its atoms are stored already. */
+  record(): void;
+}
+
+/** The same, leaving the registry entry to the caller (the filter process writes it while Git works). */
+export function cleanToConcept(ctx: Context, input: SpooledInput, path?: string): Cleaned {
+  if (looksLikeConcept(input.head) && isValidConcept(input)) return { concept: input.source.read(0, input.source.size), record: () => undefined };
+  const built = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize, record: false });
   if (input.unchanged && !input.unchanged()) {
     throw new PaniniError(`${path ?? 'the file'} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
   }
-  return Buffer.from(text);
+  const concept = Buffer.from(built.text);
+  return { concept, record: () => ctx.store.putConcept(built.ingest.oid, concept) };
 }
 
 function isValidConcept(input: SpooledInput): boolean {

@@ -21,8 +21,13 @@ export interface BuiltConcept {
 const PACK_MIN = 8 * 1024 * 1024;
 const BACKGROUND_WRITE_MIN = 32 * 1024 * 1024;
 
+export interface BuildOptions extends IngestOptions {
+  /** False: the caller records the concept in the store's registry itself (store.putConcept). */
+  record?: boolean;
+}
+
 /** Stores a file's atoms (and manifests) and returns its concept text; records it in the store. */
-export function buildConcept(src: Source, store: LocalStore, options: IngestOptions = {}): BuiltConcept {
+export function buildConcept(src: Source, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
   let built: BuiltConcept;
   if (src.size < PACK_MIN) built = storeAtoms(src, store, options);
   else {
@@ -35,7 +40,7 @@ export function buildConcept(src: Source, store: LocalStore, options: IngestOpti
       pack.abort();
     }
   }
-  store.putConcept(built.ingest.oid, built.text);
+  if (options.record !== false) store.putConcept(built.ingest.oid, built.text);
   return built;
 }
 

@@ -1,14 +1,24 @@
 /**
  * Concepts: what Git stores in place of a tracked file. Markdown with YAML front matter; the format
  * is specified in docs/concept-format.md. Rendering is done by hand so the output is byte-for-byte
- * deterministic; parsing goes through gray-matter restricted to YAML (no engine that runs code).
+ * deterministic; parsing goes through gray-matter restricted to YAML (no engine that runs code),
+ * except for front matter in our own rendering, read by a strict reader that yields the same.
  */
-import matter from 'gray-matter';
-import yaml from 'js-yaml';
+import { createRequire } from 'node:module';
+import type matterType from 'gray-matter';
+import type yamlType from 'js-yaml';
 import { atomUri, isAtomHash, isAtomType, MANIFEST_TYPES, parseAtomUri, type AtomType, type ContentRef } from '../atom.js';
 import { PaniniError } from '../errors.js';
 import type { FormatInfo } from '../decompose/index.js';
 import type { TrackKind } from '../decompose/types.js';
+import { parseCanonical } from './canonical.js';
+
+// Loaded on first use: a filter process that reads only our own concepts never needs them (~20 ms).
+const require = createRequire(import.meta.url);
+let matterModule: typeof matterType | undefined;
+let yamlModule: typeof yamlType | undefined;
+const matter = (): typeof matterType => (matterModule ??= require('gray-matter') as typeof matterType);
+export const yaml = (): typeof yamlType => (yamlModule ??= require('js-yaml') as typeof yamlType);
 
 export const CONCEPT_VERSION = 1;
 /** Refs kept inline in a concept; more go into manifest atoms. Keeps concepts under 8 KiB. */
@@ -116,7 +126,7 @@ const refuse = (lang: string) => (): never => {
 const MATTER_OPTIONS = {
   language: 'yaml',
   engines: {
-    yaml: (s: string): object => (yaml.safeLoad(s, { schema: yaml.CORE_SCHEMA, json: false }) ?? {}) as object,
+    yaml: (s: string): object => (yaml().safeLoad(s, { schema: yaml().CORE_SCHEMA, json: false }) ?? {}) as object,
     js: refuse('js'), javascript: refuse('javascript'), coffee: refuse('coffee'), coffeescript: refuse('coffeescript'),
     cson: refuse('cson'), json: refuse('json'), toml: refuse('toml'),
   },
@@ -132,9 +142,11 @@ export function parseFrontMatter(text: string, bad: (why: string) => PaniniError
   if (!fence) return null;
   const lang = fence[1]!.trim().toLowerCase();
   if (lang !== '' && lang !== 'yaml' && lang !== 'yml') refuse(lang)();
-  let parsed: matter.GrayMatterFile<string>;
+  const canonical = parseCanonical(text);
+  if (canonical) return canonical;
+  let parsed: matterType.GrayMatterFile<string>;
   try {
-    parsed = matter(text, MATTER_OPTIONS as unknown as Parameters<typeof matter>[1]);
+    parsed = matter()(text, MATTER_OPTIONS as unknown as Parameters<typeof matterType>[1]);
   } catch (err) {
     if (err instanceof PaniniError) throw err;
     throw bad(`its front matter is not valid YAML (${(err as Error).message.split('\n')[0]})`);

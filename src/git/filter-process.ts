@@ -4,13 +4,13 @@
  * `checkout` or `clone`. Smudges whose atoms must be downloaded are answered `delayed`, then fetched
  * together when Git asks `list_available_blobs`.
  */
-import { cleanInput } from '../cli/clean.js';
+import { cleanToConcept } from '../cli/clean.js';
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
 import { receiveLikeFile, spoolChunks, type SpooledInput } from '../io.js';
-import { missingAtoms, reconstruct } from '../reconstruct/reconstruct.js';
+import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { PktReader, PktWriter } from './pktline.js';
 
@@ -33,9 +33,13 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
   const delayed = new Map<string, { concept: Concept; error?: string }>();
   const retried = { failed: 0 };
   let listed = new Set<string>();
+  let unrecorded: { pathname: string; err: unknown } | null = null;
   for (;;) {
     const request = reader.readKeyValues();
-    if (request === undefined) return; // Git closed the pipe: done
+    if (request === undefined) {
+      if (unrecorded) options.log?.(`git-panini: ${unrecorded.pathname}: ${errorMessage(storeFailure(unrecorded.err, ctx.store.root))}`);
+      return; // Git closed the pipe: done
+    }
     const command = request.get('command');
     const pathname = request.get('pathname') ?? '';
     if (command === 'list_available_blobs') {
@@ -60,6 +64,15 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       respondStatus(writer, 'error');
       continue;
     }
+    if (unrecorded) {
+      // The previous file's registry entry could not be written: fail now, as that file would have.
+      const cause = storeFailure(unrecorded.err, ctx.store.root);
+      options.log?.(`git-panini: ${unrecorded.pathname}: ${errorMessage(cause)}`);
+      unrecorded = null;
+      drainContent(reader);
+      respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
+      continue;
+    }
     let contentEnded = false;
     let input: SpooledInput;
     try {
@@ -81,8 +94,14 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     }
     try {
       if (command === 'clean') {
-        const concept = cleanInput(ctx, input, pathname);
-        respondContent(writer, (emit) => emit(concept));
+        const cleaned = cleanToConcept(ctx, input, pathname);
+        respondContent(writer, (emit) => emit(cleaned.concept));
+        // The registry entry is written while Git stores the concept (its atoms are stored already).
+        try {
+          cleaned.record();
+        } catch (err) {
+          unrecorded = { pathname, err };
+        }
       } else {
         await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed, retried);
       }
@@ -123,6 +142,15 @@ async function smudge(
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
   const concept = parseConcept(input.source.read(0, input.source.size));
+  // Most small files are one atom: read it at once (no presence check first). If it cannot be read,
+  // the path below finds out why and answers as it always does (delay, fetch, or the error).
+  let single: Buffer | null = null;
+  try {
+    single = wholeFileAtom(concept, ctx.store);
+  } catch {
+    single = null;
+  }
+  if (single) return respondContent(writer, (emit) => emit(single));
   const missing = missingAtoms(concept, ctx.store);
   if (missing.length > 0 && options.fetcher) {
     if (canDelay) {

@@ -2,7 +2,7 @@
  * Verified streaming reconstruction: atoms are read one at a time in file order, each checked
  * against its name, written out, and the whole output checked against the concept's oid.
  */
-import type { ContentRef } from '../atom.js';
+import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
 import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
@@ -37,6 +37,11 @@ export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader):
  * place and keep it only if this returns.
  */
 export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void): void {
+  const single = wholeFileAtom(concept, store);
+  if (single) {
+    write(single);
+    return;
+  }
   // A large file's own hash goes to a worker thread: this one verifies every atom against its name.
   const whole = new FileHasher(concept.size >= BACKGROUND_HASH_MIN);
   let written = 0;
@@ -44,9 +49,7 @@ export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, sto
   try {
     for (const leaf of expandRefs(concept.refs, store)) {
       const bytes = store.get(leaf.hash);
-      if (bytes.length !== leaf.size) {
-        throw new PaniniError(`atom ${leaf.hash} holds ${bytes.length} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
-      }
+      if (bytes.length !== leaf.size) throw sizeMismatch(leaf, bytes.length);
       whole.update(bytes);
       write(bytes);
       written += bytes.length;
@@ -58,6 +61,23 @@ export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, sto
   if (written !== concept.size || oid !== concept.oid) {
     throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');
   }
+}
+
+/**
+ * The file's bytes if its concept names one atom that is the whole file (most small files), read
+ * and verified against its name, which is then the file's oid; null for any other concept. Throws
+ * like reconstruct if the atom is missing or does not match.
+ */
+export function wholeFileAtom(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader): Buffer | null {
+  const only = concept.refs.length === 1 ? concept.refs[0]! : null;
+  if (!only || only.hash !== concept.oid || only.offset !== 0 || only.size !== concept.size || MANIFEST_TYPES.has(only.type)) return null;
+  const bytes = store.get(only.hash);
+  if (bytes.length !== only.size) throw sizeMismatch(only, bytes.length);
+  return bytes;
+}
+
+function sizeMismatch(leaf: ContentRef, got: number): PaniniError {
+  return new PaniniError(`atom ${leaf.hash} holds ${got} bytes but the concept expects ${leaf.size} at offset ${leaf.offset}`, 'the concept does not match the store; re-add the file');
 }
 
 /** Leaf refs in file order (for list-atoms and partial extraction). */

@@ -79,6 +79,16 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
  * chunks are views into the window, valid only until emit returns.
  */
 function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, seg: Segment, offset: number) => void): void {
+  if (src instanceof BufferSource) {
+    // Already in memory: chunked where it is (same cut points as through the window, no copy).
+    const bytes = src.read(seg.offset, seg.size);
+    for (let at = 0; at < bytes.length; ) {
+      const cut = cutPoint(bytes, at, bytes.length - at, true);
+      emit(bytes.subarray(at, at + cut), seg, seg.offset + at);
+      at += cut;
+    }
+    return;
+  }
   const end = seg.offset + seg.size;
   const window = Buffer.allocUnsafe(Math.min(READ_WINDOW + CDC_MAX_SIZE, seg.size));
   let at = 0; // index in window of the next chunk's first byte

@@ -67,6 +67,8 @@ export class LocalStore implements AtomReader, AtomWriter {
   private readonly openPacks = new Map<string, number>();
   /** Loose shard directories seen, by first-level name: lets a writer skip a lookup bound to fail. */
   private readonly looseShards = new Map<string, Set<string>>();
+  /** Registry directories seen, by name (see conceptNames). */
+  private readonly conceptDirs = new Map<string, Set<string> | null>();
 
   constructor(readonly root: string) {
     this.atomsDir = join(root, 'atoms');
@@ -106,9 +108,25 @@ export class LocalStore implements AtomReader, AtomWriter {
     const path = this.atomPath(hash);
     // No lookup where the shard directory was absent: at worst an atom written meanwhile by another
     // process is written again (same bytes, and a fresh time that protects it from gc the same way).
-    if (this.looseShardExists(hash) && freshen(path)) return false;
-    writeAtomically(this.ensureDir(path), path, bytes);
+    const listed = this.looseShardExists(hash);
+    if (listed && freshen(path)) return false;
+    this.writeNew(path, bytes, listed);
     return true;
+  }
+
+  /** Writes a file into its shard directory, made first unless known to exist (`listed`: seen by a listing). */
+  private writeNew(path: string, bytes: Uint8Array, listed: boolean): void {
+    const dir = path.slice(0, path.lastIndexOf('/'));
+    if (listed || this.knownDirs.has(dir)) {
+      try {
+        writeAtomically(dir, path, bytes);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        this.knownDirs.delete(dir); // removed since: make it again
+      }
+    }
+    writeAtomically(this.ensureDir(path), path, bytes);
   }
 
   get(hash: string): Buffer {
@@ -119,39 +137,29 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
   readRaw(hash: string): Buffer {
-    const path = this.atomPath(hash);
-    const packed = this.findPacked(hash) ?? (this.reloadPacksIfChanged() ? this.findPacked(hash) : null);
-    if (packed) {
-      try {
-        return readPackBytes(this.packFd(packed.pack!), packed.offset, packed.size);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        this.reloadPacks(); // rewritten by gc since loaded: look again
-        const again = this.findPacked(hash);
-        if (again) return readPackBytes(this.packFd(again.pack!), again.offset, again.size);
-      }
-    }
-    let fd: number;
+    const path = this.atomPath(hash); // checks the name first
+    const packed = this.findPacked(hash);
+    if (packed) return this.readPacked(hash, packed);
+    const loose = readLoose(path, hash);
+    if (loose) return loose;
+    // Not loose: packed since the packs were loaded? (Looked at only now: a stat per read otherwise.)
+    const repacked = this.reloadPacksIfChanged() ? this.findPacked(hash) : null;
+    if (repacked) return this.readPacked(hash, repacked);
+    throw new AtomError(hash, 'missing');
+  }
+
+  private readPacked(hash: string, packed: AtomLocation): Buffer {
     try {
-      fd = openSync(path, 'r');
+      return readPackBytes(this.packFd(packed.pack!), packed.offset, packed.size);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new AtomError(hash, 'missing');
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.reloadPacks(); // rewritten by gc since loaded: look again
+      const again = this.findPacked(hash);
+      if (again) return readPackBytes(this.packFd(again.pack!), again.offset, again.size);
     }
-    try {
-      const size = fstatSync(fd).size;
-      if (size > MAX_ATOM_BYTES) throw new AtomError(hash, 'corrupt');
-      const buf = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const n = readSync(fd, buf, done, size - done, done);
-        if (n === 0) break;
-        done += n;
-      }
-      return done === size ? buf : buf.subarray(0, done);
-    } finally {
-      closeSync(fd);
-    }
+    const loose = readLoose(this.atomPath(hash), hash); // gone from the packs (gc): loose, if anywhere
+    if (loose) return loose;
+    throw new AtomError(hash, 'missing');
   }
 
   /** Size on disk, or -1 if absent. */
@@ -250,10 +258,28 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /** Records the concept of a file cleaned into this store, by the file's oid. */
-  putConcept(oid: string, text: string): void {
+  putConcept(oid: string, text: string | Buffer): void {
     const path = this.conceptPath(oid);
-    if (freshen(path)) return;
-    writeAtomically(this.ensureDir(path), path, Buffer.from(text));
+    const names = this.conceptNames(oid.slice(0, 2));
+    // Only an entry listed can be refreshed: no failing system call per new entry.
+    if (names?.has(oid) && freshen(path)) return;
+    this.writeNew(path, typeof text === 'string' ? Buffer.from(text) : text, names !== null);
+    if (names) names.add(oid);
+    else this.conceptDirs.set(oid.slice(0, 2), new Set([oid])); // made by writeNew
+  }
+
+  /** The entries of `concepts/<a>/` when first looked at (plus those written since), or null if it did not exist. */
+  private conceptNames(a: string): Set<string> | null {
+    let names = this.conceptDirs.get(a);
+    if (names === undefined) {
+      try {
+        names = new Set(readdirSync(join(this.conceptsDir, a)));
+      } catch {
+        names = null;
+      }
+      this.conceptDirs.set(a, names);
+    }
+    return names;
   }
 
   /**
@@ -487,6 +513,31 @@ export function writeAtomically(dir: string, path: string, bytes: Uint8Array): v
   } catch (err) {
     try { unlinkSync(tmp); } catch { /* already gone */ }
     throw storeWriteError(err, dir);
+  }
+}
+
+/** A loose atom's bytes, or null if there is no such file. */
+function readLoose(path: string, hash: string): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size > MAX_ATOM_BYTES) throw new AtomError(hash, 'corrupt');
+    const buf = Buffer.allocUnsafe(size);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, buf, done, size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done === size ? buf : buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
   }
 }
 
