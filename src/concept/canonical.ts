@@ -58,30 +58,34 @@ export function parseCanonical(text: string): FrontMatter | null {
     data.content_refs = [];
     i++;
   } else if (lines[i] === 'content_refs:') {
-    const refs: Record<string, unknown>[] = [];
-    for (i++; lines[i]?.startsWith(URI_OPEN); i++) {
-      const ref = parseRef(lines[i]!);
-      if (ref === null) return null;
-      refs.push(ref);
-    }
-    if (refs.length === 0) return null;
-    data.content_refs = refs;
+    const refs = readList(lines, i + 1, parseRef);
+    if (refs === null) return null;
+    data.content_refs = refs.items;
+    i = refs.next;
   } else {
     return null;
   }
 
   if (lines[i] === 'components:') {
-    const components: Record<string, unknown>[] = [];
-    for (i++; lines[i]?.startsWith(URI_OPEN); i++) {
-      const c = parseComponent(lines[i]!);
-      if (c === null) return null;
-      components.push(c);
-    }
-    if (components.length === 0) return null;
-    data.components = components;
+    const components = readList(lines, i + 1, parseComponent);
+    if (components === null) return null;
+    data.components = components.items;
+    i = components.next;
   }
   if (i !== lines.length) return null;
   return { data, body: text.slice(close + 5) };
+}
+
+/** The flow-mapping lines from `start` on, parsed; null if none, or if one does not parse. */
+function readList(lines: readonly string[], start: number, parse: (line: string) => Record<string, unknown> | null): { items: Record<string, unknown>[]; next: number } | null {
+  const items: Record<string, unknown>[] = [];
+  let i = start;
+  for (; lines[i]?.startsWith(URI_OPEN); i++) {
+    const item = parse(lines[i]!);
+    if (item === null) return null;
+    items.push(item);
+  }
+  return items.length === 0 ? null : { items, next: i };
 }
 
 function valueOf(line: string | undefined, prefix: string): string | null {

@@ -4,6 +4,7 @@
  * instead of poisoning the remote. Downloads are hashed before they enter the local store.
  */
 import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { newSha256, sha256Hex } from '../hash.js';
@@ -17,6 +18,11 @@ export interface Transfer {
   backend: Backend;
   store: LocalStore;
   settings: TransferSettings;
+}
+
+/** Where this clone keeps what it knows of the remote store (`<store>/remotes/<16 hex of its URL>` + suffix). */
+export function remoteCachePath(t: Transfer, suffix: string): string {
+  return join(t.store.root, 'remotes', `${sha256Hex(Buffer.from(t.backend.url)).slice(0, 16)}${suffix}`);
 }
 
 /** The remote store has no object for this atom (an item failure: the others still transfer). */

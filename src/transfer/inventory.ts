@@ -18,9 +18,8 @@
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAtomHash } from '../atom.js';
-import { sha256Hex } from '../hash.js';
 import { ATOMS_PREFIX, atomKey, atomOfKey, GC_EPOCH_KEY } from '../store/backend.js';
-import { readAll, type Transfer } from './atoms.js';
+import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import type { RemotePacks } from './remote-packs.js';
 import { isRetryable, withRetries } from './retry.js';
@@ -47,7 +46,7 @@ export class RemoteInventory {
       const stream = await t.backend.download(GC_EPOCH_KEY);
       return stream ? (await readAll(stream, 1024, t.settings.timeoutMs, `reading ${GC_EPOCH_KEY} from ${t.backend.url}`)).toString('utf8').trim() : '';
     });
-    const path = join(t.store.root, 'remotes', `${sha256Hex(Buffer.from(t.backend.url)).slice(0, 16)}.inventory`);
+    const path = remoteCachePath(t, '.inventory');
     let valid = false;
     try {
       valid = readFileSync(path, 'latin1').startsWith(headerFor(t.backend.url, epoch));

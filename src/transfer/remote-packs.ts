@@ -17,7 +17,7 @@ import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import type { AtomWriter } from '../store/local.js';
 import { encodeIndex, PACK_MAGIC, PackIndex, removeQuietly, type PackEntry } from '../store/pack.js';
-import { readAll, type Transfer } from './atoms.js';
+import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
 
@@ -58,11 +58,10 @@ class PackGone extends Error {}
 
 export class RemotePacks {
   private listed: ListedPack[] | null = null;
+  private readonly cacheDir: string;
 
-  constructor(private readonly t: Transfer) {}
-
-  private get cacheDir(): string {
-    return join(this.t.store.root, 'remotes', `${sha256Hex(Buffer.from(this.t.backend.url)).slice(0, 16)}.packs`);
+  constructor(private readonly t: Transfer) {
+    this.cacheDir = remoteCachePath(t, '.packs');
   }
 
   /** Every pack in the remote store, listed once per session (again after `refresh`). */
@@ -168,7 +167,9 @@ export class RemotePacks {
         continue;
       }
       entries.set(w, at.entry);
-      byPack.set(at.pack, [...(byPack.get(at.pack) ?? []), w]);
+      const items = byPack.get(at.pack);
+      if (items) items.push(w);
+      else byPack.set(at.pack, [w]);
     }
     const ranges: PackRange[] = [];
     for (const [pack, items] of byPack) {
