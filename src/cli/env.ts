@@ -3,6 +3,7 @@ import { FILTER_SETTINGS } from '../git/install.js';
 import { gitText } from '../git/exec.js';
 import { openContext } from './context.js';
 import { SKIP_SMUDGE_ENV } from './smudge.js';
+import { DEFAULT_MAX_ATOM_SIZE } from '../store/ingest.js';
 
 /** Effective settings and where each came from (like `git lfs env`). */
 export function run(): number {
@@ -14,7 +15,7 @@ export function run(): number {
     `LocalWorkingDir=${ctx.repo?.top ?? ''}`,
     `LocalGitCommonDir=${ctx.repo?.commonDir ?? ''}`,
     `LocalStore=${ctx.store.root}`,
-    `MaxAtomSize=${ctx.maxAtomSize}`,
+    `MaxAtomSize=${ctx.maxAtomSize ?? DEFAULT_MAX_ATOM_SIZE}`,
     `${SKIP_SMUDGE_ENV}=${process.env[SKIP_SMUDGE_ENV] ?? ''}`,
     '',
     'Settings (value  <- origin):',

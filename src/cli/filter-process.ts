@@ -1,5 +1,5 @@
 import { PktReader, PktWriter } from '../git/pktline.js';
-import { serveFilterProcess } from '../git/filter-process.js';
+import { serveFilterProcess, type AtomFetcher } from '../git/filter-process.js';
 import { openContext } from './context.js';
 import { announceWriter } from '../store/writers.js';
 import { skipSmudge } from './smudge.js';
@@ -10,8 +10,12 @@ import { blockingPipe } from '../io.js';
 export async function run(): Promise<number> {
   const ctx = openContext();
   announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
+  let fetcher: AtomFetcher | null | undefined;
   await serveFilterProcess(ctx, new PktReader(blockingPipe(0, 'r')), new PktWriter(blockingPipe(1, 'w')), {
-    fetcher: remoteFetcher(ctx),
+    // Looked up when an atom is missing: the remote's settings may be in .paniniconfig (git calls).
+    get fetcher() {
+      return fetcher === undefined ? (fetcher = remoteFetcher(ctx)) : fetcher;
+    },
     skipSmudge: skipSmudge(),
     log: (line) => process.stderr.write(line + '\n'),
   });

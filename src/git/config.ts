@@ -25,13 +25,20 @@ const ENV_KEYS: Record<string, string> = {
 };
 
 export class Config {
-  constructor(private readonly settings: Map<string, Setting>) {}
+  private shared: Map<string, Setting> | undefined;
+  /**
+   * `settings`: from git config and the environment. `readShared`: the committed .paniniconfig's
+   * settings, read at the first look-up that needs them (two git calls a checkout from the local
+   * store never needs); they only fill SHARED_KEYS the others leave unset.
+   */
+  constructor(private readonly settings: Map<string, Setting>, private readonly readShared: () => [string, Setting][] = () => []) {}
 
   get(key: string): string | undefined {
-    return this.settings.get(key.toLowerCase())?.value;
+    const k = key.toLowerCase();
+    return (this.settings.get(k) ?? (SHARED_KEYS.has(k) ? this.sharedSettings().get(k) : undefined))?.value;
   }
 
-  getInt(key: string, fallback: number): number {
+  getInt<T extends number | undefined>(key: string, fallback: T): number | T {
     const v = this.get(key);
     if (v === undefined) return fallback;
     const m = /^(\d+)\s*([kmg]i?b?)?$/i.exec(v.trim());
@@ -48,7 +55,13 @@ export class Config {
   }
 
   entries(): [string, Setting][] {
-    return [...this.settings.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const all = new Map([...this.sharedSettings(), ...this.settings]);
+    return [...all.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  }
+
+  private sharedSettings(): Map<string, Setting> {
+    this.shared ??= new Map(this.readShared().filter(([k]) => SHARED_KEYS.has(k)));
+    return this.shared;
   }
 }
 
@@ -70,16 +83,13 @@ function parseZ(out: Buffer, origin: (first: string) => string | null, withOrigi
 
 export function loadConfig(repo: Repo | null, env: NodeJS.ProcessEnv = process.env): Config {
   const settings = new Map<string, Setting>();
-  if (repo) {
-    for (const [k, s] of readPaniniConfigFile(repo)) if (SHARED_KEYS.has(k)) settings.set(k, s);
-  }
   const r = git(['config', '-z', '--show-origin', '--get-regexp', '^panini\\.'], { cwd: repo?.top ?? repo?.commonDir });
   if (r.status === 0) for (const [k, s] of parseZ(r.stdout, (o) => o, true)) settings.set(k, s);
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const v = env[name];
     if (v) settings.set(key, { value: v, origin: `env:${name}` });
   }
-  return new Config(settings);
+  return new Config(settings, repo ? () => readPaniniConfigFile(repo) : undefined);
 }
 
 function readPaniniConfigFile(repo: Repo): [string, Setting][] {

@@ -4,7 +4,6 @@
  * `checkout` or `clone`. Smudges whose atoms must be downloaded are answered `delayed`, then fetched
  * together when Git asks `list_available_blobs`.
  */
-import { cleanToConcept } from '../cli/clean.js';
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
@@ -26,6 +25,9 @@ export interface FilterOptions {
 }
 
 const CAPABILITIES = ['clean', 'smudge', 'delay'];
+
+// The clean path (decomposers, pack writer) is loaded at the first clean: a checkout never needs it.
+let cleanModule: typeof import('../cli/clean.js') | undefined;
 
 export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
   handshake(reader, writer);
@@ -94,7 +96,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     }
     try {
       if (command === 'clean') {
-        const cleaned = cleanToConcept(ctx, input, pathname);
+        const cleaned = (cleanModule ??= await import('../cli/clean.js')).cleanToConcept(ctx, input, pathname);
         respondContent(writer, (emit) => emit(cleaned.concept));
         // The registry entry is written while Git stores the concept (its atoms are stored already).
         try {
