@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { cpSync, existsSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cliPath, git, hermeticEnv, tempDir, tempRepo, type TempRepo } from './helpers/cli.js';
@@ -239,6 +239,36 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     assert.equal(photo.status, 'success', 'atoms are local: no delay');
     assert.ok(photo.content!.equals(readFixture('photo.png')));
     assert.equal(await c.close(), 0);
+  });
+
+  it('small files smudged one after another each get exactly their own bytes; a damaged atom is an error naming its file', async () => {
+    const files = [40_000, 9_000, 64_000, 8_192, 1].map((size, i) => ({ name: `small/f${i}.bin`, bytes: randomBytesSeeded(size, 100 + i) }));
+    const c = open();
+    await c.handshake();
+    const concepts: Buffer[] = [];
+    for (const f of files) {
+      await c.request('clean', f.name, f.bytes);
+      const r = await c.response();
+      assert.equal(r.status, 'success', c.stderr);
+      concepts.push(r.content!);
+    }
+    for (const [i, f] of files.entries()) { // a shorter file after a longer one: nothing of the last one shows
+      await c.request('smudge', f.name, concepts[i]!, ['can-delay=1']);
+      const r = await c.response();
+      assert.equal(r.status, 'success', c.stderr);
+      assert.ok(r.content!.equals(f.bytes), `${f.name}: exact bytes`);
+    }
+    const atom = path.join(repo.store, 'atoms', sha256(files[1]!.bytes).slice(0, 2), sha256(files[1]!.bytes).slice(2, 4), sha256(files[1]!.bytes));
+    chmodSync(atom, 0o644);
+    writeFileSync(atom, Buffer.concat([files[1]!.bytes, Buffer.from('x')]));
+    await c.request('smudge', files[1]!.name, concepts[1]!);
+    const damaged = await c.response();
+    assert.ok(damaged.status === 'error' || damaged.finalStatus === 'error', 'one byte too many is not the atom: Git discards the content');
+    writeFileSync(atom, files[1]!.bytes); // as it was: served again
+    await c.request('smudge', files[1]!.name, concepts[1]!);
+    assert.ok((await c.response()).content!.equals(files[1]!.bytes));
+    assert.equal(await c.close(), 0);
+    assert.match(c.stderr, /^git-panini: small\/f1\.bin: .*corrupt/m);
   });
 
   it('smudge passes non-concept content through; clean passes a concept through unchanged', async () => {

@@ -136,6 +136,27 @@ describe('LocalStore reads', () => {
     }
   });
 
+  test('getInto reads an atom of known size into the caller\'s buffer, or fails as get does', () => {
+    const store = freshStore();
+    const bytes = Buffer.from('the real bytes of this atom');
+    const hash = sha256Hex(bytes);
+    store.put(hash, bytes);
+    const scratch = Buffer.alloc(1024);
+    const read = store.getInto(hash, bytes.length, scratch);
+    assert.ok(read.equals(bytes));
+    assert.equal(read.buffer, scratch.buffer, 'read into the scratch buffer, not a fresh one');
+    assert.ok(store.getInto(hash, bytes.length, Buffer.alloc(bytes.length)).equals(bytes), 'too small a scratch: read like get');
+
+    const file = store.atomPath(hash);
+    chmodSync(file, 0o644);
+    for (const damaged of [Buffer.from('the real bytes of this atoM'), bytes.subarray(0, 10), Buffer.concat([bytes, Buffer.from('!')])]) {
+      writeFileSync(file, damaged);
+      assert.throws(() => store.getInto(hash, bytes.length, scratch), (err: unknown) => err instanceof AtomError && err.kind === 'corrupt' && err.hash === hash);
+    }
+    const absent = sha256Hex(Buffer.from('never stored'));
+    assert.throws(() => store.getInto(absent, 12, scratch), (err: unknown) => err instanceof AtomError && err.kind === 'missing' && err.hash === absent);
+  });
+
   test('a missing atom is reported by name', () => {
     const store = freshStore();
     const hash = sha256Hex(Buffer.from('never stored'));

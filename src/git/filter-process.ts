@@ -26,6 +26,10 @@ export interface FilterOptions {
 
 const CAPABILITIES = ['clean', 'smudge', 'delay'];
 
+/** A small file's atom is read into this buffer, reused from file to file (sent before the next). */
+const SMALL_ATOM_BYTES = 1024 * 1024;
+let smallAtomBuffer: Buffer | undefined;
+
 // The clean path (decomposers, pack writer) is loaded at the first clean: a checkout never needs it.
 let cleanModule: typeof import('../cli/clean.js') | undefined;
 
@@ -148,7 +152,7 @@ async function smudge(
   // the path below finds out why and answers as it always does (delay, fetch, or the error).
   let single: Buffer | null = null;
   try {
-    single = wholeFileAtom(concept, ctx.store);
+    single = wholeFileAtom(concept, ctx.store, (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES)));
   } catch {
     single = null;
   }

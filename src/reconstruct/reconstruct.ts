@@ -66,12 +66,13 @@ export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, sto
 /**
  * The file's bytes if its concept names one atom that is the whole file (most small files), read
  * and verified against its name, which is then the file's oid; null for any other concept. Throws
- * like reconstruct if the atom is missing or does not match.
+ * like reconstruct if the atom is missing or does not match. With `scratch`, the bytes may be read
+ * into it (AtomReader.getInto): then they are valid until it is reused.
  */
-export function wholeFileAtom(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader): Buffer | null {
+export function wholeFileAtom(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, scratch?: Buffer): Buffer | null {
   const only = concept.refs.length === 1 ? concept.refs[0]! : null;
   if (!only || only.hash !== concept.oid || only.offset !== 0 || only.size !== concept.size || MANIFEST_TYPES.has(only.type)) return null;
-  const bytes = store.get(only.hash);
+  const bytes = scratch && store.getInto ? store.getInto(only.hash, only.size, scratch) : store.get(only.hash);
   if (bytes.length !== only.size) throw sizeMismatch(only, bytes.length);
   return bytes;
 }

@@ -23,6 +23,8 @@ export interface AtomReader {
   has(hash: string): boolean;
   /** The atom's bytes, verified against its name; throws AtomError if missing or corrupt. */
   get(hash: string): Buffer;
+  /** The same, possibly read into `scratch` (then valid until it is reused); `size`: expected. */
+  getInto?(hash: string, size: number, scratch: Buffer): Buffer;
 }
 
 export interface AtomWriter {
@@ -133,6 +135,17 @@ export class LocalStore implements AtomReader, AtomWriter {
     const bytes = this.readRaw(hash);
     if (sha256Hex(bytes) !== hash) throw new AtomError(hash, 'corrupt');
     return bytes;
+  }
+
+  /**
+   * Reads a loose atom of the expected size into `scratch` when it fits: no stat and no fresh buffer
+   * per atom. Anything unexpected (packed, missing, too short, a wrong hash) goes through get, which
+   * says what is wrong.
+   */
+  getInto(hash: string, size: number, scratch: Buffer): Buffer {
+    if (size >= scratch.length || this.findPacked(hash)) return this.get(hash);
+    const bytes = readLooseInto(this.atomPath(hash), size + 1, scratch); // one byte more: a longer file shows
+    return bytes?.length === size && sha256Hex(bytes) === hash ? bytes : this.get(hash);
   }
 
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
@@ -536,6 +549,27 @@ function readLoose(path: string, hash: string): Buffer | null {
       done += n;
     }
     return done === size ? buf : buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Up to `max` bytes of a loose atom file into `into`; null if it cannot be opened. */
+function readLooseInto(path: string, max: number, into: Buffer): Buffer | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return null; // get opens it again and reports why
+  }
+  try {
+    let done = 0;
+    while (done < max) {
+      const n = readSync(fd, into, done, max - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return into.subarray(0, done);
   } finally {
     closeSync(fd);
   }
