@@ -4,12 +4,12 @@
  * `checkout` or `clone`. Smudges whose atoms must be downloaded are answered `delayed`, then fetched
  * together when Git asks `list_available_blobs`.
  */
-import { cleanToConcept } from '../cli/clean.js';
+import { cleanToConcept, unstructured } from '../cli/clean.js';
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
-import { receiveLikeFile, spoolChunks, type SpooledInput } from '../io.js';
+import { receiveLikeFile, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { PktReader, PktWriter } from './pktline.js';
@@ -74,7 +74,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       continue;
     }
     let contentEnded = false;
-    let input: SpooledInput;
+    let input: SpooledInput | StreamedInput;
     try {
       const next = (): Buffer | null => {
         const p = reader.readTransient(); // spooling copies what it keeps
@@ -82,8 +82,9 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
         return p ?? null;
       };
       const tempPath = (): string => ctx.store.tempPath('filter');
-      // Cleaning a large worktree file: decompose the file itself once Git's copy proved identical.
-      input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath) : spoolChunks(next, tempPath);
+      // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
+      // proved identical) decomposed from the worktree file itself.
+      input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath, unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);
@@ -103,9 +104,10 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
           unrecorded = { pathname, err };
         }
       } else {
-        await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed, retried);
+        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried);
       }
     } catch (err) {
+      if (!contentEnded) drainContent(reader); // a streamed input failed half-way
       const cause = storeFailure(err instanceof ResponseFailed ? err.cause : err, ctx.store.root);
       options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`);
       if (!(err instanceof ResponseFailed)) respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
