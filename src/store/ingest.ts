@@ -79,21 +79,31 @@ class Leaves {
   written = 0;
   /** Null when the writer hashes the file (a pack writer, on its thread) or nobody asked. */
   private readonly whole: Hash | null;
+  /** The writer hashes atoms too (putUnnamed): their refs are named by the time fileHash() returns. */
+  private readonly unnamed: boolean;
 
   constructor(private readonly store: AtomWriter, hashFile: boolean) {
     this.whole = hashFile && !store.fileDigest ? newSha256() : null;
+    this.unnamed = store.putUnnamed !== undefined && store.fileDigest !== undefined;
   }
 
   add(bytes: Uint8Array, type: AtomType, offset: number): ContentRef {
-    this.whole?.update(bytes);
-    const hash = sha256Hex(bytes);
-    if (this.store.put(hash, bytes)) this.written++;
-    const ref = { hash, type, offset, size: bytes.length };
+    const ref = { hash: '', type, offset, size: bytes.length };
     this.list.push(ref);
+    if (this.unnamed) {
+      this.store.putUnnamed!(bytes, (hash, fresh) => {
+        ref.hash = hash;
+        if (fresh) this.written++;
+      });
+      return ref;
+    }
+    this.whole?.update(bytes);
+    ref.hash = sha256Hex(bytes);
+    if (this.store.put(ref.hash, bytes)) this.written++;
     return ref;
   }
 
-  /** The file's SHA-256, if it was computed as the atoms went by. */
+  /** The file's SHA-256, if it was computed as the atoms went by. Every ref is named once this returns. */
   fileHash(): string | null {
     return this.whole ? this.whole.digest('hex') : this.store.fileDigest ? this.store.fileDigest() : null;
   }
