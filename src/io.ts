@@ -82,19 +82,19 @@ export interface SpooledInput {
 /**
  * Reads a byte stream into a random-access Source: a regular file is used in place, a small input
  * stays in memory, a large one goes to a temp file (so memory stays bounded) unless it proves
- * identical to `likeFile` (see receiveLikeFile).
+ * identical to `likeFile` or `streamable` takes it (see receiveLikeFile).
  */
 export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, streamable?: (head: Buffer) => boolean): SpooledInput | StreamedInput {
   if (fstatSync(fd).isFile()) {
     const source = FileSource.fromFd(fd);
     return { source, head: source.read(0, 4096), dispose: () => undefined };
   }
+  const buf = Buffer.allocUnsafe(READ_CHUNK); // reused: whoever keeps a chunk copies it
   const next = (): Buffer | null => {
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
     const n = readFd(fd, buf);
     return n === 0 ? null : buf.subarray(0, n);
   };
-  return likeFile ? receiveLikeFile(next, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
+  return likeFile || streamable ? receiveLikeFile(next, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
 }
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
@@ -172,11 +172,12 @@ export interface StreamedInput {
  * A large input that `streamable` accepts by its first bytes is returned as a StreamedInput, to be
  * consumed as it arrives (one pass, nothing spooled or compared). Other large inputs are compared
  * with the file as they arrive and, if they match, the file is decomposed in place instead of
- * writing a second copy to a temp file; on the first difference this falls back to spooling.
- * `unchanged()` then tells whether the file still has the size and times it had while compared.
+ * writing a second copy to a temp file; on the first difference (or without a path) this falls
+ * back to spooling. `unchanged()` then tells whether the file still has the size and times it had
+ * while compared.
  */
 export function receiveLikeFile(
-  next: () => Buffer | null, path: string, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
+  next: () => Buffer | null, path: string | undefined, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
 ): SpooledInput | StreamedInput {
   // Inputs that fit in memory are gathered without touching the file (no open, stat, close each).
   const first = gather(next, IN_MEMORY_LIMIT);
@@ -191,6 +192,7 @@ export function receiveLikeFile(
     owned = false;
     return next();
   };
+  if (path === undefined) return spoolChunks(received, tempPath);
   let fd: number;
   try {
     fd = openSync(path, 'r');

@@ -297,6 +297,9 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
       closeSync(fd);
       unlinkSync(file);
     }
+    const piped = spawnSync(process.execPath, [cliPath, 'clean'], { cwd: repo.dir, env: hermeticEnv(), input: big, maxBuffer: 1024 * 1024 });
+    assert.equal(piped.status, 0, piped.stderr.toString());
+    assert.equal(piped.stdout.toString('utf8'), fromFile, 'a pipe without a path is chunked as it arrives, to the same concept');
     // A PNG signature makes the same bytes structured: they are kept and decomposed, not streamed.
     const pngHead = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55', 'hex');
     const looksLikePng = Buffer.concat([pngHead, big]);

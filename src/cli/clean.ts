@@ -56,7 +56,10 @@ function isValidConcept(input: SpooledInput): boolean {
   }
 }
 
-/** `clean [--] [path]`: Git passes the path (%f); a large stdin identical to that file is read in place. */
+/**
+ * `clean [--] [path]`: Git passes the path (%f). A large stdin with no structure is chunked as it
+ * arrives; other large input identical to that file is read in place.
+ */
 export function run(args: string[]): number {
   const path = args.filter((a) => a !== '--')[0];
   const ctx = openContext();

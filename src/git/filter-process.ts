@@ -84,7 +84,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
       // proved identical) decomposed from the worktree file itself.
-      input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath, unstructured) : spoolChunks(next, tempPath);
+      input = command === 'clean' ? receiveLikeFile(next, pathname || undefined, tempPath, unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);
