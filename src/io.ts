@@ -94,7 +94,8 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, s
     const n = readFd(fd, buf);
     return n === 0 ? null : buf.subarray(0, n);
   };
-  return likeFile || streamable ? receiveLikeFile(next, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
+  const readInto: ReadInto = (into, at, max) => readFd(fd, into, at, max);
+  return likeFile || streamable ? receiveLikeFile({ next, readInto }, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
 }
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
@@ -161,6 +162,13 @@ function spoolToFile(gathered: Buffer, pending: Buffer, next: () => Buffer | nul
 /** Reads up to `max` bytes into `into` at `at`; returns how many, 0 only at the end. */
 export type ReadInto = (into: Buffer, at: number, max: number) => number;
 
+/** Bytes arriving: chunks from `next` (null at the end; a chunk may be reused by the next call), or read straight into a buffer. */
+export interface Incoming {
+  next(): Buffer | null;
+  /** The same bytes, read into the caller's buffer (0 at the end); saves a copy. Used once next() has been. */
+  readInto?: ReadInto;
+}
+
 /** A large input handed over to be consumed once, in order, as it arrives (see receiveLikeFile). */
 export interface StreamedInput {
   read: ReadInto;
@@ -177,13 +185,14 @@ export interface StreamedInput {
  * while compared.
  */
 export function receiveLikeFile(
-  next: () => Buffer | null, path: string | undefined, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
+  incoming: Incoming, path: string | undefined, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
 ): SpooledInput | StreamedInput {
+  const { next } = incoming;
   // Inputs that fit in memory are gathered without touching the file (no open, stat, close each).
   const first = gather(next, IN_MEMORY_LIMIT);
   if (first.overflow === null) return inMemory(first.held);
   const head = first.held.subarray(0, 4096);
-  if (streamable(head)) return { read: readThrough([first.held, first.overflow], next), dispose: () => undefined };
+  if (streamable(head)) return { read: readThrough([first.held, first.overflow], incoming), dispose: () => undefined };
   const firstChunks: Buffer[] = [first.held, Buffer.from(first.overflow)];
   let owned = true; // the chunk in hand is one of ours, not next()'s (which its next call may reuse)
   const received = (): Buffer | null => {
@@ -256,22 +265,29 @@ export function receiveLikeFile(
 }
 
 /**
- * Copies `chunks`, then what `next` gives, into the reader's buffers. A chunk is used up before
- * `next` is called again (its buffer may be reused then), and `next` is not called after its end.
+ * Copies `chunks`, then what `incoming` gives, into the reader's buffers. A chunk is used up before
+ * `next` is called again (its buffer may be reused then), and nothing is read after the end.
  */
-function readThrough(chunks: Buffer[], next: () => Buffer | null): ReadInto {
+function readThrough(chunks: Buffer[], incoming: Incoming): ReadInto {
   let pending: Buffer = Buffer.alloc(0);
   let ended = false;
   return (into, at, max) => {
     let done = 0;
-    while (done < max) {
+    while (done < max && !ended) {
       if (pending.length === 0) {
-        const chunk = ended ? null : (chunks.shift() ?? next());
-        if (chunk === null) {
+        const chunk = chunks.shift();
+        if (chunk === undefined && incoming.readInto) {
+          const got = incoming.readInto(into, at + done, max - done);
+          if (got === 0) ended = true;
+          done += got;
+          continue;
+        }
+        const next = chunk ?? incoming.next();
+        if (next === null) {
           ended = true;
           break;
         }
-        pending = chunk;
+        pending = next;
       }
       const n = pending.copy(into, at + done, 0, Math.min(pending.length, max - done));
       pending = pending.subarray(n);

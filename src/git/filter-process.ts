@@ -12,7 +12,7 @@ import { errorMessage, PaniniError, StoreError } from '../errors.js';
 import { receiveLikeFile, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
-import { PktReader, PktWriter } from './pktline.js';
+import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 
 /** Downloads every atom the concepts need into the local store. */
 export type AtomFetcher = (concepts: Concept[]) => Promise<void>;
@@ -81,10 +81,15 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
         if (p === null || p === undefined) contentEnded = true;
         return p ?? null;
       };
+      const readInto = (into: Buffer, at: number, max: number): number => {
+        const n = reader.readContentInto(into, at, max);
+        if (n === 0) contentEnded = true;
+        return n;
+      };
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
       // proved identical) decomposed from the worktree file itself.
-      input = command === 'clean' ? receiveLikeFile(next, pathname || undefined, tempPath, unstructured) : spoolChunks(next, tempPath);
+      input = command === 'clean' ? receiveLikeFile({ next, readInto }, pathname || undefined, tempPath, unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);
@@ -200,8 +205,10 @@ function handshake(reader: PktReader, writer: PktWriter): void {
   writer.send();
 }
 
+/** Discards the rest of the request's content, from wherever its reading stopped. */
 function drainContent(reader: PktReader): void {
-  for (let p = reader.read(); p !== null && p !== undefined; p = reader.read()) { /* discard */ }
+  const scratch = Buffer.allocUnsafe(MAX_PAYLOAD);
+  while (reader.readContentInto(scratch, 0, scratch.length) > 0) { /* discard */ }
 }
 
 function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort'): void {
