@@ -7,16 +7,10 @@
 import { writeSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { newSha256, sha256Hex } from '../hash.js';
+import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 
 /** A slot's work: hash it into the file, write ranges of it, name unnamed pieces (then it stays in use until their writes come). */
 type Job = { slot: number; length: number; hash: boolean; fd: number; writes: number[]; ranges: number[] } | { digest: true };
-
-// Indexes into the shared state (as in pack-writer.ts).
-const FAILED = 0;
-const RUNNING = 1;
-const DIGESTED = 2;
-const PROGRESS = 3;
-const SLOT_STATE = 4;
 
 const state = new Int32Array(workerData.state as SharedArrayBuffer);
 const ring = workerData.ring as SharedArrayBuffer;

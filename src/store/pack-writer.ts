@@ -14,6 +14,7 @@ import type { Hash } from 'node:crypto';
 import { newSha256, sha256Hex } from '../hash.js';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -168,13 +169,6 @@ export class PackWriter implements AtomWriter {
 type PieceTarget = { fd: number; offset: number } | null;
 /** A piece in a slot that the worker hashes: its place in the slot, and what decides its fate. */
 interface UnnamedPiece { at: number; size: number; named: (hash: string) => PieceTarget }
-
-// Indexes into the shared state.
-const FAILED = 0; // 1 once a write failed
-const RUNNING = 1; // 1 once the worker runs
-const DIGESTED = 2; // 1 once the file's digest is ready
-const PROGRESS = 3; // bumped whenever the worker frees a slot, names pieces or digests
-const SLOT_STATE = 4; // SLOT_STATE + i: 1 while slot i is in use
 
 /**
  * The worker thread and a ring of SLOTS shared buffers: the main thread copies pieces into a free
