@@ -58,6 +58,8 @@ class PackGone extends Error {}
 
 export class RemotePacks {
   private listed: ListedPack[] | null = null;
+  /** The listing under way, shared by callers that ask for it meanwhile. */
+  private listing: Promise<ListedPack[]> | null = null;
   private readonly cacheDir: string;
 
   constructor(private readonly t: Transfer) {
@@ -65,8 +67,15 @@ export class RemotePacks {
   }
 
   /** Every pack in the remote store, listed once per session (again after `refresh`). */
-  async list(): Promise<ListedPack[]> {
-    if (this.listed) return this.listed;
+  list(): Promise<ListedPack[]> {
+    if (this.listed) return Promise.resolve(this.listed);
+    this.listing ??= this.listAndLoad().finally(() => {
+      this.listing = null;
+    });
+    return this.listing;
+  }
+
+  private async listAndLoad(): Promise<ListedPack[]> {
     const byId = new Map<string, ListedPack>();
     await withRetries(this.t.settings.attempts, async () => {
       byId.clear();
@@ -106,6 +115,7 @@ export class RemotePacks {
   /** Forgets the listing: the next use lists again. */
   refresh(): void {
     this.listed = null;
+    this.listing = null;
   }
 
   /**
