@@ -33,7 +33,7 @@ export async function fetchAtoms(ctx: Context, hashes: string[], options: Transf
  * Makes every atom the concepts need local: manifests level by level, then the leaves they list
  * (one plan, one pool of downloads).
  */
-export async function fetchConcepts(ctx: Context, concepts: readonly Concept[], options: TransferOptions = {}): Promise<FetchResult> {
+export async function fetchConcepts(ctx: Context, concepts: readonly Pick<Concept, 'refs' | 'components'>[], options: TransferOptions = {}): Promise<FetchResult> {
   return withSession(ctx, { ...options, listPacks: true }, (s) => fetchConceptsWith(s, concepts));
 }
 
