@@ -6,9 +6,11 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { closeSync, cpSync, existsSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseConcept } from '../src/concept/concept.js';
+import { LocalStore } from '../src/store/local.js';
 import { cliPath, git, hermeticEnv, tempDir, tempRepo, type TempRepo } from './helpers/cli.js';
 import { readFixture } from './helpers/fixtures.js';
 import { sha256 } from './helpers/git.js';
@@ -321,6 +323,36 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
       assert.equal(back.status, 'success', c.stderr);
       assert.equal(sha256(back.content!), sha256(bytes), name);
     }
+    assert.equal(await c.close(), 0);
+  });
+
+  it('a damaged atom: the content is followed by status=error (Git discards it), the log names the atom, serving goes on', async () => {
+    const bytes = randomBytesSeeded(600 * 1024, 22); // several atoms, stored loose
+    const c = open();
+    await c.handshake();
+    await c.request('clean', 'damaged.bin', bytes);
+    const cleaned = await c.response();
+    assert.equal(cleaned.status, 'success', c.stderr);
+    const ref = parseConcept(cleaned.content!).refs[1]!;
+    const file = new LocalStore(repo.store).atomPath(ref.hash);
+    const saved = readFileSync(file);
+    const damaged = Buffer.from(saved);
+    damaged[damaged.length >> 1]! ^= 0x40;
+    chmodSync(file, 0o644);
+    writeFileSync(file, damaged);
+    try {
+      await c.request('smudge', 'damaged.bin', cleaned.content!);
+      const r = await c.response();
+      assert.equal(r.status, 'success', 'the status goes out before the content');
+      assert.equal(r.finalStatus, 'error', 'and the error after it: Git discards what it received');
+      assert.match(c.stderr, new RegExp(`damaged\\.bin.*${ref.hash}.*corrupt|damaged\\.bin.*corrupt.*${ref.hash}`));
+    } finally {
+      writeFileSync(file, saved);
+    }
+    await c.request('smudge', 'damaged.bin', cleaned.content!);
+    const repaired = await c.response();
+    assert.equal(repaired.finalStatus, null);
+    assert.equal(sha256(repaired.content!), sha256(bytes));
     assert.equal(await c.close(), 0);
   });
 

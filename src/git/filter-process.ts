@@ -114,8 +114,9 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     } catch (err) {
       if (!contentEnded) drainContent(reader); // a streamed input failed half-way
       const cause = storeFailure(err instanceof ResponseFailed ? err.cause : err, ctx.store.root);
-      options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`);
-      if (!(err instanceof ResponseFailed)) respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
+      options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`); // before the status: Git reports it after this line
+      if (err instanceof ResponseFailed) endContentWithError(writer);
+      else respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
     } finally {
       input.dispose();
     }
@@ -174,14 +175,15 @@ async function smudge(
 /** `missing`: the concept's missing atoms if just checked; else they are looked up. */
 function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
-  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));
+  // Git discards content followed by an error status.
+  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, { discardedOnError: true }));
 }
 
 function streamSource(input: SpooledInput, emit: (b: Buffer) => void): void {
   for (let pos = 0; pos < input.source.size; pos += 1024 * 1024) emit(input.source.read(pos, 1024 * 1024));
 }
 
-/** Producing content failed after status=success went out; the error status has been sent. */
+/** Producing content failed after status=success went out; the content must end with an error status. */
 class ResponseFailed extends Error {
   constructor(override readonly cause: unknown) {
     super(errorMessage(cause));
@@ -211,6 +213,14 @@ function drainContent(reader: PktReader): void {
   while (reader.readContentInto(scratch, 0, scratch.length) > 0) { /* discard */ }
 }
 
+/** status=error after partly sent content, so Git discards what it received. */
+function endContentWithError(writer: PktWriter): void {
+  writer.flushPkt();
+  writer.text('status=error');
+  writer.flushPkt();
+  writer.send();
+}
+
 function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort'): void {
   writer.text(`status=${status}`);
   writer.flushPkt();
@@ -219,7 +229,7 @@ function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort')
 
 /**
  * status=success, the content, then an empty list (status unchanged) — or, if producing the content
- * fails half-way, status=error after it, so Git discards what it received.
+ * fails half-way, ResponseFailed: the caller then ends it with endContentWithError.
  */
 function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => void) => void): void {
   writer.text('status=success');
@@ -227,10 +237,6 @@ function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => vo
   try {
     produce((bytes) => writer.data(bytes));
   } catch (err) {
-    writer.flushPkt();
-    writer.text('status=error');
-    writer.flushPkt();
-    writer.send();
     throw new ResponseFailed(err);
   }
   writer.flushPkt();

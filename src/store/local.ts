@@ -23,6 +23,8 @@ export interface AtomReader {
   has(hash: string): boolean;
   /** The atom's bytes, verified against its name; throws AtomError if missing or corrupt. */
   get(hash: string): Buffer;
+  /** Optional: the stored bytes without verification (the caller verifies them otherwise). */
+  readRaw?(hash: string): Buffer;
 }
 
 export interface AtomWriter {
