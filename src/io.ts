@@ -69,8 +69,6 @@ export function writeFdAllv(fd: number, buffers: Uint8Array[]): void {
 /** Inputs up to this size are kept in memory; larger ones are spooled to a temp file. */
 export const IN_MEMORY_LIMIT = 8 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
-/** Cleaning: inputs up to this size are taken as they come, before the worktree file is looked at. */
-const LIKE_FILE_PEEK = 1024 * 1024;
 
 export interface SpooledInput {
   source: Source;
@@ -84,19 +82,20 @@ export interface SpooledInput {
 /**
  * Reads a byte stream into a random-access Source: a regular file is used in place, a small input
  * stays in memory, a large one goes to a temp file (so memory stays bounded) unless it proves
- * identical to `likeFile` (see receiveLikeFile).
+ * identical to `likeFile` or `streamable` takes it (see receiveLikeFile).
  */
-export function spoolFd(fd: number, tempPath: () => string, likeFile?: string): SpooledInput {
+export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, streamable?: (head: Buffer) => boolean): SpooledInput | StreamedInput {
   if (fstatSync(fd).isFile()) {
     const source = FileSource.fromFd(fd);
     return { source, head: source.read(0, 4096), dispose: () => undefined };
   }
+  const buf = Buffer.allocUnsafe(READ_CHUNK); // reused: whoever keeps a chunk copies it
   const next = (): Buffer | null => {
-    const buf = Buffer.allocUnsafe(READ_CHUNK);
     const n = readFd(fd, buf);
     return n === 0 ? null : buf.subarray(0, n);
   };
-  return likeFile ? receiveLikeFile(next, likeFile, tempPath) : spoolChunks(next, tempPath);
+  const readInto: ReadInto = (into, at, max) => readFd(fd, into, at, max);
+  return likeFile || streamable ? receiveLikeFile({ next, readInto }, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
 }
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
@@ -160,16 +159,40 @@ function spoolToFile(gathered: Buffer, pending: Buffer, next: () => Buffer | nul
   };
 }
 
+/** Reads up to `max` bytes into `into` at `at`; returns how many, 0 only at the end. */
+export type ReadInto = (into: Buffer, at: number, max: number) => number;
+
+/** Bytes arriving: chunks from `next` (null at the end; a chunk may be reused by the next call), or read straight into a buffer. */
+export interface Incoming {
+  next(): Buffer | null;
+  /** The same bytes, read into the caller's buffer (0 at the end); saves a copy. Used once next() has been. */
+  readInto?: ReadInto;
+}
+
+/** A large input handed over to be consumed once, in order, as it arrives (see receiveLikeFile). */
+export interface StreamedInput {
+  read: ReadInto;
+  dispose(): void;
+}
+
 /**
- * Receives a stream that is normally a copy of the file at `path` (Git cleaning a worktree file):
- * compares it with the file as it arrives and, if they match, decomposes the file in place instead
- * of writing a second copy to a temp file. On the first difference it falls back to spooling.
- * `unchanged()` then tells whether the file still has the size and times it had while compared.
+ * Receives a stream that is normally a copy of the file at `path` (Git cleaning a worktree file).
+ * A large input that `streamable` accepts by its first bytes is returned as a StreamedInput, to be
+ * consumed as it arrives (one pass, nothing spooled or compared). Other large inputs are compared
+ * with the file as they arrive and, if they match, the file is decomposed in place instead of
+ * writing a second copy to a temp file; on the first difference (or without a path) this falls
+ * back to spooling. `unchanged()` then tells whether the file still has the size and times it had
+ * while compared.
  */
-export function receiveLikeFile(next: () => Buffer | null, path: string, tempPath: () => string): SpooledInput {
-  // Most inputs are small: they are gathered without touching the file (no open, stat, close each).
-  const first = gather(next, LIKE_FILE_PEEK);
+export function receiveLikeFile(
+  incoming: Incoming, path: string | undefined, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
+): SpooledInput | StreamedInput {
+  const { next } = incoming;
+  // Inputs that fit in memory are gathered without touching the file (no open, stat, close each).
+  const first = gather(next, IN_MEMORY_LIMIT);
   if (first.overflow === null) return inMemory(first.held);
+  const head = first.held.subarray(0, 4096);
+  if (streamable(head)) return { read: readThrough([first.held, first.overflow], incoming), dispose: () => undefined };
   const firstChunks: Buffer[] = [first.held, Buffer.from(first.overflow)];
   let owned = true; // the chunk in hand is one of ours, not next()'s (which its next call may reuse)
   const received = (): Buffer | null => {
@@ -178,6 +201,7 @@ export function receiveLikeFile(next: () => Buffer | null, path: string, tempPat
     owned = false;
     return next();
   };
+  if (path === undefined) return spoolChunks(received, tempPath);
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -185,7 +209,7 @@ export function receiveLikeFile(next: () => Buffer | null, path: string, tempPat
     return spoolChunks(received, tempPath);
   }
   const before = fstatSync(fd);
-  if (!before.isFile() || before.size <= IN_MEMORY_LIMIT) {
+  if (!before.isFile()) {
     closeSync(fd);
     return spoolChunks(received, tempPath);
   }
@@ -238,4 +262,37 @@ export function receiveLikeFile(next: () => Buffer | null, path: string, tempPat
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Copies `chunks`, then what `incoming` gives, into the reader's buffers. A chunk is used up before
+ * `next` is called again (its buffer may be reused then), and nothing is read after the end.
+ */
+function readThrough(chunks: Buffer[], incoming: Incoming): ReadInto {
+  let pending: Buffer = Buffer.alloc(0);
+  let ended = false;
+  return (into, at, max) => {
+    let done = 0;
+    while (done < max && !ended) {
+      if (pending.length === 0) {
+        const chunk = chunks.shift();
+        if (chunk === undefined && incoming.readInto) {
+          const got = incoming.readInto(into, at + done, max - done);
+          if (got === 0) ended = true;
+          done += got;
+          continue;
+        }
+        const next = chunk ?? incoming.next();
+        if (next === null) {
+          ended = true;
+          break;
+        }
+        pending = next;
+      }
+      const n = pending.copy(into, at + done, 0, Math.min(pending.length, max - done));
+      pending = pending.subarray(n);
+      done += n;
+    }
+    return done;
+  };
 }

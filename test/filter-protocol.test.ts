@@ -4,11 +4,13 @@
  * a bug in src/git/pktline.ts cannot hide behind a matching bug on this side.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseConcept } from '../src/concept/concept.js';
+import { LocalStore } from '../src/store/local.js';
 import { cliPath, git, hermeticEnv, tempDir, tempRepo, type TempRepo } from './helpers/cli.js';
 import { readFixture } from './helpers/fixtures.js';
 import { sha256 } from './helpers/git.js';
@@ -309,6 +311,78 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     assert.equal(smudged.status, 'success', c.stderr);
     assert.equal(smudged.content!.length, big.length);
     assert.equal(sha256(smudged.content!), sha256(big));
+    assert.equal(await c.close(), 0);
+  });
+
+  it('large content with no structure is chunked as it arrives: the same concept as cleaning the file, and serving goes on', async () => {
+    // Not a worktree file, so nothing could be read in place: the stream is all there is.
+    const big = randomBytesSeeded(12 * 1024 * 1024 + 4321, 21);
+    const file = path.join(repo.dir, 'streamed-source.bin');
+    writeFileSync(file, big);
+    const fd = openSync(file, 'r');
+    let fromFile: string;
+    try {
+      const r = spawnSync(process.execPath, [cliPath, 'clean', 'streamed.bin'], { cwd: repo.dir, env: hermeticEnv(), stdio: [fd, 'pipe', 'pipe'] });
+      assert.equal(r.status, 0, r.stderr.toString());
+      fromFile = r.stdout.toString('utf8');
+    } finally {
+      closeSync(fd);
+      unlinkSync(file);
+    }
+    const piped = spawnSync(process.execPath, [cliPath, 'clean'], { cwd: repo.dir, env: hermeticEnv(), input: big, maxBuffer: 1024 * 1024 });
+    assert.equal(piped.status, 0, piped.stderr.toString());
+    assert.equal(piped.stdout.toString('utf8'), fromFile, 'a pipe without a path is chunked as it arrives, to the same concept');
+    // A PNG signature makes the same bytes structured: they are kept and decomposed, not streamed.
+    const pngHead = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55', 'hex');
+    const looksLikePng = Buffer.concat([pngHead, big]);
+
+    const c = open();
+    await c.handshake();
+    await c.request('clean', 'streamed.bin', big);
+    const streamed = await c.response();
+    assert.equal(streamed.status, 'success', c.stderr);
+    assert.equal(streamed.content!.toString('utf8'), fromFile, 'streamed and in-place cleaning give the same concept');
+    assert.match(fromFile, /format: "binary"/);
+    await c.request('clean', 'kept.png', looksLikePng);
+    const kept = await c.response();
+    assert.equal(kept.status, 'success', c.stderr);
+    assert.match(kept.content!.toString('utf8'), /format: "png"/);
+    for (const [name, concept, bytes] of [['streamed.bin', streamed.content!, big], ['kept.png', kept.content!, looksLikePng]] as const) {
+      await c.request('smudge', name, concept);
+      const back = await c.response();
+      assert.equal(back.status, 'success', c.stderr);
+      assert.equal(sha256(back.content!), sha256(bytes), name);
+    }
+    assert.equal(await c.close(), 0);
+  });
+
+  it('a damaged atom: the content is followed by status=error (Git discards it), the log names the atom, serving goes on', async () => {
+    const bytes = randomBytesSeeded(600 * 1024, 22); // several atoms, stored loose
+    const c = open();
+    await c.handshake();
+    await c.request('clean', 'damaged.bin', bytes);
+    const cleaned = await c.response();
+    assert.equal(cleaned.status, 'success', c.stderr);
+    const ref = parseConcept(cleaned.content!).refs[1]!;
+    const file = new LocalStore(repo.store).atomPath(ref.hash);
+    const saved = readFileSync(file);
+    const damaged = Buffer.from(saved);
+    damaged[damaged.length >> 1]! ^= 0x40;
+    chmodSync(file, 0o644);
+    writeFileSync(file, damaged);
+    try {
+      await c.request('smudge', 'damaged.bin', cleaned.content!);
+      const r = await c.response();
+      assert.equal(r.status, 'success', 'the status goes out before the content');
+      assert.equal(r.finalStatus, 'error', 'and the error after it: Git discards what it received');
+      assert.match(c.stderr, new RegExp(`damaged\\.bin.*${ref.hash}.*corrupt|damaged\\.bin.*corrupt.*${ref.hash}`));
+    } finally {
+      writeFileSync(file, saved);
+    }
+    await c.request('smudge', 'damaged.bin', cleaned.content!);
+    const repaired = await c.response();
+    assert.equal(repaired.finalStatus, null);
+    assert.equal(sha256(repaired.content!), sha256(bytes));
     assert.equal(await c.close(), 0);
   });
 

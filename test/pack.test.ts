@@ -70,6 +70,51 @@ describe('packs', () => {
     assert.equal(new Set(other.listNames()).size, [...other.listNames()].length, 'each atom listed once');
   });
 
+  test('pieces hashed by the writer\'s thread are named right, stored once, and make up the file\'s hash in order', () => {
+    const store = freshStore();
+    const known = randomBytes(70_000, 41); // already in the store: named, not written again
+    store.put(sha256Hex(known), known);
+    const pieces: Buffer[] = [];
+    const next = prng(42);
+    for (let i = 0; i < 600; i++) {
+      const pick = next(10);
+      if (pick === 0) pieces.push(known);
+      else if (pick === 1 && pieces.length > 0) pieces.push(pieces[next(pieces.length)]!); // a repeat within the file
+      else if (pick === 2) pieces.push(Buffer.from([i & 0xff, 0xee])); // tiny
+      else pieces.push(randomBytes(4 * (1 + next(75_000)), 1000 + i)); // up to 300 KB
+    }
+    pieces.push(randomBytes(5 * MiB, 7)); // larger than a ring slot: hashed by the caller
+    const writer = new PackWriter(store, { background: true, hashFile: true });
+    const named: { hash: string; fresh: boolean }[] = [];
+    const freshCount = new Map<string, number>(); // per atom: how many of its puts wrote it
+    const counted = (hash: string, fresh: boolean): void => {
+      freshCount.set(hash, (freshCount.get(hash) ?? 0) + (fresh ? 1 : 0));
+    };
+    const scratch = Buffer.alloc(6 * MiB); // reused for every piece, as ingest's window is
+    try {
+      pieces.forEach((bytes, i) => {
+        bytes.copy(scratch);
+        writer.putUnnamed(scratch.subarray(0, bytes.length), (hash, fresh) => {
+          named[i] = { hash, fresh };
+          counted(hash, fresh);
+        });
+        if (i % 97 === 0) counted(sha256Hex(bytes), writer.put(sha256Hex(bytes), bytes)); // the same atom, named by the caller
+      });
+      assert.equal(writer.fileDigest!(), sha256Hex(Buffer.concat(pieces.flatMap((b, i) => (i % 97 === 0 ? [b, b] : [b])))));
+      assert.equal(named.filter(Boolean).length, pieces.length, 'every piece is named once fileDigest returns');
+      writer.finish();
+    } finally {
+      writer.abort();
+    }
+    pieces.forEach((bytes, i) => {
+      const hash = sha256Hex(bytes);
+      assert.equal(named[i]!.hash, hash, `piece ${i}`);
+      assert.equal(freshCount.get(hash), hash === sha256Hex(known) ? 0 : 1, `piece ${i}: written once, unless the store had it`);
+      assert.ok(store.get(hash).equals(bytes));
+    });
+    assert.equal(packFiles(store).length, 2, 'one pack and its index');
+  });
+
   test('a new version re-uses packed atoms, refreshing the pack, and packs only what is new', () => {
     const store = freshStore();
     const v1 = randomBytes(10 * MiB, 3);

@@ -12,7 +12,8 @@ import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { atomKey, bufferBody, packOfKey } from '../src/store/backend.js';
 import { FolderBackend } from '../src/store/folder.js';
-import { downloadAll, fetchConcepts } from '../src/transfer/fetch.js';
+import { leafRefs } from '../src/reconstruct/reconstruct.js';
+import { downloadAll, fetchConcepts, fetchConceptsWith } from '../src/transfer/fetch.js';
 import { Progress } from '../src/transfer/progress.js';
 import { pushConcepts } from '../src/transfer/push.js';
 import { closeSession, openSession } from '../src/transfer/session.js';
@@ -50,6 +51,58 @@ test('s3: a fetch reads packed atoms by ranges, in a few requests and about the 
   for (const f of files) assertRebuilds(there, f);
   assert.deepEqual(storeAtoms(there), atoms);
   assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0);
+});
+
+test('s3: a fetch of every other atom of a pack skips the atoms between (no gap of a whole atom is read)', async () => {
+  const settings = { 'panini.url': `s3://${suite.s3.bucket}/gaps`, 'panini.s3.endpoint': suite.s3.proxyEndpoint, 'panini.s3.forcePathStyle': 'true' };
+  const here = storeContext(subdir(root, 'gaps-here'), settings);
+  const file = addBytes(here, 'noise.bin', randomBytes(4 * 1024 * 1024));
+  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const leaves = leafRefs(file.concept, here.store);
+  assert.ok(leaves.length > 20 && leaves.every((l) => l.size > 4096), `content-defined chunks, each more than the 4 KiB gap (${leaves.length})`);
+  const wanted = leaves.filter((_, i) => i % 2 === 0);
+  const wantedBytes = wanted.reduce((n, l) => n + l.size, 0);
+
+  const there = storeContext(subdir(root, 'gaps-there'), settings);
+  const s = await openSession(there, new Progress('test', false));
+  try {
+    await s.packs.list();
+    await suite.s3.stats(true);
+    const r = await downloadAll(s, wanted.map((l) => ({ hash: l.hash, size: l.size })));
+    const moved = await suite.s3.stats(true);
+    assert.equal(r.bytes, wantedBytes);
+    assert.ok(moved.bytesOut < wantedBytes + moved.requests * 1024, `moved ${moved.bytesOut} bytes in ${moved.requests} requests for ${wantedBytes} bytes of atoms`);
+  } finally {
+    closeSession(s);
+  }
+});
+
+test('folder: a fetch session lists the packs while it opens, once for every caller', async () => {
+  const remoteDir = subdir(root, 'listing-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'listing-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(8 * 1024 * 1024)); // enough atoms for a pack
+  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+
+  const there = storeContext(subdir(root, 'listing-there'), settings);
+  const s = await openSession(there, new Progress('test', false), { listPacks: true });
+  try {
+    const list = s.backend.list.bind(s.backend);
+    let listings = 0;
+    s.backend.list = (prefix) => {
+      listings++;
+      return list(prefix);
+    };
+    const [a, b] = await Promise.all([s.packs.list(), s.packs.list()]);
+    assert.equal(a, b);
+    assert.equal(a.length, 1);
+    assert.equal(listings, 0, 'the listing begun with the session served both');
+    await fetchConceptsWith(s, [file.concept]);
+    assert.equal(listings, 0);
+  } finally {
+    closeSession(s);
+  }
+  assertRebuilds(there, file);
 });
 
 test('folder: a pack that vanishes between listing and download is looked for again, and found loose', async () => {

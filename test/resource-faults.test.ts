@@ -46,6 +46,12 @@ function mountTmpfs(t: TestContext, dir: string, size: string): { remount(option
   };
 }
 
+/** A PNG signature and header, then random bytes: structured by its head (not chunked as it arrives). */
+function pngLike(size: number): Buffer {
+  const head = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55', 'hex');
+  return Buffer.concat([head, randomBytes(size - head.length)]);
+}
+
 function trackedRepo(sb: GitSandbox, name: string): string {
   const repo = sb.initRepo(name);
   sb.panini(repo, ['track', '*.bin']);
@@ -77,8 +83,9 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
     sb.git(repo, ['commit', '-q', '-m', 'small files fit']);
     const atomsBefore = assertStoreClean(storeRoot).size;
 
-    // 24 MiB is read in place and written on this thread; 40 MiB goes through the atom writer thread.
-    const big: Record<string, Buffer> = { 'big.bin': randomBytes(24 * MiB), 'bigger.bin': randomBytes(40 * MiB) };
+    // Random content is chunked as Git sends it, its atoms written by the pack writer's thread; a
+    // PNG is kept and compared with the worktree file, then decomposed in place.
+    const big: Record<string, Buffer> = { 'big.bin': randomBytes(24 * MiB), 'bigger.bin': pngLike(40 * MiB) };
     for (const [f, bytes] of Object.entries(big)) writeFileSync(path.join(repo, f), bytes);
     const files = [...Object.keys(small), ...Object.keys(big)];
     const before = stateOf(sb, repo, files);
@@ -92,8 +99,8 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
       assert.deepEqual(stateOf(sb, repo, files), before, `index and worktree unchanged after git add ${f}`);
     }
 
-    // Content that is not a worktree file (here: stdin) is spooled to the store's tmp/ first.
-    const piped = sb.tryGit(repo, ['hash-object', '-w', '--stdin', '--path=piped.bin'], { input: big['big.bin'] });
+    // Structured content that is not a worktree file (here: stdin) is spooled to the store's tmp/ first.
+    const piped = sb.tryGit(repo, ['hash-object', '-w', '--stdin', '--path=piped.bin'], { input: big['bigger.bin'] });
     assert.notEqual(piped.status, 0);
     assert.match(piped.stderr, /git-panini: piped\.bin: the disk holding the atom store is full/, piped.stderr);
     assert.match(piped.stderr, /hint: free some space/, piped.stderr);

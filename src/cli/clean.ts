@@ -1,13 +1,16 @@
-import { buildConcept } from '../concept/build.js';
+import { buildConcept, buildStreamedConcept, type BuiltConcept } from '../concept/build.js';
+import { detectFormat } from '../decompose/index.js';
 import { looksLikeConcept, parseConcept } from '../concept/concept.js';
-import { spoolFd, writeFdAll, type SpooledInput } from '../io.js';
+import { spoolFd, writeFdAll, type SpooledInput, type StreamedInput } from '../io.js';
+
+type CleanInput = SpooledInput | StreamedInput;
 import { PaniniError } from '../errors.js';
 import { openContext, type Context } from './context.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { announceWriter } from '../store/writers.js';
 
 /** Bytes in → concept out. Content that already is a concept comes out unchanged. */
-export function cleanInput(ctx: Context, input: SpooledInput, path?: string): Buffer {
+export function cleanInput(ctx: Context, input: CleanInput, path?: string): Buffer {
   const cleaned = cleanToConcept(ctx, input, path);
   cleaned.record();
   return cleaned.concept;
@@ -20,14 +23,27 @@ export interface Cleaned {
 }
 
 /** The same, leaving the registry entry to the caller (the filter process writes it while Git works). */
-export function cleanToConcept(ctx: Context, input: SpooledInput, path?: string): Cleaned {
+export function cleanToConcept(ctx: Context, input: CleanInput, path?: string): Cleaned {
+  if ('read' in input) return recordLater(ctx, buildStreamedConcept(input.read, ctx.store, { record: false }));
   if (looksLikeConcept(input.head) && isValidConcept(input)) return { concept: input.source.read(0, input.source.size), record: () => undefined };
   const built = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize, record: false });
   if (input.unchanged && !input.unchanged()) {
     throw new PaniniError(`${path ?? 'the file'} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
   }
+  return recordLater(ctx, built);
+}
+
+function recordLater(ctx: Context, built: BuiltConcept): Cleaned {
   const concept = Buffer.from(built.text);
   return { concept, record: () => ctx.store.putConcept(built.ingest.oid, concept) };
+}
+
+/**
+ * Large content that no decomposer recognizes (and that cannot be a concept, which is at most
+ * 1 MiB) is chunked as it arrives: no spooling, no second read.
+ */
+export function unstructured(head: Buffer): boolean {
+  return detectFormat(head) === undefined;
 }
 
 function isValidConcept(input: SpooledInput): boolean {
@@ -40,14 +56,17 @@ function isValidConcept(input: SpooledInput): boolean {
   }
 }
 
-/** `clean [--] [path]`: Git passes the path (%f); a large stdin identical to that file is read in place. */
+/**
+ * `clean [--] [path]`: Git passes the path (%f). A large stdin with no structure is chunked as it
+ * arrives; other large input identical to that file is read in place.
+ */
 export function run(args: string[]): number {
   const path = args.filter((a) => a !== '--')[0];
   const ctx = openContext();
   announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
   let concept: Buffer;
   try {
-    const input = spoolFd(0, () => ctx.store.tempPath('clean'), path);
+    const input = spoolFd(0, () => ctx.store.tempPath('clean'), path, unstructured);
     try {
       concept = cleanInput(ctx, input, path);
     } finally {

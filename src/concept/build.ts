@@ -1,7 +1,8 @@
 import type { AtomType, ContentRef } from '../atom.js';
 import type { TrackKind } from '../decompose/types.js';
 import type { Source } from '../source.js';
-import { ingest, type IngestOptions, type IngestResult } from '../store/ingest.js';
+import type { Fill } from '../decompose/cdc.js';
+import { ingest, ingestStream, type IngestOptions, type IngestResult } from '../store/ingest.js';
 import type { LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
 import type { AtomWriter } from '../store/local.js';
@@ -28,24 +29,43 @@ export interface BuildOptions extends IngestOptions {
 
 /** Stores a file's atoms (and manifests) and returns its concept text; records it in the store. */
 export function buildConcept(src: Source, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
-  let built: BuiltConcept;
-  if (src.size < PACK_MIN) built = storeAtoms(src, store, options);
-  else {
-    const pack = new PackWriter(store, { background: src.size >= BACKGROUND_WRITE_MIN, hashFile: true });
-    try {
-      built = storeAtoms(src, pack, options);
-      // Named before the concept is handed out: a concept never names an atom not yet in the store.
-      pack.finish();
-    } finally {
-      pack.abort();
-    }
+  const built = src.size < PACK_MIN
+    ? storeAtoms(src, store, options)
+    : inPack(store, src.size >= BACKGROUND_WRITE_MIN, (pack) => storeAtoms(src, pack, options));
+  return recorded(built, store, options);
+}
+
+/**
+ * The same for an input read once, in order, that no decomposer recognizes (ingestStream): chunked
+ * as it arrives. Only large inputs come this way, so their atoms go into a pack written by a worker.
+ */
+export function buildStreamedConcept(read: Fill, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
+  return recorded(inPack(store, true, (pack) => describe(ingestStream(read, pack), pack)), store, options);
+}
+
+function inPack(store: LocalStore, background: boolean, build: (pack: PackWriter) => BuiltConcept): BuiltConcept {
+  const pack = new PackWriter(store, { background, hashFile: true });
+  try {
+    const built = build(pack);
+    // Named before the concept is handed out: a concept never names an atom not yet in the store.
+    pack.finish();
+    return built;
+  } finally {
+    pack.abort();
   }
+}
+
+function recorded(built: BuiltConcept, store: LocalStore, options: BuildOptions): BuiltConcept {
   if (options.record !== false) store.putConcept(built.ingest.oid, built.text);
   return built;
 }
 
 function storeAtoms(src: Source, writer: AtomWriter, options: IngestOptions): BuiltConcept {
-  const result = ingest(src, writer, options);
+  return describe(ingest(src, writer, options), writer);
+}
+
+/** Stores the manifests of an ingested file and renders its concept. */
+function describe(result: IngestResult, writer: AtomWriter): BuiltConcept {
   const refs = buildManifestTree(result.leaves, writer, MAX_INLINE_REFS);
   const components = trackComponents(result, writer);
   const text = renderConcept({ oid: result.oid, size: result.size, format: result.format, info: result.info, refs, components }, countByType(result.leaves));

@@ -8,10 +8,10 @@ import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
-import { receiveLikeFile, spoolChunks, type SpooledInput } from '../io.js';
+import { receiveLikeFile, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
-import { PktReader, PktWriter } from './pktline.js';
+import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 
 /** Downloads every atom the concepts need into the local store. */
 export type AtomFetcher = (concepts: Concept[]) => Promise<void>;
@@ -30,7 +30,6 @@ const CAPABILITIES = ['clean', 'smudge', 'delay'];
 const SMALL_ATOM_BYTES = 1024 * 1024;
 let smallAtomBuffer: Buffer | undefined;
 
-// The clean path (decomposers, pack writer) is loaded at the first clean: a checkout never needs it.
 let cleanModule: typeof import('../cli/clean.js') | undefined;
 
 export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
@@ -79,17 +78,25 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
       continue;
     }
+    // The clean path (decomposers, pack writer) is loaded at the first clean: a checkout never needs it.
+    const clean = command === 'clean' ? (cleanModule ??= await import('../cli/clean.js')) : null;
     let contentEnded = false;
-    let input: SpooledInput;
+    let input: SpooledInput | StreamedInput;
     try {
       const next = (): Buffer | null => {
         const p = reader.readTransient(); // spooling copies what it keeps
         if (p === null || p === undefined) contentEnded = true;
         return p ?? null;
       };
+      const readInto = (into: Buffer, at: number, max: number): number => {
+        const n = reader.readContentInto(into, at, max);
+        if (n === 0) contentEnded = true;
+        return n;
+      };
       const tempPath = (): string => ctx.store.tempPath('filter');
-      // Cleaning a large worktree file: decompose the file itself once Git's copy proved identical.
-      input = command === 'clean' && pathname ? receiveLikeFile(next, pathname, tempPath) : spoolChunks(next, tempPath);
+      // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
+      // proved identical) decomposed from the worktree file itself.
+      input = clean ? receiveLikeFile({ next, readInto }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);
@@ -99,8 +106,8 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       continue;
     }
     try {
-      if (command === 'clean') {
-        const cleaned = (cleanModule ??= await import('../cli/clean.js')).cleanToConcept(ctx, input, pathname);
+      if (clean) {
+        const cleaned = clean.cleanToConcept(ctx, input, pathname);
         respondContent(writer, (emit) => emit(cleaned.concept));
         // The registry entry is written while Git stores the concept (its atoms are stored already).
         try {
@@ -109,12 +116,14 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
           unrecorded = { pathname, err };
         }
       } else {
-        await smudge(ctx, writer, options, input, pathname, request.get('can-delay') === '1', delayed, retried);
+        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried);
       }
     } catch (err) {
+      if (!contentEnded) drainContent(reader); // a streamed input failed half-way
       const cause = storeFailure(err instanceof ResponseFailed ? err.cause : err, ctx.store.root);
-      options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`);
-      if (!(err instanceof ResponseFailed)) respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
+      options.log?.(`git-panini: ${pathname}: ${errorMessage(cause)}`); // before the status: Git reports it after this line
+      if (err instanceof ResponseFailed) endContentWithError(writer);
+      else respondStatus(writer, cause instanceof StoreError ? 'abort' : 'error');
     } finally {
       input.dispose();
     }
@@ -173,14 +182,15 @@ async function smudge(
 /** `missing`: the concept's missing atoms if just checked; else they are looked up. */
 function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
-  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit));
+  // Git discards content followed by an error status.
+  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, { discardedOnError: true }));
 }
 
 function streamSource(input: SpooledInput, emit: (b: Buffer) => void): void {
   for (let pos = 0; pos < input.source.size; pos += 1024 * 1024) emit(input.source.read(pos, 1024 * 1024));
 }
 
-/** Producing content failed after status=success went out; the error status has been sent. */
+/** Producing content failed after status=success went out; the content must end with an error status. */
 class ResponseFailed extends Error {
   constructor(override readonly cause: unknown) {
     super(errorMessage(cause));
@@ -204,8 +214,18 @@ function handshake(reader: PktReader, writer: PktWriter): void {
   writer.send();
 }
 
+/** Discards the rest of the request's content, from wherever its reading stopped. */
 function drainContent(reader: PktReader): void {
-  for (let p = reader.read(); p !== null && p !== undefined; p = reader.read()) { /* discard */ }
+  const scratch = Buffer.allocUnsafe(MAX_PAYLOAD);
+  while (reader.readContentInto(scratch, 0, scratch.length) > 0) { /* discard */ }
+}
+
+/** status=error after partly sent content, so Git discards what it received. */
+function endContentWithError(writer: PktWriter): void {
+  writer.flushPkt();
+  writer.text('status=error');
+  writer.flushPkt();
+  writer.send();
 }
 
 function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort'): void {
@@ -216,7 +236,7 @@ function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort')
 
 /**
  * status=success, the content, then an empty list (status unchanged) — or, if producing the content
- * fails half-way, status=error after it, so Git discards what it received.
+ * fails half-way, ResponseFailed: the caller then ends it with endContentWithError.
  */
 function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => void) => void): void {
   writer.text('status=success');
@@ -224,10 +244,6 @@ function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => vo
   try {
     produce((bytes) => writer.data(bytes));
   } catch (err) {
-    writer.flushPkt();
-    writer.text('status=error');
-    writer.flushPkt();
-    writer.send();
     throw new ResponseFailed(err);
   }
   writer.flushPkt();

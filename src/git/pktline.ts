@@ -20,6 +20,9 @@ export class PktReader {
   private start = 0;
   private end = 0;
   private shared = false;
+  /** readContentInto: bytes of the current packet's payload still to come; a flush read ahead. */
+  private payloadLeft = 0;
+  private flushPending = false;
   constructor(private readonly fd: number) {}
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
@@ -31,16 +34,58 @@ export class PktReader {
 
   /** Same, but the payload is valid only until the next read: the caller copies what it keeps. */
   readTransient(): Buffer | null | undefined {
-    const head = this.take(4);
-    if (head === undefined) return undefined;
-    const len = parseHexLength(head);
-    if (len < 0 || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
-      throw new PaniniError(`bad pkt-line header ${JSON.stringify(head.toString('latin1'))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
-    }
+    const len = this.readHeader();
+    if (len === undefined) return undefined;
     if (len === 0) return null;
     const payload = this.take(len - 4);
     if (payload === undefined) throw new PaniniError('input ended inside a pkt-line');
     return payload;
+  }
+
+  /**
+   * Copies the payloads of the content being received, up to its flush packet, into `into` at
+   * `at`: at most `max` bytes, 0 once the flush is reached (which it consumes). Use it from a packet
+   * boundary (after read or readTransient) to the flush. What is not buffered yet is read straight
+   * into `into`, with the next packet's header when there is room: one copy of the content, and
+   * about one read per packet.
+   */
+  readContentInto(into: Buffer, at: number, max: number): number {
+    let done = 0;
+    while (done < max) {
+      if (this.payloadLeft === 0) {
+        const len = this.readHeader();
+        if (len === undefined) throw new PaniniError('Git closed the filter pipe inside content');
+        if (len === 0) {
+          if (done === 0) return 0;
+          this.flushPending = true; // reported by the next call
+          break;
+        }
+        this.payloadLeft = len - 4;
+      }
+      const want = Math.min(this.payloadLeft, max - done);
+      const buffered = Math.min(want, this.end - this.start);
+      if (buffered > 0) {
+        this.buf.copy(into, at + done, this.start, this.start + buffered);
+        this.start += buffered;
+        done += buffered;
+        this.payloadLeft -= buffered;
+        continue;
+      }
+      // Nothing buffered: the rest of this payload, and the next header if it fits, straight in.
+      const ask = this.payloadLeft < max - done ? Math.min(max - done, this.payloadLeft + 4) : want;
+      const got = readFd(this.fd, into, at + done, ask);
+      if (got === 0) throw new PaniniError('input ended inside a pkt-line');
+      const payload = Math.min(got, this.payloadLeft);
+      if (got > payload) {
+        // Bytes of the next header: they go to the (empty) buffer, where readHeader finds them.
+        into.copy(this.buf, 0, at + done + payload, at + done + got);
+        this.start = 0;
+        this.end = got - payload;
+      }
+      done += payload;
+      this.payloadLeft -= payload;
+    }
+    return done;
   }
 
   /** A text packet without its trailing newline; null on flush. */
@@ -62,6 +107,21 @@ export class PktReader {
       if (eq > 0) map.set(line.slice(0, eq), line.slice(eq + 1));
     }
     return map;
+  }
+
+  /** The next packet's length (0: flush), undefined at end of input. */
+  private readHeader(): number | undefined {
+    if (this.flushPending) {
+      this.flushPending = false;
+      return 0;
+    }
+    const head = this.take(4);
+    if (head === undefined) return undefined;
+    const len = parseHexLength(head);
+    if (len < 0 || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
+      throw new PaniniError(`bad pkt-line header ${JSON.stringify(head.toString('latin1'))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
+    }
+    return len;
   }
 
   private take(n: number): Buffer | undefined {

@@ -1,6 +1,6 @@
 /**
- * Verified streaming reconstruction: atoms are read one at a time in file order, each checked
- * against its name, written out, and the whole output checked against the concept's oid.
+ * Verified streaming reconstruction: atoms are read one at a time in file order, written out, and
+ * the whole output checked against the concept's oid (a damaged atom is then named).
  */
 import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
@@ -31,24 +31,38 @@ export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader):
   return [...missing];
 }
 
+export interface ReconstructOptions {
+  /**
+   * Everything written is thrown away if reconstruct throws (Git's filter protocol after an error
+   * status, a temp file): then no atom's bytes need checking before they are written. Otherwise
+   * each atom is checked first, so a damaged one's bytes are never written.
+   */
+  discardedOnError?: boolean;
+}
+
 /**
  * Writes the file's bytes through `write` in order. Throws (naming the atom) on a missing or
  * corrupt atom, or if the result does not hash to the concept's oid; callers write to a temporary
  * place and keep it only if this returns.
  */
-export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void): void {
+export function reconstruct(
+  concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, write: (bytes: Buffer) => void, options: ReconstructOptions = {},
+): void {
   const single = wholeFileAtom(concept, store);
   if (single) {
     write(single);
     return;
   }
-  // A large file's own hash goes to a worker thread: this one verifies every atom against its name.
+  // A large file's own hash goes to a worker thread. When the output is discarded on failure, that
+  // hash covers every byte, so atoms are read without hashing each one too (one SHA-256 pass, not
+  // two); only if it fails are they checked one by one, to name the damaged one.
   const whole = new FileHasher(concept.size >= BACKGROUND_HASH_MIN);
+  const read = (hash: string): Buffer => (options.discardedOnError && store.readRaw ? store.readRaw(hash) : store.get(hash));
   let written = 0;
   let oid: string;
   try {
     for (const leaf of expandRefs(concept.refs, store)) {
-      const bytes = store.get(leaf.hash);
+      const bytes = read(leaf.hash);
       if (bytes.length !== leaf.size) throw sizeMismatch(leaf, bytes.length);
       whole.update(bytes);
       write(bytes);
@@ -59,6 +73,7 @@ export function reconstruct(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, sto
     whole.stop();
   }
   if (written !== concept.size || oid !== concept.oid) {
+    for (const leaf of expandRefs(concept.refs, store)) store.get(leaf.hash); // throws naming a damaged atom
     throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');
   }
 }

@@ -3,9 +3,10 @@
  * any structured piece above the size bound), hash each piece, store the new ones. One sequential
  * read of the source; memory is bounded by the read window, whatever the file's size.
  */
-import type { ContentRef } from '../atom.js';
+import type { Hash } from 'node:crypto';
+import type { AtomType, ContentRef } from '../atom.js';
 import { decompose, type FormatInfo, type Segment, type TrackInfo } from '../decompose/index.js';
-import { CDC_MAX_SIZE, cutPoint } from '../decompose/cdc.js';
+import { CDC_MAX_SIZE, chunkInput, type Fill } from '../decompose/cdc.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { BufferSource, type Source } from '../source.js';
 import type { AtomWriter } from './local.js';
@@ -16,7 +17,6 @@ import type { AtomWriter } from './local.js';
  * scans of ordinary media whole while bounding the memory an atom costs when read whole.
  */
 export const DEFAULT_MAX_ATOM_SIZE = 4 * 1024 * 1024;
-const READ_WINDOW = 8 * 1024 * 1024;
 
 export interface IngestOptions {
   maxAtomSize?: number;
@@ -46,70 +46,80 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
   const { format, info, segments, tracks: trackInfo } = decompose(src);
   const tracks: TrackLeaves[] | undefined = trackInfo?.map((t) => ({ ...t, samples: 0, leaves: [] }));
   const trackOf = (seg: Segment): TrackLeaves | undefined => (seg.track === undefined ? undefined : tracks?.[seg.track]);
-  // The file's own hash: by the writer if it offers (a pack writer, on its thread); for a file held
-  // in memory, once at the end, and not at all when one atom covers it (its hash is the file's).
-  const inMemory = src instanceof BufferSource;
-  const whole = store.fileDigest || inMemory ? null : newSha256();
-  const leaves: ContentRef[] = [];
-  let written = 0;
-  const emit = (bytes: Uint8Array, seg: Segment, offset: number): void => {
-    whole?.update(bytes);
-    const hash = sha256Hex(bytes);
-    if (store.put(hash, bytes)) written++;
-    const ref = { hash, type: seg.type, offset, size: bytes.length };
-    leaves.push(ref);
-    trackOf(seg)?.leaves.push(ref);
-  };
+  // For a file held in memory the file's hash is taken once at the end, and not at all when one
+  // atom covers it (its hash is the file's).
+  const leaves = new Leaves(store, !(src instanceof BufferSource));
   for (const seg of segments) {
     const track = trackOf(seg);
     if (track) track.samples++;
+    const emit = (bytes: Uint8Array, offset: number): void => {
+      const ref = leaves.add(bytes, seg.type, offset);
+      trackOf(seg)?.leaves.push(ref);
+    };
     if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
-    else emit(src.read(seg.offset, seg.size), seg, seg.offset);
+    else emit(src.read(seg.offset, seg.size), seg.offset);
   }
-  const oid = whole ? whole.digest('hex')
-    : store.fileDigest ? store.fileDigest()
-      : leaves.length === 1 && leaves[0]!.size === src.size ? leaves[0]!.hash
-        : sha256Hex(src.read(0, src.size));
-  return { oid, size: src.size, format, info, leaves, written, tracks };
+  const oid = leaves.fileHash() ?? (leaves.list.length === 1 && leaves.list[0]!.size === src.size ? leaves.list[0]!.hash : sha256Hex(src.read(0, src.size)));
+  return { oid, size: src.size, format, info, leaves: leaves.list, written: leaves.written, tracks };
 }
 
 /**
- * Streams a segment through FastCDC in one reusable window: the undecided tail moves to the front
- * and the next bytes are read in after it, so each byte is copied from the source once. Emitted
- * chunks are views into the window, valid only until emit returns.
+ * Ingests an input that no decomposer recognizes (see detectFormat) as it arrives, without a
+ * second read: the same atoms and result as ingest() gives for the same bytes in a file.
  */
-function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, seg: Segment, offset: number) => void): void {
-  if (src instanceof BufferSource) {
-    // Already in memory: chunked where it is (same cut points as through the window, no copy).
-    const bytes = src.read(seg.offset, seg.size);
-    for (let at = 0; at < bytes.length; ) {
-      const cut = cutPoint(bytes, at, bytes.length - at, true);
-      emit(bytes.subarray(at, at + cut), seg, seg.offset + at);
-      at += cut;
-    }
-    return;
+export function ingestStream(fill: Fill, store: AtomWriter): IngestResult {
+  const leaves = new Leaves(store, true);
+  const size = chunkInput(fill, (bytes, offset) => leaves.add(bytes, 'Raw', offset));
+  return { oid: leaves.fileHash()!, size, format: size === 0 ? 'empty' : 'binary', info: {}, leaves: leaves.list, written: leaves.written };
+}
+
+/** A file's atoms as they are stored, in file order, and (if asked) the file's own SHA-256. */
+class Leaves {
+  readonly list: ContentRef[] = [];
+  written = 0;
+  /** Null when the writer hashes the file (a pack writer, on its thread) or nobody asked. */
+  private readonly whole: Hash | null;
+  /** The writer hashes atoms too (putUnnamed): their refs are named by the time fileHash() returns. */
+  private readonly unnamed: boolean;
+
+  constructor(private readonly store: AtomWriter, hashFile: boolean) {
+    this.whole = hashFile && !store.fileDigest ? newSha256() : null;
+    this.unnamed = store.putUnnamed !== undefined && store.fileDigest !== undefined;
   }
+
+  add(bytes: Uint8Array, type: AtomType, offset: number): ContentRef {
+    const ref = { hash: '', type, offset, size: bytes.length };
+    this.list.push(ref);
+    if (this.unnamed) {
+      this.store.putUnnamed!(bytes, (hash, fresh) => {
+        ref.hash = hash;
+        if (fresh) this.written++;
+      });
+      return ref;
+    }
+    this.whole?.update(bytes);
+    ref.hash = sha256Hex(bytes);
+    if (this.store.put(ref.hash, bytes)) this.written++;
+    return ref;
+  }
+
+  /** The file's SHA-256, if it was computed as the atoms went by. Every ref is named once this returns. */
+  fileHash(): string | null {
+    return this.whole ? this.whole.digest('hex') : this.store.fileDigest ? this.store.fileDigest() : null;
+  }
+}
+
+/** Streams a segment through FastCDC (chunkInput): each byte is read from the source once. */
+function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, offset: number) => void): void {
   const end = seg.offset + seg.size;
-  const window = Buffer.allocUnsafe(Math.min(READ_WINDOW + CDC_MAX_SIZE, seg.size));
-  let at = 0; // index in window of the next chunk's first byte
-  let held = 0; // bytes held from `at` on
-  let pos = seg.offset; // source offset of window[at]
-  while (pos < end) {
-    const final = pos + held >= end;
-    const cut = cutPoint(window, at, held, final);
-    if (cut === 0) {
-      // Not enough bytes for a decision: keep the tail and read the next bytes after it.
-      window.copyWithin(0, at, at + held);
-      at = 0;
-      const want = Math.min(window.length - held, end - (pos + held));
-      const got = src.readInto ? src.readInto(window, held, pos + held, want) : src.read(pos + held, want).copy(window, held);
-      if (got === 0) throw new Error(`source ended at ${pos + held} before ${end}`);
-      held += got;
-      continue;
-    }
-    emit(window.subarray(at, at + cut), seg, pos);
-    at += cut;
-    held -= cut;
-    pos += cut;
-  }
+  let next = seg.offset;
+  const fill: Fill = (into, at, max) => {
+    const want = Math.min(max, end - next);
+    if (want === 0) return 0;
+    const got = src.readInto ? src.readInto(into, at, next, want) : src.read(next, want).copy(into, at);
+    if (got === 0) throw new Error(`source ended at ${next} before ${end}`);
+    next += got;
+    return got;
+  };
+  chunkInput(fill, (bytes, offset) => emit(bytes, seg.offset + offset));
 }

@@ -25,6 +25,8 @@ export interface AtomReader {
   get(hash: string): Buffer;
   /** The same, possibly read into `scratch` (then valid until it is reused); `size`: expected. */
   getInto?(hash: string, size: number, scratch: Buffer): Buffer;
+  /** Optional: the stored bytes without verification (the caller verifies them otherwise). */
+  readRaw?(hash: string): Buffer;
 }
 
 export interface AtomWriter {
@@ -35,6 +37,12 @@ export interface AtomWriter {
    * on its worker thread); ingest then puts every piece in file order and asks for it at the end.
    */
   fileDigest?(): string;
+  /**
+   * Optional, with fileDigest: stores bytes whose SHA-256 the writer computes itself (PackWriter:
+   * on its worker thread, taking that work off the caller's). `named` gets the hash and whether the
+   * atom was new, at the latest when fileDigest() returns. `bytes` is copied before this returns.
+   */
+  putUnnamed?(bytes: Uint8Array, named: (hash: string, fresh: boolean) => void): void;
 }
 
 export interface StoredAtom {

@@ -9,11 +9,12 @@
  */
 import { closeSync, openSync, renameSync, utimesSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
-import { newSha256 } from '../hash.js';
+import { newSha256, sha256Hex } from '../hash.js';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -56,18 +57,13 @@ export class PackWriter implements AtomWriter {
   }
 
   /**
-   * Every piece of the file comes through here in file order (see ingest), new or not; until
-   * fileDigest() they also make up the file's SHA-256, which the worker computes when there is one.
+   * Every piece of the file comes through here or putUnnamed in file order (see ingest), new or
+   * not; until fileDigest() they also make up the file's SHA-256, which the worker computes when
+   * there is one.
    */
   put(hash: string, bytes: Uint8Array): boolean {
-    const fresh = !this.entries.has(hash) && !(this.dedup && this.store.presentForWrite(hash, this.refreshed));
-    let offset = -1;
-    if (fresh) {
-      if (this.fd < 0) this.open();
-      offset = this.end;
-      this.end += bytes.length;
-      this.entries.set(hash, { hash, offset, size: bytes.length });
-    }
+    const offset = this.claim(hash, bytes.length);
+    const fresh = offset >= 0;
     const hashing = this.fileHasher !== null;
     if (this.worker?.running()) {
       if (hashing || fresh) this.worker.append(this.fd, bytes, hashing, offset);
@@ -76,6 +72,34 @@ export class PackWriter implements AtomWriter {
       if (fresh) this.writeHere(bytes, offset);
     }
     return fresh;
+  }
+
+  /**
+   * The worker hashes the piece too, so this thread only chunks and copies; when the worker falls
+   * behind, this thread hashes pieces itself (both cores stay busy whichever side is slower).
+   */
+  putUnnamed(bytes: Uint8Array, named: (hash: string, fresh: boolean) => void): void {
+    if (bytes.length > SLOT_BYTES || !this.worker?.running() || this.worker.behind()) {
+      const hash = sha256Hex(bytes);
+      named(hash, this.put(hash, bytes));
+      return;
+    }
+    const size = bytes.length; // not `bytes`: the caller reuses that memory
+    this.worker.appendPiece(bytes, this.fileHasher !== null, (hash) => {
+      const offset = this.claim(hash, size);
+      named(hash, offset >= 0);
+      return offset >= 0 ? { fd: this.fd, offset } : null;
+    });
+  }
+
+  /** Reserves room in the pack for an atom the store lacks; -1 if the store (or this pack) has it. */
+  private claim(hash: string, size: number): number {
+    if (this.entries.has(hash) || (this.dedup && this.store.presentForWrite(hash, this.refreshed))) return -1;
+    if (this.fd < 0) this.open();
+    const offset = this.end;
+    this.end += size;
+    this.entries.set(hash, { hash, offset, size });
+    return offset;
   }
 
   private digestFile(): string {
@@ -141,35 +165,49 @@ export class PackWriter implements AtomWriter {
   }
 }
 
+/** Where the worker writes a piece once named: the pack and the offset, or null (the store has it). */
+type PieceTarget = { fd: number; offset: number } | null;
+/** A piece in a slot that the worker hashes: its place in the slot, and what decides its fate. */
+interface UnnamedPiece { at: number; size: number; named: (hash: string) => PieceTarget }
+
 /**
  * The worker thread and a ring of SLOTS shared buffers: the main thread copies pieces into a free
  * slot and posts its number with what to do (hash the slot into the file's SHA-256, write ranges
  * of it at pack offsets); the worker does it and frees the slot. Reusing the same memory spares an
  * allocation (and its page faults) per batch; hashing there takes the file's SHA-256 off the main
- * thread, which chunks and hashes atoms.
+ * thread, which chunks. A slot with unnamed pieces takes two turns: the worker hashes each of them
+ * and answers on a port that this thread reads synchronously; this thread decides which are new
+ * (the store's lookups stay here) and posts their writes, after which the slot is freed.
  */
 class BackgroundWrites {
-  // state[0]: 1 once a write failed; state[1]: 1 once the worker runs; state[2]: 1 once the digest is
-  // ready; state[3 + i]: 1 while slot i is queued.
-  private readonly state = new Int32Array(new SharedArrayBuffer(4 * (3 + SLOTS)));
+  private readonly state = new Int32Array(new SharedArrayBuffer(4 * (SLOT_STATE + SLOTS)));
   private readonly ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
   /** The ring as a Buffer: Buffer.copy is a memcpy, ~4x faster than TypedArray.set here. */
   private readonly ringBytes = Buffer.from(this.ring);
   private readonly errorCode = new SharedArrayBuffer(ERROR_CODE_BYTES);
   private readonly digest = new SharedArrayBuffer(32);
   private readonly worker: Worker;
+  /** The worker's piece hashes, read with receiveMessageOnPort (this thread never yields to its event loop). */
+  private readonly names: MessagePort;
+  /** Slots whose pieces the worker is hashing, with those pieces. */
+  private readonly unnamed = new Map<number, UnnamedPiece[]>();
   private mode: 'unknown' | 'worker' | 'inline' = 'unknown';
-  /** The slot being filled (-1: none), how full it is, whether it is hashed, its writes (slot offset, length, pack offset). */
+  /** The slot being filled (-1: none), how full it is, whether it is hashed, its writes (slot offset, length, pack offset), its unnamed pieces. */
   private slot = -1;
   private nextSlot = 0;
   private fill = 0;
   private hashed = false;
   private writes: number[] = [];
+  private pieces: UnnamedPiece[] = [];
   private fd = -1;
 
   constructor() {
+    const channel = new MessageChannel();
+    this.names = channel.port1;
+    this.names.unref(); // read synchronously, never listened to: it must not keep the process alive
     this.worker = new Worker(new URL('./pack-writer-worker.js', import.meta.url), {
-      workerData: { state: this.state.buffer, ring: this.ring, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest },
+      workerData: { state: this.state.buffer, ring: this.ring, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest, names: channel.port2 },
+      transferList: [channel.port2],
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.
       execArgv: [],
     });
@@ -178,8 +216,8 @@ class BackgroundWrites {
   /** Whether the worker does the work; waits (once, bounded) for it to start. */
   running(): boolean {
     if (this.mode === 'unknown') {
-      Atomics.wait(this.state, 1, 0, START_TIMEOUT_MS);
-      this.mode = Atomics.load(this.state, 1) === 1 ? 'worker' : 'inline'; // inline: slower, still correct
+      Atomics.wait(this.state, RUNNING, 0, START_TIMEOUT_MS);
+      this.mode = Atomics.load(this.state, RUNNING) === 1 ? 'worker' : 'inline'; // inline: slower, still correct
     }
     return this.mode === 'worker';
   }
@@ -188,79 +226,129 @@ class BackgroundWrites {
   append(fd: number, bytes: Uint8Array, hash: boolean, packOffset: number): void {
     if (this.slot >= 0 && this.hashed !== hash) this.send();
     if (fd >= 0) this.fd = fd; // the pack is opened at the first new atom, maybe mid-slot
-    const source = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const source = asBuffer(bytes);
     for (let done = 0; done < bytes.length;) {
       if (this.slot >= 0 && this.fill === SLOT_BYTES) this.send();
       if (this.slot < 0) this.take(hash);
       const n = Math.min(SLOT_BYTES - this.fill, bytes.length - done);
       source.copy(this.ringBytes, this.slot * SLOT_BYTES + this.fill, done, done + n);
-      if (packOffset >= 0) this.addWrite(this.fill, n, packOffset + done);
+      if (packOffset >= 0) addWrite(this.writes, this.fill, n, packOffset + done);
       this.fill += n;
       done += n;
     }
   }
 
-  /** The SHA-256 of every hashed piece, once the worker has seen them all. */
+  /**
+   * Queues a piece of at most SLOT_BYTES for the worker to hash (and into the file's SHA-256 if
+   * `hash`); `named` is called with its hash by a later call here, and decides where it is written.
+   */
+  appendPiece(bytes: Uint8Array, hash: boolean, named: (hash: string) => PieceTarget): void {
+    if (this.slot >= 0 && (this.hashed !== hash || this.fill + bytes.length > SLOT_BYTES)) this.send();
+    if (this.slot < 0) this.take(hash);
+    asBuffer(bytes).copy(this.ringBytes, this.slot * SLOT_BYTES + this.fill);
+    this.pieces.push({ at: this.fill, size: bytes.length, named });
+    this.fill += bytes.length;
+  }
+
+  /** Whether the worker has half the ring or more still to do: the caller had better hash pieces itself. */
+  behind(): boolean {
+    let busy = 0;
+    for (let i = 0; i < SLOTS; i++) busy += Atomics.load(this.state, SLOT_STATE + i);
+    return busy >= SLOTS / 2;
+  }
+
+  /** The SHA-256 of every hashed piece, once the worker has seen them all; every piece is named by then. */
   fileDigest(): string {
     this.send();
     this.worker.postMessage({ digest: true });
-    this.waitWhile(2, 0);
+    this.waitUntil(() => Atomics.load(this.state, DIGESTED) === 1);
+    this.nameReadyPieces(); // answers posted before the digest
     return Buffer.from(this.digest).toString('hex');
   }
 
   /** Waits for every queued piece; throws the first write error. */
   drain(): void {
     this.send();
-    for (let i = 0; i < SLOTS; i++) this.waitWhile(3 + i, 1);
+    this.waitUntil(() => this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0));
   }
 
   stop(): void {
+    this.names.close();
     void this.worker.terminate();
   }
 
   private take(hash: boolean): void {
-    this.slot = this.nextSlot;
+    const slot = this.nextSlot;
     this.nextSlot = (this.nextSlot + 1) % SLOTS;
-    this.waitWhile(3 + this.slot, 1);
+    this.waitUntil(() => Atomics.load(this.state, SLOT_STATE + slot) === 0);
+    this.slot = slot;
     this.fill = 0;
     this.hashed = hash;
     this.writes = [];
-  }
-
-  private addWrite(at: number, length: number, packOffset: number): void {
-    const w = this.writes;
-    const last = w.length - 3;
-    // Consecutive new atoms are consecutive in the pack: one write.
-    if (last >= 0 && w[last]! + w[last + 1]! === at && w[last + 2]! + w[last + 1]! === packOffset) w[last + 1]! += length;
-    else w.push(at, length, packOffset);
+    this.pieces = [];
   }
 
   private send(): void {
     if (this.slot < 0) return;
-    Atomics.store(this.state, 3 + this.slot, 1);
-    this.worker.postMessage({ fd: this.fd, slot: this.slot, length: this.fill, hash: this.hashed, writes: this.writes });
+    Atomics.store(this.state, SLOT_STATE + this.slot, 1);
+    if (this.pieces.length > 0) this.unnamed.set(this.slot, this.pieces);
+    const ranges = this.pieces.flatMap((p) => [p.at, p.at + p.size]);
+    this.worker.postMessage({ slot: this.slot, length: this.fill, hash: this.hashed, fd: this.fd, writes: this.writes, ranges });
     this.slot = -1;
+    this.nameReadyPieces(); // keeps the worker supplied with writes while this thread goes on
   }
 
-  /** Waits while state[index] holds `value`, reporting a worker that stalls; then throws any write error. */
-  private waitWhile(index: number, value: number): void {
+  /** Decides the fate of every piece the worker has named so far and posts their slots' writes. */
+  private nameReadyPieces(): void {
+    for (let answer = receiveMessageOnPort(this.names); answer; answer = receiveMessageOnPort(this.names)) {
+      const { slot, hashes } = answer.message as { slot: number; hashes: string[] };
+      const pieces = this.unnamed.get(slot)!;
+      this.unnamed.delete(slot);
+      const writes: number[] = [];
+      let fd = -1;
+      pieces.forEach((piece, i) => {
+        const target = piece.named(hashes[i]!);
+        if (!target) return;
+        fd = target.fd;
+        addWrite(writes, piece.at, piece.size, target.offset);
+      });
+      this.worker.postMessage({ slot, length: 0, hash: false, fd, writes, ranges: [] });
+    }
+  }
+
+  /** Waits until `done()`, naming pieces meanwhile and reporting a worker that stalls; throws any write error. */
+  private waitUntil(done: () => boolean): void {
     const since = Date.now();
-    while (Atomics.load(this.state, index) === value) {
+    for (;;) {
+      const progress = Atomics.load(this.state, PROGRESS);
+      this.nameReadyPieces();
+      this.throwIfFailed();
+      if (done()) return;
       if (Date.now() - since > STALL_TIMEOUT_MS) {
         throw new PaniniError(`the atom writer thread made no progress for ${STALL_TIMEOUT_MS / 1000} s`, 'check the disk holding the store, then run the command again; nothing was named in the store');
       }
-      Atomics.wait(this.state, index, value, 1000);
+      Atomics.wait(this.state, PROGRESS, progress, 1000);
     }
-    this.throwIfFailed();
   }
 
   private throwIfFailed(): void {
-    if (Atomics.load(this.state, 0) === 0) return;
+    if (Atomics.load(this.state, FAILED) === 0) return;
     const bytes = new Uint8Array(this.errorCode);
     const end = bytes.indexOf(0);
     const code = Buffer.from(bytes.subarray(0, end < 0 ? bytes.length : end)).toString();
     throw storeWriteError(Object.assign(new Error(`writing a pack failed: ${code}`), { code }), 'the pack directory');
   }
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Adds a write of `length` bytes at slot offset `at` to pack offset `packOffset`; consecutive ones become one. */
+function addWrite(writes: number[], at: number, length: number, packOffset: number): void {
+  const last = writes.length - 3;
+  if (last >= 0 && writes[last]! + writes[last + 1]! === at && writes[last + 2]! + writes[last + 1]! === packOffset) writes[last + 1]! += length;
+  else writes.push(at, length, packOffset);
 }
 
 /**

@@ -8,10 +8,9 @@
  * and that are aborted on failure. The SDK's own retries are off: src/transfer/retry.ts retries
  * every backend the same way, with a fresh body stream.
  */
-import {
-  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type * as ClientS3 from '@aws-sdk/client-s3';
+import type * as LibStorage from '@aws-sdk/lib-storage';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import {
   checkKey, isTransientNetworkError, RemoteError, statsFromListing, type Backend, type BackendStats, type ByteRange, type RemoteObject, type UploadBody,
@@ -33,11 +32,18 @@ export const S3_PART_SIZE = 5 * 1024 * 1024;
 const LIST_PAGE = 1000;
 const MAX_LIST_PAGES = 1_000_000;
 
+// The SDK is CommonJS: required, it loads in about half the time an ESM import takes (no scan of its
+// sources for export names), and lib-storage only when something is uploaded.
+const require = createRequire(import.meta.url);
+const {
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client,
+} = require('@aws-sdk/client-s3') as typeof ClientS3;
+
 export class S3Backend implements Backend {
   readonly url: string;
   /** Measured against s3rver 20 ms away: a page of 1,000 keys takes as long as 10 HEADs. */
   readonly listPageCost = 10;
-  private readonly client: S3Client;
+  private readonly client: ClientS3.S3Client;
   private readonly keyPrefix: string;
 
   constructor(private readonly options: S3Options) {
@@ -59,6 +65,7 @@ export class S3Backend implements Backend {
   }
 
   async upload(key: string, body: UploadBody): Promise<void> {
+    const { Upload } = require('@aws-sdk/lib-storage') as typeof LibStorage;
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.options.bucket, Key: this.objectKey(key), Body: body.open(), ContentLength: body.size },

@@ -95,6 +95,7 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
     let total = 0;
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
+    let lastData = performance.now();
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
@@ -102,9 +103,11 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
       stream.destroy();
       reject(err);
     };
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => fail(new RemoteError(`${what}: no data for ${idleMs} ms`, 'the network or the service is stalling; run the command again (panini.timeout sets the limit)', true)), idleMs);
+    // One timer that looks at the time of the last chunk, not one new timer per chunk (thousands per range).
+    const watch = (): void => {
+      const idle = performance.now() - lastData;
+      if (idle >= idleMs) fail(new RemoteError(`${what}: no data for ${idleMs} ms`, 'the network or the service is stalling; run the command again (panini.timeout sets the limit)', true));
+      else timer = setTimeout(watch, idleMs - idle);
     };
     stream.on('data', (chunk: Buffer) => {
       total += chunk.length;
@@ -113,7 +116,7 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
         return;
       }
       chunks.push(chunk);
-      arm();
+      lastData = performance.now();
     });
     stream.on('end', () => {
       if (settled) return;
@@ -123,6 +126,6 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
     });
     stream.on('close', () => fail(new RemoteError(`${what}: the connection closed before the end`, 'run the command again', true)));
     stream.on('error', (err) => fail(err instanceof PaniniError ? err : new RemoteError(`${what}: ${err.message}`, 'the connection broke; run the command again', true)));
-    arm();
+    timer = setTimeout(watch, idleMs);
   });
 }

@@ -7,7 +7,7 @@
 import type { Context } from '../cli/context.js';
 import type { Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError } from '../errors.js';
-import { MAX_ATOM_BYTES } from '../store/local.js';
+import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
 import { collectAtoms } from './plan.js';
@@ -24,17 +24,17 @@ export interface FetchResult {
 
 /** Downloads the given atoms (those not already local) from the configured remote store. */
 export async function fetchAtoms(ctx: Context, hashes: string[], options: TransferOptions = {}): Promise<void> {
-  const wanted = [...new Set(hashes)].filter((h) => !ctx.store.has(h));
+  const wanted = absentFrom(ctx.store, new Set(hashes));
   if (wanted.length === 0) return;
-  await withSession(ctx, options, (s) => downloadAll(s, wanted.map((hash) => ({ hash }))));
+  await withSession(ctx, { ...options, listPacks: true }, (s) => downloadAll(s, wanted.map((hash) => ({ hash }))));
 }
 
 /**
  * Makes every atom the concepts need local: manifests level by level, then the leaves they list
  * (one plan, one pool of downloads).
  */
-export async function fetchConcepts(ctx: Context, concepts: readonly Concept[], options: TransferOptions = {}): Promise<FetchResult> {
-  return withSession(ctx, options, (s) => fetchConceptsWith(s, concepts));
+export async function fetchConcepts(ctx: Context, concepts: readonly Pick<Concept, 'refs' | 'components'>[], options: TransferOptions = {}): Promise<FetchResult> {
+  return withSession(ctx, { ...options, listPacks: true }, (s) => fetchConceptsWith(s, concepts));
 }
 
 /** fetchConcepts in an open session (the Git LFS agent keeps one for all its objects). */
@@ -47,9 +47,22 @@ export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Conc
     bytes += r.bytes;
   });
   if (set.unreadable.length > 0) throw notOnRemote(s, set.unreadable);
-  const leaves = [...set.leaves].filter(([h]) => !s.store.has(h)).map(([hash, size]) => ({ hash, size }));
+  const absent = new Set(absentFrom(s.store, set.leaves.keys()));
+  const leaves = [...set.leaves].filter(([h]) => absent.has(h)).map(([hash, size]) => ({ hash, size }));
   const r = await downloadAll(s, leaves);
   return { needed: set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
+}
+
+/**
+ * The atoms the store lacks. Asked as a writer asks (LocalStore.presentForWrite): no system call per
+ * atom in a shard directory that does not exist (a fresh clone's), and an atom found is refreshed,
+ * so a concurrent gc keeps it until the checkout has read it.
+ */
+function absentFrom(store: LocalStore, hashes: Iterable<string>): string[] {
+  const refreshed = new Set<string>();
+  const absent: string[] = [];
+  for (const h of hashes) if (!store.presentForWrite(h, refreshed)) absent.push(h);
+  return absent;
 }
 
 /** Downloads of at least this many atoms are written as one pack. */

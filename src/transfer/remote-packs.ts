@@ -27,8 +27,12 @@ const PACK_MIN_BYTES = 16 * 1024 * 1024;
 const PACK_MAX_BYTES = 256 * 1024 * 1024;
 /** One ranged download covers at most this much (several run at once, each held whole). */
 const RANGE_MAX_BYTES = 8 * 1024 * 1024;
-/** Atoms closer than this in a pack are fetched in one range, the bytes between them discarded. */
-const RANGE_MAX_GAP = 64 * 1024;
+/**
+ * Atoms closer than this in a pack are fetched in one range, the bytes between them discarded.
+ * Small: a wider gap costs more than the request it saves (S3 prices a GET like about 4 KB of
+ * transfer; the requests run `concurrency` at a time).
+ */
+const RANGE_MAX_GAP = 4 * 1024;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
@@ -58,6 +62,8 @@ class PackGone extends Error {}
 
 export class RemotePacks {
   private listed: ListedPack[] | null = null;
+  /** The listing under way, shared by callers that ask for it meanwhile. */
+  private listing: Promise<ListedPack[]> | null = null;
   private readonly cacheDir: string;
 
   constructor(private readonly t: Transfer) {
@@ -65,8 +71,15 @@ export class RemotePacks {
   }
 
   /** Every pack in the remote store, listed once per session (again after `refresh`). */
-  async list(): Promise<ListedPack[]> {
-    if (this.listed) return this.listed;
+  list(): Promise<ListedPack[]> {
+    if (this.listed) return Promise.resolve(this.listed);
+    this.listing ??= this.listAndLoad().finally(() => {
+      this.listing = null;
+    });
+    return this.listing;
+  }
+
+  private async listAndLoad(): Promise<ListedPack[]> {
     const byId = new Map<string, ListedPack>();
     await withRetries(this.t.settings.attempts, async () => {
       byId.clear();
@@ -106,6 +119,7 @@ export class RemotePacks {
   /** Forgets the listing: the next use lists again. */
   refresh(): void {
     this.listed = null;
+    this.listing = null;
   }
 
   /**

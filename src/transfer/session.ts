@@ -10,6 +10,8 @@ export interface TransferOptions {
   quiet?: boolean;
   /** Label of the progress line. */
   label?: string;
+  /** List the remote's packs while the session opens (every download reads them). */
+  listPacks?: boolean;
 }
 
 export interface Session extends Transfer {
@@ -19,11 +21,13 @@ export interface Session extends Transfer {
 }
 
 /** Opens the configured remote store; the caller closes the session (closeSession). */
-export async function openSession(ctx: Context, progress: Progress): Promise<Session> {
+export async function openSession(ctx: Context, progress: Progress, options: Pick<TransferOptions, 'listPacks'> = {}): Promise<Session> {
   const backend = await requireRemote(ctx);
   try {
     const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
     const packs = new RemotePacks(t);
+    // One round trip instead of two; a failed listing is reported by the download that needs it.
+    if (options.listPacks) packs.list().catch(() => undefined);
     return { ...t, progress, packs, inventory: await RemoteInventory.open(t, packs) };
   } catch (err) {
     backend.close();
@@ -37,7 +41,7 @@ export function closeSession(s: Session): void {
 }
 
 export async function withSession<T>(ctx: Context, options: TransferOptions, work: (s: Session) => Promise<T>): Promise<T> {
-  const s = await openSession(ctx, Progress.forCommand(options.label ?? 'fetch', options.quiet ?? false));
+  const s = await openSession(ctx, Progress.forCommand(options.label ?? 'fetch', options.quiet ?? false), options);
   try {
     return await work(s);
   } finally {

@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { parseConcept } from '../../src/concept/concept.js';
+import { LocalStore } from '../../src/store/local.js';
 import { fixturesDir, readFixture } from './fixtures.js';
 import { GitSandbox, sha256, sha256File } from './git.js';
 
@@ -61,6 +63,16 @@ export function defineGitEndToEnd(name: string, remote: GitRemoteUnderTest): voi
     };
     const { dir: clone, checkout } = sb.clone(origin, 'clone', { env: remote.env });
     assert.equal(checkout.status, 0, checkout.stderr);
+    // The checkout fetched what rebuilds the files, not the track manifests of the video's
+    // components; extracting a track fetches them then. (Looked at before `git status`, whose
+    // clean of a racily clean file would store them.)
+    const video = parseConcept(Buffer.from(git(clone, ['cat-file', 'blob', 'HEAD:clip.mp4']))).components?.find((c) => c.kind === 'video');
+    assert.ok(video, 'the concept of clip.mp4 lists its video track');
+    const cloneStore = new LocalStore(path.join(clone, '.git', 'panini'));
+    assert.equal(cloneStore.has(video.hash), false, 'the checkout left the track manifest on the remote');
+    const extract = sb.tryGit(clone, ['panini', 'get-content', 'clip.mp4', '--component', 'video', '-o', path.join(clone, '..', 'video.mp4')], { env: remote.env });
+    assert.equal(extract.status, 0, extract.stderr);
+    assert.equal(new LocalStore(cloneStore.root).has(video.hash), true, 'get-content fetched the track manifest');
     expect(clone, V2, 'fresh clone');
     git(clone, ['checkout', '-q', 'HEAD~1']);
     expect(clone, V1, 'older version');
