@@ -160,7 +160,7 @@ async function downloadObject(ctx: Context, s: Session, oid: string, size: numbe
     reconstruct(concept, ctx.store, (bytes) => {
       writeFdAll(fd, bytes);
       report(written += bytes.length);
-    }, { discardedOnError: true }); // the temp file is removed below
+    }, { discardedOnError: true, release: () => undefined }); // written at once; the temp file is removed below on failure
   } catch (err) {
     closeSync(fd);
     unlinkSync(path);

@@ -182,8 +182,8 @@ async function smudge(
 /** `missing`: the concept's missing atoms if just checked; else they are looked up. */
 function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
-  // Git discards content followed by an error status.
-  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, { discardedOnError: true }));
+  // Git discards content followed by an error status; sent bytes may be reused.
+  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, { discardedOnError: true, release: () => writer.send() }));
 }
 
 function streamSource(input: SpooledInput, emit: (b: Buffer) => void): void {

@@ -27,6 +27,13 @@ export interface AtomReader {
   getInto?(hash: string, size: number, scratch: Buffer): Buffer;
   /** Optional: the stored bytes without verification (the caller verifies them otherwise). */
   readRaw?(hash: string): Buffer;
+  /** Optional: where an atom lies in a pack (no system call), or null if it is not packed. */
+  packedAt?(hash: string): AtomLocation | null;
+  /**
+   * Optional: `length` unverified bytes of a pack from a location packedAt gave, read with one call
+   * into `into`; null if that pack is gone (gc rewrote it): then read the atoms one by one.
+   */
+  readPackRange?(at: AtomLocation, length: number, into: Buffer): Buffer | null;
 }
 
 export interface AtomWriter {
@@ -154,6 +161,26 @@ export class LocalStore implements AtomReader, AtomWriter {
     if (size >= scratch.length || this.findPacked(hash)) return this.get(hash);
     const bytes = readLooseInto(this.atomPath(hash), size + 1, scratch); // one byte more: a longer file shows
     return bytes?.length === size && sha256Hex(bytes) === hash ? bytes : this.get(hash);
+  }
+
+  packedAt(hash: string): AtomLocation | null {
+    return this.findPacked(hash);
+  }
+
+  readPackRange(at: AtomLocation, length: number, into: Buffer): Buffer | null {
+    try {
+      const fd = this.packFd(at.pack!);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, into, done, length - done, at.offset + done);
+        if (n === 0) return null;
+        done += n;
+      }
+      return into.subarray(0, length);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
   }
 
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
