@@ -82,7 +82,7 @@ export interface SpooledInput {
 /**
  * Reads a byte stream into a random-access Source: a regular file is used in place, a small input
  * stays in memory, a large one goes to a temp file (so memory stays bounded) unless it proves
- * identical to `likeFile` or `streamable` takes it (see receiveLikeFile).
+ * identical to `likeFile` or `streamable` takes it (see receiveToClean).
  */
 export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, streamable?: (head: Buffer) => boolean): SpooledInput | StreamedInput {
   if (fstatSync(fd).isFile()) {
@@ -95,7 +95,7 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, s
     return n === 0 ? null : buf.subarray(0, n);
   };
   const readInto: ReadInto = (into, at, max) => readFd(fd, into, at, max);
-  return likeFile || streamable ? receiveLikeFile({ next, readInto }, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
+  return likeFile || streamable ? receiveToClean({ next, readInto }, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
 }
 
 /** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
@@ -169,7 +169,7 @@ export interface Incoming {
   readInto?: ReadInto;
 }
 
-/** A large input handed over to be consumed once, in order, as it arrives (see receiveLikeFile). */
+/** A large input handed over to be consumed once, in order, as it arrives (see receiveToClean). */
 export interface StreamedInput {
   read: ReadInto;
   dispose(): void;
@@ -184,7 +184,7 @@ export interface StreamedInput {
  * back to spooling. `unchanged()` then tells whether the file still has the size and times it had
  * while compared.
  */
-export function receiveLikeFile(
+export function receiveToClean(
   incoming: Incoming, path: string | undefined, tempPath: () => string, streamable: (head: Buffer) => boolean = () => false,
 ): SpooledInput | StreamedInput {
   const { next } = incoming;

@@ -2,12 +2,12 @@ import { buildConcept, buildStreamedConcept, type BuiltConcept } from '../concep
 import { detectFormat } from '../decompose/index.js';
 import { looksLikeConcept, parseConcept } from '../concept/concept.js';
 import { spoolFd, writeFdAll, type SpooledInput, type StreamedInput } from '../io.js';
-
-type CleanInput = SpooledInput | StreamedInput;
 import { PaniniError } from '../errors.js';
 import { openContext, type Context } from './context.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { announceWriter } from '../store/writers.js';
+
+type CleanInput = SpooledInput | StreamedInput;
 
 /** Bytes in → concept out. Content that already is a concept comes out unchanged. */
 export function cleanInput(ctx: Context, input: CleanInput, path?: string): Buffer {

@@ -1,7 +1,7 @@
 import type { AtomType, ContentRef } from '../atom.js';
 import type { TrackKind } from '../decompose/types.js';
 import type { Source } from '../source.js';
-import type { Fill } from '../decompose/cdc.js';
+import type { ReadInto } from '../io.js';
 import { ingest, ingestStream, type IngestOptions, type IngestResult } from '../store/ingest.js';
 import type { LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
@@ -39,7 +39,7 @@ export function buildConcept(src: Source, store: LocalStore, options: BuildOptio
  * The same for an input read once, in order, that no decomposer recognizes (ingestStream): chunked
  * as it arrives. Only large inputs come this way, so their atoms go into a pack written by a worker.
  */
-export function buildStreamedConcept(read: Fill, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
+export function buildStreamedConcept(read: ReadInto, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
   return recorded(inPack(store, true, (pack) => describe(ingestStream(read, pack), pack)), store, options);
 }
 

@@ -8,6 +8,7 @@
  * docs/store-format.md.
  */
 import { createHash } from 'node:crypto';
+import type { ReadInto } from '../io.js';
 import { gearScanner, type GearScanner } from './gear-scan.js';
 
 export const CDC_MIN_SIZE = 16 * 1024;
@@ -78,16 +79,13 @@ export function cutPoint(buf: Uint8Array, start: number, available: number, fina
   return limit === CDC_MAX_SIZE || final ? limit : 0;
 }
 
-/** Reads up to `max` bytes into `into` at `at`; returns how many, 0 only at the end of the input. */
-export type Fill = (into: Buffer, at: number, max: number) => number;
-
 /**
  * Cuts an input read through `fill` into chunks, in the cdcWindow(): the undecided tail moves to
  * the front and the next bytes are read in after it, so each byte is copied in once. `emit` gets
  * each chunk (a view into the window, valid until it returns) and its offset in the input.
  * Returns the input's length.
  */
-export function chunkInput(fill: Fill, emit: (bytes: Buffer, offset: number) => void): number {
+export function chunkInput(fill: ReadInto, emit: (bytes: Buffer, offset: number) => void): number {
   const window = cdcWindow();
   let at = 0; // index in window of the next chunk's first byte
   let held = 0; // bytes held from `at` on

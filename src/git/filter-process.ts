@@ -8,7 +8,7 @@ import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
-import { receiveLikeFile, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
+import { receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
@@ -96,7 +96,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
       // proved identical) decomposed from the worktree file itself.
-      input = clean ? receiveLikeFile({ next, readInto }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
+      input = clean ? receiveToClean({ next, readInto }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);

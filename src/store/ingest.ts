@@ -6,7 +6,8 @@
 import type { Hash } from 'node:crypto';
 import type { AtomType, ContentRef } from '../atom.js';
 import { decompose, type FormatInfo, type Segment, type TrackInfo } from '../decompose/index.js';
-import { CDC_MAX_SIZE, chunkInput, type Fill } from '../decompose/cdc.js';
+import { CDC_MAX_SIZE, chunkInput } from '../decompose/cdc.js';
+import type { ReadInto } from '../io.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { BufferSource, type Source } from '../source.js';
 import type { AtomWriter } from './local.js';
@@ -67,7 +68,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
  * Ingests an input that no decomposer recognizes (see detectFormat) as it arrives, without a
  * second read: the same atoms and result as ingest() gives for the same bytes in a file.
  */
-export function ingestStream(fill: Fill, store: AtomWriter): IngestResult {
+export function ingestStream(fill: ReadInto, store: AtomWriter): IngestResult {
   const leaves = new Leaves(store, true);
   const size = chunkInput(fill, (bytes, offset) => leaves.add(bytes, 'Raw', offset));
   return { oid: leaves.fileHash()!, size, format: size === 0 ? 'empty' : 'binary', info: {}, leaves: leaves.list, written: leaves.written };
@@ -113,7 +114,7 @@ class Leaves {
 function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, offset: number) => void): void {
   const end = seg.offset + seg.size;
   let next = seg.offset;
-  const fill: Fill = (into, at, max) => {
+  const fill: ReadInto = (into, at, max) => {
     const want = Math.min(max, end - next);
     if (want === 0) return 0;
     const got = src.readInto ? src.readInto(into, at, next, want) : src.read(next, want).copy(into, at);
