@@ -12,6 +12,17 @@ export interface Source {
   readInto?(target: Buffer, targetOffset: number, offset: number, length: number): number;
 }
 
+/** Reads `length` bytes of a file from `position` into `into` at `at`; fewer only at its end. Returns how many. */
+export function readFully(fd: number, into: Uint8Array, at: number, length: number, position: number): number {
+  let done = 0;
+  while (done < length) {
+    const got = readSync(fd, into, at + done, length - done, position + done);
+    if (got === 0) break;
+    done += got;
+  }
+  return done;
+}
+
 export class BufferSource implements Source {
   constructor(private readonly buf: Buffer) {}
   get size(): number {
@@ -43,14 +54,7 @@ export class FileSource implements Source {
     return done === n ? buf : buf.subarray(0, done);
   }
   readInto(target: Buffer, targetOffset: number, offset: number, length: number): number {
-    const n = Math.max(0, Math.min(length, this.size - offset));
-    let done = 0;
-    while (done < n) {
-      const got = readSync(this.fd, target, targetOffset + done, n - done, offset + done);
-      if (got === 0) break;
-      done += got;
-    }
-    return done;
+    return readFully(this.fd, target, targetOffset, Math.max(0, Math.min(length, this.size - offset)), offset);
   }
   close(): void {
     if (this.owned) closeSync(this.fd);

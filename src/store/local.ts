@@ -5,7 +5,7 @@
  * store, by oid: what `stats` and the Git LFS agent read).
  */
 import {
-  closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
+  closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync,
   renameSync, statSync, unlinkSync, utimesSync, writeSync,
 } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -16,6 +16,7 @@ import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
 import { isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes } from './pack.js';
+import { readFully } from '../source.js';
 
 export { MAX_ATOM_BYTES } from './pack.js';
 
@@ -169,14 +170,7 @@ export class LocalStore implements AtomReader, AtomWriter {
 
   readPackRange(at: AtomLocation, length: number, into: Buffer): Buffer | null {
     try {
-      const fd = this.packFd(at.pack!);
-      let done = 0;
-      while (done < length) {
-        const n = readSync(fd, into, done, length - done, at.offset + done);
-        if (n === 0) return null;
-        done += n;
-      }
-      return into.subarray(0, length);
+      return readFully(this.packFd(at.pack!), into, 0, length, at.offset) === length ? into.subarray(0, length) : null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -576,14 +570,7 @@ function readLoose(path: string, hash: string): Buffer | null {
   try {
     const size = fstatSync(fd).size;
     if (size > MAX_ATOM_BYTES) throw new AtomError(hash, 'corrupt');
-    const buf = Buffer.allocUnsafe(size);
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, done, size - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    return done === size ? buf : buf.subarray(0, done);
+    return readPackBytes(fd, 0, size); // a range of any file: here all of it
   } finally {
     closeSync(fd);
   }
@@ -598,13 +585,7 @@ function readLooseInto(path: string, max: number, into: Buffer): Buffer | null {
     return null; // get opens it again and reports why
   }
   try {
-    let done = 0;
-    while (done < max) {
-      const n = readSync(fd, into, done, max - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    return into.subarray(0, done);
+    return into.subarray(0, readFully(fd, into, 0, max, 0));
   } finally {
     closeSync(fd);
   }

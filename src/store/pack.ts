@@ -9,7 +9,8 @@
  *               (32 bytes each), their offsets in the pack (u64 BE each), their sizes (u32 BE
  *               each), then the SHA-256 of everything before it. <id> is that SHA-256 in hex.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFully } from '../source.js';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 
@@ -143,12 +144,7 @@ export function encodeIndex(entries: readonly PackEntry[]): { id: string; bytes:
 /** Reads `size` bytes at `offset` of an open pack (short only if the pack was cut). */
 export function readPackBytes(fd: number, offset: number, size: number): Buffer {
   const buf = Buffer.allocUnsafe(size);
-  let done = 0;
-  while (done < size) {
-    const n = readSync(fd, buf, done, size - done, offset + done);
-    if (n === 0) break;
-    done += n;
-  }
+  const done = readFully(fd, buf, 0, size, offset);
   return done === size ? buf : buf.subarray(0, done);
 }
 
