@@ -5,14 +5,14 @@
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { closeSync, chmodSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, symlinkSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../src/cli/stats.js';
 import { fileURLToPath } from 'node:url';
 
-/** dist/bench/lib.js → dist/src/cli/main.js */
-export const cliPath = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/** bin/git-panini, the launcher `npm install -g` puts on PATH */
+const launcherPath = fileURLToPath(new URL('../../bin/git-panini', import.meta.url));
 
 export const cores = cpus().length;
 
@@ -159,14 +159,13 @@ export function selfPeakRssKb(): number {
 export function paniniEnvironment(root: string): NodeJS.ProcessEnv {
   const binDir = path.join(root, 'bin');
   mkdirSync(binDir, { recursive: true });
-  const shim = path.join(binDir, 'git-panini');
-  writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${cliPath}" "$@"\n`);
-  chmodSync(shim, 0o755);
+  symlinkSync(launcherPath, path.join(binDir, 'git-panini')); // as `npm install -g` links it
   const globalConfig = path.join(root, 'gitconfig');
   writeFileSync(globalConfig, '[user]\n\tname = Panini Bench\n\temail = bench@panini.invalid\n[init]\n\tdefaultBranch = main\n');
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GIT_') && !k.startsWith('PANINI_')) env[k] = v;
-  return { ...env, PATH: `${binDir}${path.delimiter}${process.env.PATH ?? ''}`, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: globalConfig };
+  const PATH = [binDir, path.dirname(process.execPath), process.env.PATH ?? ''].join(path.delimiter); // the launcher runs `node`
+  return { ...env, PATH, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: globalConfig };
 }
 
 /** Git LFS's version line, installing Debian's git-lfs package when it is missing and we may (root). */

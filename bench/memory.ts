@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
-import { cliPath, ensureGitLfs, formatBytes, measure, paniniEnvironment, printTable, tempDir, writeRandomFile, type Measured } from './lib.js';
+import { ensureGitLfs, formatBytes, measure, paniniEnvironment, printTable, tempDir, writeRandomFile, type Measured } from './lib.js';
 
 const SIZE_MB = Number(process.env.PANINI_BENCH_MEMORY_MB ?? 2048);
 
@@ -35,7 +35,7 @@ function main(): void {
       measure('git', ['init', '-q', repo], { env });
       if (tool === 'lfs') measure('git', ['lfs', 'install', '--local'], { cwd: repo, env });
       const [cmd, cleanArgs, smudgeArgs] = tool === 'panini'
-        ? [process.execPath, [cliPath, 'clean', 'big.bin'], [cliPath, 'smudge', 'big.bin']]
+        ? ['git-panini', ['clean', 'big.bin'], ['smudge', 'big.bin']] // the launcher on the benchmark's PATH
         : ['git', ['lfs', 'clean', 'big.bin'], ['lfs', 'smudge', 'big.bin']];
       const pointer = path.join(work.dir, `${tool}.pointer`);
       const out = path.join(work.dir, `${tool}.out`);

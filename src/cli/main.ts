@@ -3,6 +3,7 @@
  * `git panini <command>`: dispatches to one module per command, loaded on demand so Git's many
  * short calls (hooks, single-shot filters) pay only for what they use.
  */
+import '../extra-ca-certs.js';
 import { errorMessage } from '../errors.js';
 
 type CommandModule = { run(args: string[]): Promise<number> | number };

@@ -10,11 +10,14 @@
  */
 import type * as ClientS3 from '@aws-sdk/client-s3';
 import type * as LibStorage from '@aws-sdk/lib-storage';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import {
   checkKey, isTransientNetworkError, RemoteError, statsFromListing, type Backend, type BackendStats, type ByteRange, type RemoteObject, type UploadBody,
 } from './backend.js';
+import { deferredCaFile } from '../extra-ca-certs.js';
 
 export interface S3Options {
   bucket: string;
@@ -60,7 +63,7 @@ export class S3Backend implements Backend {
       // SHA-256-checked end to end anyway.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: options.timeoutMs, socketTimeout: options.timeoutMs },
+      requestHandler: { connectionTimeout: options.timeoutMs, socketTimeout: options.timeoutMs, ...httpsTrust() },
     });
   }
 
@@ -165,6 +168,13 @@ export class S3Backend implements Backend {
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
       return new RemoteError(`${what}: access denied (${name})`, 'check the credentials in your AWS environment and the bucket\'s policy', false);
     }
+    if (/CERT/.test(e.code ?? '')) {
+      return new RemoteError(
+        `${what}: the service's TLS certificate is not trusted (${e.code}: ${e.message ?? ''})`,
+        'if the service uses a private certificate authority, name its certificate file in NODE_EXTRA_CA_CERTS; otherwise check panini.s3.endpoint',
+        false,
+      );
+    }
     const retryable = (status !== undefined && (status >= 500 || status === 408 || status === 429))
       || name === 'TimeoutError' || name === 'RequestTimeout' || name === 'AbortError' || Boolean(e.$retryable) || isTransientNetworkError(err)
       || /socket hang up|ECONNRESET|timed out|premature close/i.test(e.message ?? '');
@@ -177,4 +187,18 @@ export class S3Backend implements Backend {
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * When the launcher deferred NODE_EXTRA_CA_CERTS, HTTPS trusts what Node would have: its own roots
+ * plus that file's certificates. Like Node, a file that cannot be read is reported and ignored.
+ */
+function httpsTrust(): { httpsAgent?: { ca: string[] } } {
+  if (deferredCaFile === undefined) return {};
+  try {
+    return { httpsAgent: { ca: [...rootCertificates, readFileSync(deferredCaFile, 'utf8')] } };
+  } catch (err) {
+    process.stderr.write(`git-panini: warning: ignoring the extra CA certificates in ${deferredCaFile} (NODE_EXTRA_CA_CERTS): ${(err as Error).message}\n`);
+    return {};
+  }
 }

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 /** dist/test/helpers/cli.js → dist/src/cli/main.js */
 export const cliPath = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** dist/test/helpers/cli.js → bin/git-panini, what `npm install -g` puts on PATH */
+export const launcherPath = fileURLToPath(new URL('../../../bin/git-panini', import.meta.url));
 
 export interface RunResult {
   status: number;

@@ -1,13 +1,14 @@
 /**
- * Real Git driving the built git-panini the way a user's machine does: a temp bin directory holds an
- * executable `git-panini` that runs dist/src/cli/main.js, and every git child gets it first on PATH,
- * so `git panini …`, the filter driver and the hooks all find it. Builds on helpers/cli.ts.
+ * Real Git driving the built git-panini the way a user's machine does: a temp bin directory holds
+ * `git-panini`, a symbolic link to the launcher bin/git-panini (as `npm install -g` makes), and every
+ * git child gets it first on PATH, so `git panini …`, the filter driver and the hooks all find it.
+ * Builds on helpers/cli.ts.
  */
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import path from 'node:path';
-import { cliPath, hermeticEnv, tempDir, type RunResult } from './cli.js';
+import { hermeticEnv, launcherPath, tempDir, type RunResult } from './cli.js';
 
 export interface GitRunOptions {
   env?: NodeJS.ProcessEnv;
@@ -30,10 +31,9 @@ export class GitSandbox {
     this.root = dir;
     this.binDir = path.join(dir, 'bin');
     mkdirSync(this.binDir);
-    const shim = path.join(this.binDir, 'git-panini');
-    writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${cliPath}" "$@"\n`);
-    chmodSync(shim, 0o755);
-    this.env = { PATH: `${this.binDir}${path.delimiter}${process.env.PATH ?? ''}` };
+    symlinkSync(launcherPath, path.join(this.binDir, 'git-panini'));
+    // The launcher runs the `node` on PATH: this one.
+    this.env = { PATH: [this.binDir, path.dirname(process.execPath), process.env.PATH ?? ''].join(path.delimiter) };
   }
 
   /** Absolute path of a name inside the sandbox. */

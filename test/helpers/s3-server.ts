@@ -5,12 +5,15 @@
  * injects faults into a seeded share of requests: a connection dropped before forwarding, a
  * response cut in the middle of its body, a 500 answer, or a stall past the client's timeout.
  *
+ * With `tls`, s3rver serves HTTPS with that key and certificate (the proxy stays plain HTTP).
+ *
  * The child is this very file run with `--serve`; loaded any other way (the test runner loads every
  * file under dist/test/) it does nothing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -57,9 +60,15 @@ export interface S3Fixture {
   stop(): Promise<void>;
 }
 
-export async function startS3Server(): Promise<S3Fixture> {
+export interface TlsFiles {
+  keyFile: string;
+  certFile: string;
+}
+
+export async function startS3Server(options: { tls?: TlsFiles } = {}): Promise<S3Fixture> {
+  const tlsArgs = options.tls ? [options.tls.keyFile, options.tls.certFile] : [];
   // s3rver makes its list continuation tokens with DES, which OpenSSL 3 keeps in its legacy provider.
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', fileURLToPath(import.meta.url), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', fileURLToPath(import.meta.url), '--serve', ...tlsArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const waiting: ((line: string) => void)[] = [];
   lines.on('line', (line) => waiting.shift()?.(line));
@@ -74,7 +83,7 @@ export async function startS3Server(): Promise<S3Fixture> {
   });
   const ready = JSON.parse(await ask({ command: 'ready' })) as { port: number; proxyPort: number };
   return {
-    endpoint: `http://127.0.0.1:${ready.port}`,
+    endpoint: `${options.tls ? 'https' : 'http'}://127.0.0.1:${ready.port}`,
     proxyEndpoint: `http://127.0.0.1:${ready.proxyPort}`,
     bucket: BUCKET,
     async setFaults(config) {
@@ -95,11 +104,15 @@ function stopChild(child: ChildProcess): void {
 }
 
 /** The child: s3rver, the proxy, and a line protocol on stdin/stdout. Ends when stdin closes. */
-async function serve(): Promise<void> {
+async function serve(tls: TlsFiles | null): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'panini-s3rver-'));
   const require = createRequire(import.meta.url);
   const S3rver = require('s3rver') as new (options: object) => { run(): Promise<AddressInfo>; close(): Promise<void> };
-  const s3 = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: BUCKET }] });
+  const cert = tls && readFileSync(tls.certFile);
+  const s3 = new S3rver({
+    address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: BUCKET }],
+    ...(tls && { key: readFileSync(tls.keyFile), cert }),
+  });
   const { port } = await s3.run();
 
   let faults: FaultConfig = { share: 0, kinds: [], seed: 1 };
@@ -139,7 +152,9 @@ async function serve(): Promise<void> {
       return;
     }
     const forward = (): void => {
-      const upstream = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      const target = { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers };
+      const upstream = cert ? https.request({ ...target, ca: cert }, onResponse) : http.request(target, onResponse);
+      function onResponse(up: http.IncomingMessage): void {
         const headers = up.rawHeaders;
         stats.bytesOut += headerBytes(headers);
         res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
@@ -162,7 +177,7 @@ async function serve(): Promise<void> {
         }
         up.on('data', (chunk: Buffer) => void (stats.bytesOut += chunk.length));
         up.pipe(res);
-      });
+      }
       upstream.on('error', () => res.socket?.destroy());
       req.pipe(upstream);
     };
@@ -205,7 +220,8 @@ function headerBytes(raw: string[]): number {
 }
 
 if (process.argv[2] === '--serve' && process.argv[1] === fileURLToPath(import.meta.url)) {
-  serve().catch((err: unknown) => {
+  const [keyFile, certFile] = process.argv.slice(3);
+  serve(keyFile && certFile ? { keyFile, certFile } : null).catch((err: unknown) => {
     process.stderr.write(`s3 test server: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);
   });

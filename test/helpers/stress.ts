@@ -159,9 +159,9 @@ export function dirBytes(dir: string): number {
   return total;
 }
 
-/** True for the filter process as the shim runs it: node running the CLI with `filter-process`. */
+/** True for the filter process as the launcher runs it: node running the CLI with `filter-process`. */
 export function isFilterProcess(argv: string[]): boolean {
-  return argv[0] === process.execPath && argv.includes('filter-process');
+  return argv.some((a) => a.endsWith('/cli/main.js')) && argv.includes('filter-process'); // Node, not the launcher's shell before its exec
 }
 
 export interface StoreCheck {
