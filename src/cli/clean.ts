@@ -25,7 +25,7 @@ export interface Cleaned {
 /** The same, leaving the registry entry to the caller (the filter process writes it while Git works). */
 export function cleanToConcept(ctx: Context, input: CleanInput, path?: string): Cleaned {
   if ('read' in input) return recordLater(ctx, buildStreamedConcept(input.read, ctx.store, { record: false }));
-  if (looksLikeConcept(input.head) && isValidConcept(input)) return { concept: input.source.read(0, input.source.size), record: () => undefined };
+  if (looksLikeConcept(input.head) && isValidConcept(input)) return { concept: Buffer.from(input.source.read(0, input.source.size)), record: () => undefined };
   const built = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize, record: false });
   if (input.unchanged && !input.unchanged()) {
     throw new PaniniError(`${path ?? 'the file'} changed while it was being added`, 'run `git add` again once nothing is writing to the file');

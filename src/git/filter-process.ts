@@ -8,7 +8,7 @@ import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError, StoreError } from '../errors.js';
-import { receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
+import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
@@ -31,6 +31,8 @@ const SMALL_ATOM_BYTES = 1024 * 1024;
 let smallAtomBuffer: Buffer | undefined;
 
 let cleanModule: typeof import('../cli/clean.js') | undefined;
+/** Files to clean that fit in memory are received here, reused from file to file (each is disposed of before the next). */
+let cleanBuffer: Buffer | undefined;
 
 export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
   handshake(reader, writer);
@@ -96,7 +98,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
       // proved identical) decomposed from the worktree file itself.
-      input = clean ? receiveToClean({ next, readInto }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
+      input = clean ? receiveToClean({ next, readInto, lent: (cleanBuffer ??= Buffer.allocUnsafeSlow(IN_MEMORY_LIMIT)) }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);
