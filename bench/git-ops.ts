@@ -1,9 +1,9 @@
 /**
  * Everyday Git operations, git-panini against Git LFS in the same run on the same bytes:
- * `git add` and `git checkout` of 2,000 files of 8–64 KB, and `git add` of one large file
- * (1 GiB; PANINI_BENCH_BIG_MB changes it). Run: `node dist/bench/git-ops.js`.
+ * `git add` and `git checkout` of 2,000 files of 8–64 KB, and `git add` and `git checkout` of one
+ * large file (1 GiB; PANINI_BENCH_BIG_MB changes it). Run: `node dist/bench/git-ops.js`.
  */
-import { linkSync } from 'node:fs';
+import { linkSync, rmSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import {
@@ -47,6 +47,14 @@ function benchAll(tools: readonly Tool[], root: string, env: NodeJS.ProcessEnv, 
     if (status !== '') throw new Error(`${tool}: worktree not clean after checkout:\n${status.slice(0, 500)}`);
   }
   const addBig = sideBySide(tools, (tool) => git(big(tool), ['add', 'big.bin']));
+  for (const tool of tools) {
+    git(big(tool), ['commit', '-q', '-m', 'big file']);
+    rmSync(path.join(big(tool), 'big.bin')); // the hard link: the source file stays
+  }
+  const checkoutBig = sideBySide(tools, (tool) => git(big(tool), ['checkout', '--', 'big.bin']));
+  for (const tool of tools) {
+    if (statSync(path.join(big(tool), 'big.bin')).size !== BIG_BYTES) throw new Error(`${tool}: the big file did not check out whole`);
+  }
 
   const rate = (m: Measured | undefined): string => (m ? `${(BIG_BYTES / (m.ms / 1000) / 1e6).toFixed(0)} MB/s` : '-');
   return [
@@ -55,6 +63,10 @@ function benchAll(tools: readonly Tool[], root: string, env: NodeJS.ProcessEnv, 
     {
       name: `git add, one ${formatBytes(BIG_BYTES)} random file`, panini: addBig.get('panini')!, lfs: addBig.get('lfs') ?? null,
       note: `panini ${rate(addBig.get('panini'))}, lfs ${rate(addBig.get('lfs'))}`,
+    },
+    {
+      name: `git checkout of that file`, panini: checkoutBig.get('panini')!, lfs: checkoutBig.get('lfs') ?? null,
+      note: `panini ${rate(checkoutBig.get('panini'))}, lfs ${rate(checkoutBig.get('lfs'))}`,
     },
   ];
 }

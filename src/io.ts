@@ -1,5 +1,5 @@
 /** Synchronous descriptor I/O that tolerates non-blocking pipes (EAGAIN) without spinning hot. */
-import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { BufferSource, FileSource, type Source } from './source.js';
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -51,18 +51,57 @@ export function writeFdAll(fd: number, bytes: Uint8Array): void {
 export function writeFdAllv(fd: number, buffers: Uint8Array[]): void {
   let pending = buffers.filter((b) => b.length > 0);
   while (pending.length > 0) {
-    let n: number;
     try {
-      n = writevSync(fd, pending.slice(0, 1024));
+      pending = advance(pending, writevSync(fd, pending.slice(0, 1024)));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
       waitBriefly();
-      continue;
     }
-    let i = 0;
-    while (i < pending.length && n >= pending[i]!.length) n -= pending[i++]!.length;
-    pending = pending.slice(i);
-    if (n > 0) pending[0] = pending[0]!.subarray(n);
+  }
+}
+
+/**
+ * Writes buffers to a pipe while doing other work: through `nonBlockingFd` (see nonBlockingPipe),
+ * at most `slice` bytes at a time, with a step of `work` after each write and whenever the pipe is
+ * full, so the reader drains it while this thread works. Once `work` has nothing left (returns
+ * false), the rest goes through the blocking `fd`.
+ */
+export function writeFdAllvWorking(nonBlockingFd: number, fd: number, buffers: Uint8Array[], work: () => boolean, slice = 64 * 1024): void {
+  let pending = buffers.filter((b) => b.length > 0);
+  while (pending.length > 0) {
+    const batch: Uint8Array[] = [];
+    for (let i = 0, room = slice; i < pending.length && room > 0; i++) {
+      const b = pending[i]!.length <= room ? pending[i]! : pending[i]!.subarray(0, room);
+      batch.push(b);
+      room -= b.length;
+    }
+    try {
+      pending = advance(pending, writevSync(nonBlockingFd, batch));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    }
+    if (pending.length > 0 && !work()) return writeFdAllv(fd, pending);
+  }
+}
+
+/** The buffers left once the first `n` bytes of them are written. */
+function advance(pending: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  while (i < pending.length && n >= pending[i]!.length) n -= pending[i++]!.length;
+  const rest = pending.slice(i);
+  if (n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
+}
+
+/**
+ * A second descriptor for the pipe behind `fd`, non-blocking (Linux: its own file description),
+ * or -1: a writer can then do other work while the pipe is full (see PktWriter.whileBlocked).
+ */
+export function nonBlockingPipe(fd: number): number {
+  try {
+    return fstatSync(fd).isFIFO() ? openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK) : -1;
+  } catch {
+    return -1;
   }
 }
 

@@ -5,7 +5,7 @@ import { openContext } from './context.js';
 import { announceWriter } from '../store/writers.js';
 import { skipSmudge } from './smudge.js';
 import { remoteFetcher } from './fetcher.js';
-import { blockingPipe } from '../io.js';
+import { blockingPipe, nonBlockingPipe } from '../io.js';
 
 /** Started by Git once per command (filter.panini.process); serves every file through pkt-lines. */
 export async function run(): Promise<number> {
@@ -17,7 +17,7 @@ export async function run(): Promise<number> {
   const ctx = openContext();
   announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
   let fetcher: AtomFetcher | null | undefined;
-  await serveFilterProcess(ctx, new PktReader(blockingPipe(0, 'r')), new PktWriter(blockingPipe(1, 'w')), {
+  await serveFilterProcess(ctx, new PktReader(blockingPipe(0, 'r')), new PktWriter(blockingPipe(1, 'w'), nonBlockingPipe(1)), {
     // Looked up when an atom is missing: the remote's settings may be in .paniniconfig (git calls).
     get fetcher() {
       return fetcher === undefined ? (fetcher = remoteFetcher(ctx)) : fetcher;

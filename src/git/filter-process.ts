@@ -185,7 +185,11 @@ async function smudge(
 function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
   // Git discards content followed by an error status; sent bytes may be reused.
-  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, { discardedOnError: true, release: () => writer.send() }));
+  respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, {
+    discardedOnError: true,
+    release: () => writer.send(),
+    whileBlocked: (work) => void (writer.whileBlocked = work),
+  }));
 }
 
 function streamSource(input: SpooledInput, emit: (b: Buffer) => void): void {

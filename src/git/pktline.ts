@@ -4,7 +4,7 @@
  * bytes. Synchronous on file descriptors: the filter process serves one request at a time.
  */
 import { PaniniError } from '../errors.js';
-import { readFd, writeFdAllv } from '../io.js';
+import { readFd, writeFdAllv, writeFdAllvWorking } from '../io.js';
 
 export const MAX_PAYLOAD = 65516;
 const FLUSH = Buffer.from('0000');
@@ -167,7 +167,14 @@ function parseHexLength(head: Buffer): number {
 export class PktWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  constructor(private readonly fd: number) {}
+  /**
+   * Work to do while sending, a step per call (false: none left), between writes of a pipe's worth
+   * and while the pipe is full, instead of waiting in the kernel: Git reads on the other core
+   * meanwhile. Needs `nonBlockingFd`, a non-blocking descriptor of the same pipe (nonBlockingPipe).
+   */
+  whileBlocked: (() => boolean) | null = null;
+
+  constructor(private readonly fd: number, private readonly nonBlockingFd = -1) {}
 
   text(line: string): void {
     this.packet(Buffer.from(line + '\n'));
@@ -185,7 +192,9 @@ export class PktWriter {
   /** Sends everything queued to Git. */
   send(): void {
     if (this.pendingBytes === 0) return;
-    writeFdAllv(this.fd, this.pending);
+    const work = this.whileBlocked;
+    if (work && this.nonBlockingFd >= 0) writeFdAllvWorking(this.nonBlockingFd, this.fd, this.pending, work);
+    else writeFdAllv(this.fd, this.pending);
     this.pending = [];
     this.pendingBytes = 0;
   }
