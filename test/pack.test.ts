@@ -173,6 +173,30 @@ describe('packs', () => {
     assert.ok(strays.some((s) => s.endsWith('.pack')), 'the unindexed pack is reported as a stray');
   });
 
+  test('write-behind (downloads): atoms written by the thread pool are named once written; an abort mid-write leaves nothing', async () => {
+    const store = freshStore();
+    const atoms = Array.from({ length: 48 }, (_, i) => randomBytes(96_000 + 4 * i, 40 + i));
+    const writer = new PackWriter(store, { writeBehind: true });
+    for (const a of atoms) assert.equal(writer.put(sha256Hex(a), a), true);
+    assert.throws(() => writer.finish(), /before written\(\)/, 'naming the pack waits for its writes');
+    const again = new PackWriter(store, { writeBehind: true });
+    for (const a of atoms) again.put(sha256Hex(a), a);
+    await again.written();
+    const id = again.finish();
+    assert.ok(id);
+    const reader = new LocalStore(store.root);
+    for (const a of atoms) assert.ok(reader.get(sha256Hex(a)).equals(a));
+
+    // Dropped while its writes are in flight: the temp file goes once they are done, never before.
+    const other = freshStore();
+    const dropped = new PackWriter(other, { writeBehind: true });
+    for (const a of atoms) dropped.put(sha256Hex(a), a);
+    dropped.abort();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(packFiles(other), []);
+    assert.deepEqual(packFiles(store).filter((f) => f.startsWith('.tmp-')), [], 'finish() left no temp file either');
+  });
+
   test('an interrupted write leaves only a temp file, which is never listed and which gc removes once old', () => {
     const store = freshStore();
     const writer = new PackWriter(store);

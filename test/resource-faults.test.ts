@@ -8,9 +8,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { sha256Hex } from '../src/hash.js';
+import { LocalStore } from '../src/store/local.js';
+import { PackWriter } from '../src/store/pack-writer.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
 import { assertStoreClean } from './helpers/store-check.js';
 
@@ -125,6 +128,25 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
       assert.equal(sha256(readFileSync(path.join(repo, f))), sha256(bytes), f);
     }
     assert.equal(sb.git(repo, ['status', '--porcelain']), '');
+  } finally {
+    disk.unmount();
+  }
+});
+
+test('a full disk under a download\'s pack (written behind, by the thread pool): it fails clearly and leaves no temp file', async (t) => {
+  const sb = new GitSandbox(t.after.bind(t));
+  const disk = mountTmpfs(t, sb.path('store-disk'), '4m');
+  if (!disk) return;
+  try {
+    const store = new LocalStore(path.join(sb.path('store-disk'), 'store'));
+    const writer = new PackWriter(store, { writeBehind: true });
+    for (let i = 0; i < 64; i++) {
+      const atom = randomBytes(128 * 1024);
+      writer.put(sha256Hex(atom), atom);
+    }
+    await assert.rejects(writer.written(), /the disk holding the atom store is full/);
+    writer.abort();
+    assert.deepEqual(readdirSync(store.packsDir), [], 'the partial pack is gone');
   } finally {
     disk.unmount();
   }

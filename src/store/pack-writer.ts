@@ -7,7 +7,7 @@
  * With `background`, a worker thread does the writing, at most 64 MiB behind, so `git
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
-import { closeSync, openSync, renameSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, utimesSync, write, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
@@ -33,6 +33,12 @@ export interface PackWriterOptions {
   dedup?: boolean;
   /** The atoms put are the pieces of one file, in order: compute its SHA-256 (fileDigest). */
   hashFile?: boolean;
+  /**
+   * Atoms are written by libuv's thread pool, on the other core, while this thread goes on (a
+   * download hashes the next range meanwhile); the bytes put must stay unchanged, and written() be
+   * awaited before finish().
+   */
+  writeBehind?: boolean;
 }
 
 export class PackWriter implements AtomWriter {
@@ -43,6 +49,7 @@ export class PackWriter implements AtomWriter {
   private tmp = '';
   private end = PACK_MAGIC.length;
   private worker: BackgroundWrites | null = null;
+  private readonly behind: WritesBehind | null;
   private readonly dedup: boolean;
   /** The file's SHA-256 when computed on this thread (no worker); null once digested. */
   private fileHasher: Hash | null;
@@ -54,6 +61,13 @@ export class PackWriter implements AtomWriter {
     this.fileHasher = options.hashFile ? newSha256() : null;
     if (options.hashFile) this.fileDigest = () => this.digestFile();
     if (options.background) this.worker = new BackgroundWrites();
+    this.behind = options.writeBehind ? new WritesBehind() : null;
+  }
+
+  /** With writeBehind: every write done; throws the first that failed. */
+  async written(): Promise<void> {
+    const failure = await this.behind?.settled();
+    if (failure) throw storeWriteError(failure, this.store.packsDir);
   }
 
   /**
@@ -112,6 +126,7 @@ export class PackWriter implements AtomWriter {
   /** Writes the index and names the pack; returns its id, or null if no atom was new. */
   finish(): string | null {
     try {
+      if (this.behind?.busy()) throw new Error('PackWriter.finish() before written()');
       this.worker?.drain();
       if (this.fd < 0) return null;
       closeSync(this.fd);
@@ -138,10 +153,16 @@ export class PackWriter implements AtomWriter {
   abort(): void {
     this.worker?.stop();
     this.worker = null;
-    if (this.fd >= 0) closeSync(this.fd);
+    const { fd, tmp } = this;
     this.fd = -1;
-    if (this.tmp) removeQuietly(this.tmp);
     this.tmp = '';
+    // Not while a write is in flight: it could land in whatever file reuses the descriptor.
+    const drop = (): void => {
+      if (fd >= 0) closeSync(fd);
+      if (tmp) removeQuietly(tmp);
+    };
+    if (this.behind) this.behind.whenIdle(drop);
+    else drop();
   }
 
   private open(): void {
@@ -156,12 +177,49 @@ export class PackWriter implements AtomWriter {
   }
 
   private writeHere(bytes: Uint8Array, position: number): void {
+    if (this.behind && position > 0) return this.behind.write(this.fd, bytes, position);
     try {
       let done = 0;
       while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, position + done);
     } catch (err) {
       throw storeWriteError(err, this.store.packsDir);
     }
+  }
+}
+
+/**
+ * Writes handed to libuv's thread pool. The first failure is kept (later writes are skipped) and
+ * returned by settled(); whenIdle() runs once nothing is in flight.
+ */
+class WritesBehind {
+  private inFlight = 0;
+  private failure: unknown = null;
+  private waiting: (() => void)[] = [];
+
+  write(fd: number, bytes: Uint8Array, position: number): void {
+    if (this.failure) return;
+    this.inFlight++;
+    const from = (done: number): void => {
+      write(fd, bytes, done, bytes.length - done, position + done, (err, n) => {
+        if (!err && n > 0 && done + n < bytes.length && !this.failure) return from(done + n);
+        if (err || n === 0) this.failure ??= err ?? Object.assign(new Error('a pack write made no progress'), { code: 'EIO' });
+        if (--this.inFlight === 0) for (const f of this.waiting.splice(0)) f();
+      });
+    };
+    from(0);
+  }
+
+  busy(): boolean {
+    return this.inFlight > 0;
+  }
+
+  whenIdle(f: () => void): void {
+    if (this.inFlight === 0) f();
+    else this.waiting.push(f);
+  }
+
+  settled(): Promise<unknown> {
+    return new Promise((resolve) => this.whenIdle(() => resolve(this.failure)));
   }
 }
 

@@ -85,8 +85,9 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
     progress.advance(size);
   };
   // Many atoms go into one pack (one file, not one per atom); it is named once the downloads end,
-  // with every atom that arrived, whatever failed.
-  const pack = atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store) : null;
+  // with every atom that arrived, whatever failed. The thread pool writes it while this thread
+  // hashes what arrives next.
+  const pack = atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store, { writeBehind: true }) : null;
   const into = pack ?? s.store;
   let failures;
   let packedFailure: unknown = null;
@@ -101,6 +102,7 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
     failures = await forEachConcurrently(loose, s.settings.concurrency, async ({ hash, size: expected }) => {
       stored(hash, await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, into), expected);
     }, (err) => err instanceof AtomNotOnRemote);
+    await pack?.written();
     pack?.finish();
   } finally {
     pack?.abort();
