@@ -266,9 +266,21 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     await c.request('smudge', files[1]!.name, concepts[1]!);
     const damaged = await c.response();
     assert.ok(damaged.status === 'error' || damaged.finalStatus === 'error', 'one byte too many is not the atom: Git discards the content');
+    // The same size with one bit flipped: sent before it is hashed (Git reads meanwhile), then the
+    // error status, so Git discards it.
+    const flipped = Buffer.from(files[1]!.bytes);
+    flipped[4321]! ^= 0x01;
+    writeFileSync(atom, flipped);
+    await c.request('smudge', files[1]!.name, concepts[1]!);
+    const sameSize = await c.response();
+    assert.equal(sameSize.status, 'success', 'the status goes out before the content');
+    assert.equal(sameSize.finalStatus, 'error', 'and the error after it');
+    assert.match(c.stderr, new RegExp(`^git-panini: small/f1\\.bin: atom ${sha256(files[1]!.bytes)} is corrupt`, 'm'));
     writeFileSync(atom, files[1]!.bytes); // as it was: served again
     await c.request('smudge', files[1]!.name, concepts[1]!);
-    assert.ok((await c.response()).content!.equals(files[1]!.bytes));
+    const again = await c.response();
+    assert.ok(again.content!.equals(files[1]!.bytes));
+    assert.equal(again.finalStatus, null);
     assert.equal(await c.close(), 0);
     assert.match(c.stderr, /^git-panini: small\/f1\.bin: .*corrupt/m);
   });

@@ -7,9 +7,10 @@
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
-import { errorMessage, PaniniError, StoreError } from '../errors.js';
+import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
+import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
-import { missingAtoms, reconstruct, wholeFileAtom } from '../reconstruct/reconstruct.js';
+import { missingAtoms, reconstruct, wholeFileAtom, wholeFileRef } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 
@@ -159,11 +160,21 @@ async function smudge(
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
   const concept = parseConcept(input.source.read(0, input.source.size));
-  // Most small files are one atom: read it at once (no presence check first). If it cannot be read,
-  // the path below finds out why and answers as it always does (delay, fetch, or the error).
+  // Most small files are one atom: read at once (no presence check first) into a reused buffer and
+  // sent, then hashed while Git reads them (a mismatch ends the content with status=error, and Git
+  // discards it). If the atom cannot be read so, the path below finds out why and answers as it
+  // always does (a packed atom, a delay, a fetch, or the error).
+  const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
+  const only = wholeFileRef(concept);
+  const unchecked = only && ctx.store.readLooseUnchecked(only.hash, only.size, scratch);
+  if (only && unchecked) {
+    return respondContent(writer, (emit) => emit(unchecked), () => {
+      if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');
+    });
+  }
   let single: Buffer | null = null;
   try {
-    single = wholeFileAtom(concept, ctx.store, (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES)));
+    single = wholeFileAtom(concept, ctx.store, scratch);
   } catch {
     single = null;
   }
@@ -242,15 +253,25 @@ function respondStatus(writer: PktWriter, status: 'error' | 'delayed' | 'abort')
 
 /**
  * status=success, the content, then an empty list (status unchanged) — or, if producing the content
- * fails half-way, ResponseFailed: the caller then ends it with endContentWithError.
+ * fails half-way, ResponseFailed: the caller then ends it with endContentWithError. `check`, if
+ * given, runs once the content is sent (Git reads it meanwhile); if it throws, the response ends
+ * the same way.
  */
-function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => void) => void): void {
+function respondContent(writer: PktWriter, produce: (emit: (bytes: Buffer) => void) => void, check?: () => void): void {
   writer.text('status=success');
   writer.flushPkt();
   try {
     produce((bytes) => writer.data(bytes));
   } catch (err) {
     throw new ResponseFailed(err);
+  }
+  if (check) {
+    writer.send();
+    try {
+      check();
+    } catch (err) {
+      throw new ResponseFailed(err);
+    }
   }
   writer.flushPkt();
   writer.flushPkt();

@@ -145,11 +145,17 @@ export function reconstruct(
  * into it (AtomReader.getInto): then they are valid until it is reused.
  */
 export function wholeFileAtom(concept: Pick<Concept, 'refs' | 'oid' | 'size'>, store: AtomReader, scratch?: Buffer): Buffer | null {
-  const only = concept.refs.length === 1 ? concept.refs[0]! : null;
-  if (!only || only.hash !== concept.oid || only.offset !== 0 || only.size !== concept.size || MANIFEST_TYPES.has(only.type)) return null;
+  const only = wholeFileRef(concept);
+  if (!only) return null;
   const bytes = scratch && store.getInto ? store.getInto(only.hash, only.size, scratch) : store.get(only.hash);
   if (bytes.length !== only.size) throw sizeMismatch(only, bytes.length);
   return bytes;
+}
+
+/** The concept's only ref when that atom is the whole file (its hash is the file's oid), else null. */
+export function wholeFileRef(concept: Pick<Concept, 'refs' | 'oid' | 'size'>): ContentRef | null {
+  const only = concept.refs.length === 1 ? concept.refs[0]! : null;
+  return only && only.hash === concept.oid && only.offset === 0 && only.size === concept.size && !MANIFEST_TYPES.has(only.type) ? only : null;
 }
 
 /** Hashed this much at a time while the output is full: about what Git reads from the pipe at once. */

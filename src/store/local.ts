@@ -159,9 +159,15 @@ export class LocalStore implements AtomReader, AtomWriter {
    * says what is wrong.
    */
   getInto(hash: string, size: number, scratch: Buffer): Buffer {
-    if (size >= scratch.length || this.findPacked(hash)) return this.get(hash);
+    const bytes = this.readLooseUnchecked(hash, size, scratch);
+    return bytes && sha256Hex(bytes) === hash ? bytes : this.get(hash);
+  }
+
+  /** getInto without the check, for a caller that hashes the bytes itself; null where getInto would call get. */
+  readLooseUnchecked(hash: string, size: number, scratch: Buffer): Buffer | null {
+    if (size >= scratch.length || this.findPacked(hash)) return null;
     const bytes = readLooseInto(this.atomPath(hash), size + 1, scratch); // one byte more: a longer file shows
-    return bytes?.length === size && sha256Hex(bytes) === hash ? bytes : this.get(hash);
+    return bytes?.length === size ? bytes : null;
   }
 
   packedAt(hash: string): AtomLocation | null {
