@@ -405,6 +405,11 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     await c.request('smudge', 'broken.png', broken);
     assert.equal((await c.response()).status, 'error');
     assert.match(c.stderr, /broken\.png/, 'the log names the file');
+    // A request's values are UTF-8 and run from the first '=' to the end of the line.
+    const odd = 'dossier/été = bilan=final.png';
+    await c.request('smudge', odd, broken);
+    assert.equal((await c.response()).status, 'error');
+    assert.ok(c.stderr.includes(`git-panini: ${odd}: `), `the log names ${odd} exactly:\n${c.stderr}`);
 
     await c.request('smudge', 'photo.png', photoConcept);
     const next = await c.response();

@@ -97,14 +97,14 @@ export class PktReader {
 
   /** key=value lines up to the next flush. */
   readKeyValues(): Map<string, string> | undefined {
-    const first = this.read();
+    const first = this.readTransient();
     if (first === undefined) return undefined;
     const map = new Map<string, string>();
-    for (let p: Buffer | null | undefined = first; p !== null; p = this.read()) {
+    for (let p: Buffer | null | undefined = first; p !== null; p = this.readTransient()) {
       if (p === undefined) throw new PaniniError('Git closed the filter pipe inside a request');
-      const line = p.toString('utf8').replace(/\n$/, '');
-      const eq = line.indexOf('=');
-      if (eq > 0) map.set(line.slice(0, eq), line.slice(eq + 1));
+      const end = p[p.length - 1] === 0x0a ? p.length - 1 : p.length;
+      const eq = p.indexOf(0x3d); // '=': a byte no other UTF-8 character contains
+      if (eq > 0 && eq <= end) map.set(p.toString('utf8', 0, eq), p.toString('utf8', eq + 1, end));
     }
     return map;
   }
@@ -115,16 +115,24 @@ export class PktReader {
       this.flushPending = false;
       return 0;
     }
-    const head = this.take(4);
-    if (head === undefined) return undefined;
-    const len = parseHexLength(head);
+    if (!this.fill(4)) return undefined;
+    const len = parseHexLength(this.buf, this.start);
     if (len < 0 || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
-      throw new PaniniError(`bad pkt-line header ${JSON.stringify(head.toString('latin1'))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
+      throw new PaniniError(`bad pkt-line header ${JSON.stringify(this.buf.toString('latin1', this.start, this.start + 4))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
     }
+    this.start += 4;
     return len;
   }
 
   private take(n: number): Buffer | undefined {
+    if (!this.fill(n)) return undefined;
+    const out = this.buf.subarray(this.start, this.start + n);
+    this.start += n;
+    return out;
+  }
+
+  /** Reads until `n` bytes are buffered; false if the input ended before any of them. */
+  private fill(n: number): boolean {
     while (this.end - this.start < n) {
       if (this.buf.length - this.start < n || this.end === this.buf.length) {
         if (this.shared || this.buf.length < n) {
@@ -140,22 +148,20 @@ export class PktReader {
       }
       const got = readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
-        if (this.end === this.start) return undefined;
+        if (this.end === this.start) return false;
         throw new PaniniError('input ended inside a pkt-line');
       }
       this.end += got;
     }
-    const out = this.buf.subarray(this.start, this.start + n);
-    this.start += n;
-    return out;
+    return true;
   }
 }
 
-/** The value of four hex digits, or -1 if they are not. */
-function parseHexLength(head: Buffer): number {
+/** The value of the four hex digits at buf[at], or -1 if they are not. */
+function parseHexLength(buf: Buffer, at: number): number {
   let len = 0;
-  for (let i = 0; i < 4; i++) {
-    const c = head[i]!;
+  for (let i = at; i < at + 4; i++) {
+    const c = buf[i]!;
     const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
     if (digit < 0) return -1;
     len = len * 16 + digit;
