@@ -110,7 +110,7 @@ export async function run(): Promise<number> {
       }
     }
   } finally {
-    if (session) closeSession(session);
+    if (session) await closeSession(session);
   }
   return 0;
 }

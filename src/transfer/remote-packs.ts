@@ -79,6 +79,11 @@ export class RemotePacks {
     return this.listing;
   }
 
+  /** Waits for a listing under way (as a session starts one), so that none outlives its session. */
+  async settled(): Promise<void> {
+    await this.listing?.catch(() => undefined);
+  }
+
   private async listAndLoad(): Promise<ListedPack[]> {
     const byId = new Map<string, ListedPack>();
     await withRetries(this.t.settings.attempts, async () => {

@@ -35,7 +35,9 @@ export async function openSession(ctx: Context, progress: Progress, options: Pic
   }
 }
 
-export function closeSession(s: Session): void {
+/** Ends the session once nothing started for it is still running (a pack listing writes the index cache). */
+export async function closeSession(s: Session): Promise<void> {
+  await s.packs.settled();
   s.progress.finish();
   s.backend.close();
 }
@@ -45,6 +47,6 @@ export async function withSession<T>(ctx: Context, options: TransferOptions, wor
   try {
     return await work(s);
   } finally {
-    closeSession(s);
+    await closeSession(s);
   }
 }
