@@ -13,6 +13,7 @@ import { executePrune, planPrune } from '../src/gc/prune.js';
 import { sha256Hex } from '../src/hash.js';
 import { leafRefs, reconstruct } from '../src/reconstruct/reconstruct.js';
 import { BufferSource } from '../src/source.js';
+import { ingest, ingestStream } from '../src/store/ingest.js';
 import { LocalStore } from '../src/store/local.js';
 import { PackWriter, rewritePacks } from '../src/store/pack-writer.js';
 import { tempDir } from './helpers/cli.js';
@@ -113,6 +114,34 @@ describe('packs', () => {
       assert.ok(store.get(hash).equals(bytes));
     });
     assert.equal(packFiles(store).length, 2, 'one pack and its index');
+  });
+
+  test('chunked in the writer\'s own ring (no copy): the same atoms and file hash as chunking elsewhere, across slots and wraps', () => {
+    // 72 MiB, read in pieces of odd sizes: windows end mid-chunk, tails move, the ring wraps.
+    const input = Buffer.concat([randomBytes(40 * MiB, 51), randomBytes(4 * MiB, 52), randomBytes(40 * MiB, 51).subarray(0, 28 * MiB)]);
+    const expected = ingest(new BufferSource(input), new LocalStore(freshStore().root));
+    const store = freshStore();
+    const writer = new PackWriter(store, { background: true, hashFile: true });
+    assert.ok(writer.chunkWindows(), 'the worker runs: its ring lends windows');
+    const next = prng(53);
+    let pos = 0;
+    const fill = (into: Buffer, at: number, max: number): number => {
+      const n = Math.min(max, input.length - pos, 1 + next(300_000));
+      input.copy(into, at, pos, pos + n);
+      pos += n;
+      return n;
+    };
+    let result;
+    try {
+      result = ingestStream(fill, writer);
+      writer.finish();
+    } finally {
+      writer.abort();
+    }
+    assert.equal(result.oid, sha256Hex(input));
+    assert.deepEqual(result.leaves.map((l) => [l.hash, l.offset, l.size]), expected.leaves.map((l) => [l.hash, l.offset, l.size]));
+    const reader = new LocalStore(store.root);
+    for (const l of result.leaves) assert.ok(reader.get(l.hash).equals(input.subarray(l.offset, l.offset + l.size)), `atom at ${l.offset}`);
   });
 
   test('a new version re-uses packed atoms, refreshing the pack, and packs only what is new', () => {

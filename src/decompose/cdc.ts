@@ -57,16 +57,39 @@ export function cdcWindow(): Buffer {
 }
 
 /**
+ * Where chunkInput reads its input and chunks it: windows in a scanner's memory. By default one,
+ * the cdcWindow(), whose undecided tail moves back to its start; a pack writer lends the slots of
+ * its ring instead, so that the chunks it is given already lie where it would copy them.
+ */
+export interface ChunkWindows {
+  readonly scanner: GearScanner;
+  /** The first window; at least 2 × CDC_MAX_SIZE long, as every window. */
+  first(): Buffer;
+  /** The window after `used`, whose last bytes `tail` (not yet chunked) are copied to its start. */
+  next(used: Buffer, tail: Buffer): Buffer;
+}
+
+const ONE_WINDOW: ChunkWindows = {
+  get scanner() {
+    return gear();
+  },
+  first: cdcWindow,
+  next(used, tail) {
+    used.copyWithin(0, tail.byteOffset - used.byteOffset, tail.byteOffset - used.byteOffset + tail.length);
+    return used;
+  },
+};
+
+/**
  * Length of the chunk that starts at buf[start], given `available` bytes from there.
  * When `final` is false and no cut point is found before `available` runs out (and available is
- * below the maximum), returns 0: the caller must supply more bytes. Fastest when `buf` is the
- * cdcWindow(); other bytes are copied into the scanner first.
+ * below the maximum), returns 0: the caller must supply more bytes. Fastest when `buf` lies in the
+ * scanner's memory (a ChunkWindows window); other bytes are copied into the scanner first.
  */
-export function cutPoint(buf: Uint8Array, start: number, available: number, final: boolean): number {
+export function cutPoint(buf: Uint8Array, start: number, available: number, final: boolean, g: GearScanner = gear()): number {
   if (available <= CDC_MIN_SIZE) return final ? available : 0;
   const limit = Math.min(available, CDC_MAX_SIZE);
   const normal = Math.min(limit, CDC_AVG_SIZE);
-  const g = gear();
   let base: number; // where buf[start] is (or would be) in the scanner's memory
   if (buf.buffer === g.memory.buffer) base = buf.byteOffset + start;
   else {
@@ -80,24 +103,27 @@ export function cutPoint(buf: Uint8Array, start: number, available: number, fina
 }
 
 /**
- * Cuts an input read through `fill` into chunks, in the cdcWindow(): the undecided tail moves to
- * the front and the next bytes are read in after it, so each byte is copied in once. `emit` gets
- * each chunk (a view into the window, valid until it returns) and its offset in the input.
- * Returns the input's length.
+ * Cuts an input read through `fill` into chunks, in `windows`: the input is read into a window,
+ * and when too little room is left after the undecided bytes, they move to the start of the next
+ * one; each byte is read in once. `emit` gets each chunk (a view into its window, valid until it
+ * returns) and its offset in the input. Returns the input's length.
  */
-export function chunkInput(fill: ReadInto, emit: (bytes: Buffer, offset: number) => void): number {
-  const window = cdcWindow();
+export function chunkInput(fill: ReadInto, emit: (bytes: Buffer, offset: number) => void, windows: ChunkWindows = ONE_WINDOW): number {
+  const g = windows.scanner;
+  let window = windows.first();
   let at = 0; // index in window of the next chunk's first byte
   let held = 0; // bytes held from `at` on
   let pos = 0; // input offset of window[at]
   let ended = false;
   while (!(ended && held === 0)) {
-    const cut = cutPoint(window, at, held, ended);
+    const cut = cutPoint(window, at, held, ended, g);
     if (cut === 0) {
       // Not enough bytes for a decision (never with a full window: held < CDC_MAX_SIZE here).
-      window.copyWithin(0, at, at + held);
-      at = 0;
-      const got = fill(window, held, window.length - held);
+      if (window.length - (at + held) < CDC_MAX_SIZE) {
+        window = windows.next(window, window.subarray(at, at + held));
+        at = 0;
+      }
+      const got = fill(window, at + held, window.length - (at + held));
       if (got === 0) ended = true;
       held += got;
       continue;

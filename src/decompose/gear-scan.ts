@@ -63,7 +63,7 @@ function step(k: number): number[] {
 /** Advances At by n and loops. */
 const advance = (n: number): number[] => [Op.LocalGet, Local.At, Op.I32Const, ...sleb(n), Op.I32Add, Op.LocalSet, Local.At, Op.Br, 0];
 
-function moduleBytes(pages: number): Uint8Array<ArrayBuffer> {
+function moduleBytes(pages: number, shared: boolean): Uint8Array<ArrayBuffer> {
   const body = [
     0, // no locals besides the parameters
     // UNROLL bytes per turn while that many remain ...
@@ -83,7 +83,7 @@ function moduleBytes(pages: number): Uint8Array<ArrayBuffer> {
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
     ...section(1, [1, 0x60, 4, I32, I32, I32, I32, 1, I32]), // type: (i32 x4) -> i32
     ...section(3, [1, 0]), // one function of that type
-    ...section(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]), // memory: fixed size
+    ...section(5, [1, shared ? 0x03 : 0x01, ...uleb(pages), ...uleb(pages)]), // memory: fixed size, shared across threads if asked
     ...section(6, [1, I32, 1, Op.I32Const, 0, Op.End]), // mutable global: the hash after a scan without a cut
     ...section(7, [3, ...name('scan'), 0, 0, ...name('memory'), 2, 0, ...name('hash'), 3, 0]),
     ...section(10, [1, ...uleb(body.length), ...body]),
@@ -102,12 +102,20 @@ export interface GearScanner {
   carry(): number;
 }
 
-/** A scanner whose memory holds `gear` at 0 and at least `bytes` more after it. */
-export function gearScanner(gear: Int32Array, bytes: number): GearScanner {
+/** Compiled modules by memory size and sharing: a pack writer makes a scanner per file. */
+const modules = new Map<string, WebAssembly.Module>();
+
+/**
+ * A scanner whose memory holds `gear` at 0 and at least `bytes` more after it. A `shared` memory
+ * is a SharedArrayBuffer (`buffer`) that worker threads can read.
+ */
+export function gearScanner(gear: Int32Array, bytes: number, shared = false): GearScanner & { buffer: ArrayBufferLike } {
   const pages = Math.ceil((gear.byteLength + bytes) / PAGE);
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes(pages)));
-  const exports = instance.exports as { scan: GearScanner['scan']; memory: WebAssembly.Memory; hash: WebAssembly.Global };
-  const memory = Buffer.from(exports.memory.buffer);
-  new Int32Array(exports.memory.buffer, GEAR_AT, gear.length).set(gear); // little-endian, as i32.load reads
-  return { memory, scan: exports.scan, carry: () => exports.hash.value as number };
+  const key = `${pages}${shared ? 's' : ''}`;
+  let module = modules.get(key);
+  if (!module) modules.set(key, (module = new WebAssembly.Module(moduleBytes(pages, shared))));
+  const exports = new WebAssembly.Instance(module).exports as { scan: GearScanner['scan']; memory: WebAssembly.Memory; hash: WebAssembly.Global };
+  const buffer = exports.memory.buffer;
+  new Int32Array(buffer, GEAR_AT, gear.length).set(gear); // little-endian, as i32.load reads
+  return { memory: Buffer.from(buffer), buffer, scan: exports.scan, carry: () => exports.hash.value as number };
 }

@@ -6,7 +6,7 @@
 import type { Hash } from 'node:crypto';
 import type { AtomType, ContentRef } from '../atom.js';
 import { decompose, type FormatInfo, type Segment, type TrackInfo } from '../decompose/index.js';
-import { CDC_MAX_SIZE, chunkInput } from '../decompose/cdc.js';
+import { CDC_MAX_SIZE, chunkInput, type ChunkWindows } from '../decompose/cdc.js';
 import type { ReadInto } from '../io.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { BufferSource, type Source } from '../source.js';
@@ -57,7 +57,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
       const ref = leaves.add(bytes, seg.type, offset);
       trackOf(seg)?.leaves.push(ref);
     };
-    if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit);
+    if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit, store.chunkWindows?.());
     else emit(src.read(seg.offset, seg.size), seg.offset);
   }
   const oid = leaves.fileHash() ?? (leaves.list.length === 1 && leaves.list[0]!.size === src.size ? leaves.list[0]!.hash : sha256Hex(src.read(0, src.size)));
@@ -70,7 +70,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
  */
 export function ingestStream(fill: ReadInto, store: AtomWriter): IngestResult {
   const leaves = new Leaves(store, true);
-  const size = chunkInput(fill, (bytes, offset) => leaves.add(bytes, 'Raw', offset));
+  const size = chunkInput(fill, (bytes, offset) => leaves.add(bytes, 'Raw', offset), store.chunkWindows?.());
   return { oid: leaves.fileHash()!, size, format: size === 0 ? 'empty' : 'binary', info: {}, leaves: leaves.list, written: leaves.written };
 }
 
@@ -111,7 +111,7 @@ class Leaves {
 }
 
 /** Streams a segment through FastCDC (chunkInput): each byte is read from the source once. */
-function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, offset: number) => void): void {
+function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, offset: number) => void, windows?: ChunkWindows): void {
   const end = seg.offset + seg.size;
   let next = seg.offset;
   const fill: ReadInto = (into, at, max) => {
@@ -122,5 +122,5 @@ function chunkSegment(src: Source, seg: Segment, emit: (bytes: Uint8Array, offse
     next += got;
     return got;
   };
-  chunkInput(fill, (bytes, offset) => emit(bytes, seg.offset + offset));
+  chunkInput(fill, (bytes, offset) => emit(bytes, seg.offset + offset), windows);
 }

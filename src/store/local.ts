@@ -12,6 +12,7 @@ import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAtomHash } from '../atom.js';
+import type { ChunkWindows } from '../decompose/cdc.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
@@ -51,6 +52,11 @@ export interface AtomWriter {
    * atom was new, at the latest when fileDigest() returns. `bytes` is copied before this returns.
    */
   putUnnamed?(bytes: Uint8Array, named: (hash: string, fresh: boolean) => void): void;
+  /**
+   * Optional, with putUnnamed: where to chunk a file's pieces (in the writer's own memory, so that
+   * putting them in order copies nothing), or undefined.
+   */
+  chunkWindows?(): ChunkWindows | undefined;
 }
 
 export interface StoredAtom {

@@ -14,6 +14,7 @@ type Job = { slot: number; length: number; hash: boolean; fd: number; writes: nu
 
 const state = new Int32Array(workerData.state as SharedArrayBuffer);
 const ring = workerData.ring as SharedArrayBuffer;
+const ringAt = workerData.ringAt as number;
 const slotBytes = workerData.slotBytes as number;
 const errorCode = new Uint8Array(workerData.errorCode as SharedArrayBuffer);
 const digest = new Uint8Array(workerData.digest as SharedArrayBuffer);
@@ -40,7 +41,7 @@ parentPort!.on('message', (job: Job) => {
     progressed(DIGESTED, 1);
     return;
   }
-  const bytes = new Uint8Array(ring, job.slot * slotBytes, slotBytes);
+  const bytes = new Uint8Array(ring, ringAt + job.slot * slotBytes, slotBytes);
   if (job.hash) file.update(bytes.subarray(0, job.length));
   try {
     for (let i = 0; i < job.writes.length && Atomics.load(state, FAILED) === 0; i += 3) {

@@ -16,10 +16,14 @@ import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
 import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
+import { GEAR, type ChunkWindows } from '../decompose/cdc.js';
+import { gearScanner } from '../decompose/gear-scan.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
 const SLOT_BYTES = 4 * 1024 * 1024;
 const SLOTS = 16;
+/** Where the ring starts in its scanner's memory, past the gear table. */
+const RING_AT = 64 * 1024;
 const ERROR_CODE_BYTES = 256;
 /** The worker signals it is running within this time, else atoms are written on this thread. */
 const START_TIMEOUT_MS = 10_000;
@@ -104,6 +108,15 @@ export class PackWriter implements AtomWriter {
       named(hash, offset >= 0);
       return offset >= 0 ? { fd: this.fd, offset } : null;
     });
+  }
+
+  /**
+   * With `hashFile` and a running worker: windows in the worker's ring to chunk the file's pieces
+   * in, which then reach the worker without a copy (ChunkWindows). Pieces from them go through
+   * putUnnamed, in order.
+   */
+  chunkWindows(): ChunkWindows | undefined {
+    return this.fileHasher && this.worker?.running() ? this.worker.windows(true) : undefined;
   }
 
   /** Reserves room in the pack for an atom the store lacks; -1 if the store (or this pack) has it. */
@@ -239,9 +252,11 @@ interface UnnamedPiece { at: number; size: number; named: (hash: string) => Piec
  */
 class BackgroundWrites {
   private readonly state = new Int32Array(new SharedArrayBuffer(4 * (SLOT_STATE + SLOTS)));
-  private readonly ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
+  /** The ring lives in a gear scanner's shared memory, so that files can be chunked in it (windows). */
+  private readonly scanner = gearScanner(GEAR, RING_AT + SLOTS * SLOT_BYTES, true);
+  private readonly ring = this.scanner.buffer;
   /** The ring as a Buffer: Buffer.copy is a memcpy, ~4x faster than TypedArray.set here. */
-  private readonly ringBytes = Buffer.from(this.ring);
+  private readonly ringBytes = Buffer.from(this.ring, RING_AT, SLOTS * SLOT_BYTES);
   private readonly errorCode = new SharedArrayBuffer(ERROR_CODE_BYTES);
   private readonly digest = new SharedArrayBuffer(32);
   private readonly worker: Worker;
@@ -264,7 +279,7 @@ class BackgroundWrites {
     this.names = channel.port1;
     this.names.unref(); // read synchronously, never listened to: it must not keep the process alive
     this.worker = new Worker(new URL('./pack-writer-worker.js', import.meta.url), {
-      workerData: { state: this.state.buffer, ring: this.ring, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest, names: channel.port2 },
+      workerData: { state: this.state.buffer, ring: this.ring, ringAt: RING_AT, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest, names: channel.port2 },
       transferList: [channel.port2],
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.
       execArgv: [],
@@ -284,6 +299,11 @@ class BackgroundWrites {
   append(fd: number, bytes: Uint8Array, hash: boolean, packOffset: number): void {
     if (this.slot >= 0 && this.hashed !== hash) this.send();
     if (fd >= 0) this.fd = fd; // the pack is opened at the first new atom, maybe mid-slot
+    if (this.inPlace(bytes)) {
+      if (packOffset >= 0) addWrite(this.writes, this.fill, bytes.length, packOffset);
+      this.fill += bytes.length;
+      return;
+    }
     const source = asBuffer(bytes);
     for (let done = 0; done < bytes.length;) {
       if (this.slot >= 0 && this.fill === SLOT_BYTES) this.send();
@@ -301,11 +321,51 @@ class BackgroundWrites {
    * `hash`); `named` is called with its hash by a later call here, and decides where it is written.
    */
   appendPiece(bytes: Uint8Array, hash: boolean, named: (hash: string) => PieceTarget): void {
+    if (this.hashed === hash && this.inPlace(bytes)) {
+      this.pieces.push({ at: this.fill, size: bytes.length, named });
+      this.fill += bytes.length;
+      return;
+    }
     if (this.slot >= 0 && (this.hashed !== hash || this.fill + bytes.length > SLOT_BYTES)) this.send();
     if (this.slot < 0) this.take(hash);
     asBuffer(bytes).copy(this.ringBytes, this.slot * SLOT_BYTES + this.fill);
     this.pieces.push({ at: this.fill, size: bytes.length, named });
     this.fill += bytes.length;
+  }
+
+  /**
+   * Windows in the ring for chunkInput: the rest of the slot being filled, then fresh slots (the
+   * bytes not yet chunked move along). A window's chunks, put in order, lie where they would be
+   * copied to, so they are not copied (see inPlace).
+   */
+  windows(hash: boolean): ChunkWindows {
+    return {
+      scanner: this.scanner,
+      first: () => this.room(hash),
+      next: (_used, tail) => {
+        this.send(); // the tail lies past the sent slot's end: the worker reads only up to there
+        const room = this.room(hash);
+        tail.copy(room, 0);
+        return room;
+      },
+    };
+  }
+
+  /** The unfilled rest of the slot being filled (taking a slot if none is). */
+  private room(hash: boolean): Buffer {
+    if (this.slot >= 0 && this.hashed !== hash) this.send();
+    if (this.slot < 0) this.take(hash);
+    return this.ringBytes.subarray(this.slot * SLOT_BYTES + this.fill, (this.slot + 1) * SLOT_BYTES);
+  }
+
+  /**
+   * Whether `bytes` lie exactly where the slot being filled goes on (a window's chunk). Any other
+   * bytes from the ring would be a window's chunk out of order, which copying could overwrite.
+   */
+  private inPlace(bytes: Uint8Array): boolean {
+    if (bytes.buffer !== this.ring) return false;
+    if (this.slot >= 0 && bytes.byteOffset === RING_AT + this.slot * SLOT_BYTES + this.fill) return true;
+    throw new Error('PackWriter: a chunk of a ring window was put out of order');
   }
 
   /** Whether the worker has half the ring or more still to do: the caller had better hash pieces itself. */
