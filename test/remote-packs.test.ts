@@ -58,7 +58,8 @@ test('s3: a fetch of every other atom of a pack skips the atoms between (no gap 
   const here = storeContext(subdir(root, 'gaps-here'), settings);
   const file = addBytes(here, 'noise.bin', randomBytes(4 * 1024 * 1024));
   await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
-  const leaves = leafRefs(file.concept, here.store);
+  // Every other chunk but the last (the file's remainder, which may be shorter than the gap).
+  const leaves = leafRefs(file.concept, here.store).slice(0, -1);
   assert.ok(leaves.length > 20 && leaves.every((l) => l.size > 4096), `content-defined chunks, each more than the 4 KiB gap (${leaves.length})`);
   const wanted = leaves.filter((_, i) => i % 2 === 0);
   const wantedBytes = wanted.reduce((n, l) => n + l.size, 0);
@@ -73,7 +74,7 @@ test('s3: a fetch of every other atom of a pack skips the atoms between (no gap 
     assert.equal(r.bytes, wantedBytes);
     assert.ok(moved.bytesOut < wantedBytes + moved.requests * 1024, `moved ${moved.bytesOut} bytes in ${moved.requests} requests for ${wantedBytes} bytes of atoms`);
   } finally {
-    closeSession(s);
+    await closeSession(s);
   }
 });
 
@@ -100,7 +101,7 @@ test('folder: a fetch session lists the packs while it opens, once for every cal
     await fetchConceptsWith(s, [file.concept]);
     assert.equal(listings, 0);
   } finally {
-    closeSession(s);
+    await closeSession(s);
   }
   assertRebuilds(there, file);
 });
@@ -128,7 +129,7 @@ test('folder: a pack that vanishes between listing and download is looked for ag
     const r = await downloadAll(s, [...placed.keys()].map((hash) => ({ hash })));
     assert.equal(r.count, placed.size);
   } finally {
-    closeSession(s);
+    await closeSession(s);
   }
   assertRebuilds(there, file);
 });
