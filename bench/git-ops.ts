@@ -2,8 +2,12 @@
  * Everyday Git operations, git-panini against Git LFS in the same run on the same bytes:
  * `git add` and `git checkout` of 2,000 files of 8–64 KB, and `git add` and `git checkout` of one
  * large file (1 GiB; PANINI_BENCH_BIG_MB changes it). Run: `node dist/bench/git-ops.js`.
+ *
+ * Each operation runs in PANINI_BENCH_ROUNDS rounds (3 by default), each on fresh repositories and
+ * stores, the two tools taking turns (which goes first alternates), and the median of each is shown:
+ * on a shared 2-core machine one run of either tool can be off by half.
  */
-import { linkSync, rmSync, statSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import {
@@ -15,19 +19,17 @@ const SMALL_COUNT = 2000;
 const SMALL_MIN = 8 * 1024;
 const SMALL_MAX = 64 * 1024;
 const BIG_BYTES = Number(process.env.PANINI_BENCH_BIG_MB ?? 1024) * 1024 * 1024;
+const ROUNDS = Number(process.env.PANINI_BENCH_ROUNDS ?? 3);
 
-/**
- * Each operation runs for git-panini, then at once for Git LFS, so both meet the same machine load
- * (other processes, page cache) as nearly as a sequential run allows.
- */
-function sideBySide<T>(tools: readonly Tool[], step: (tool: Tool) => T): Map<Tool, T> {
-  return new Map(tools.map((tool) => [tool, step(tool)]));
-}
+const OPERATIONS = ['add small', 'checkout small', 'add big', 'checkout big'] as const;
+type Operation = (typeof OPERATIONS)[number];
+type Timings = Map<Operation, Map<Tool, Measured[]>>;
 
-function benchAll(tools: readonly Tool[], root: string, env: NodeJS.ProcessEnv, bigFile: string): Row[] {
+/** One round: fresh repositories under `dir`, each operation for both tools, one after the other. */
+function round(tools: readonly Tool[], dir: string, env: NodeJS.ProcessEnv, bigFile: string, timings: Timings): void {
   const git = (cwd: string, args: string[]): Measured => measure('git', args, { cwd, env });
-  const small = (tool: Tool): string => path.join(root, `${tool}-small`);
-  const big = (tool: Tool): string => path.join(root, `${tool}-big`);
+  const small = (tool: Tool): string => path.join(dir, `${tool}-small`);
+  const big = (tool: Tool): string => path.join(dir, `${tool}-big`);
   for (const tool of tools) {
     setupRepo(tool, small(tool), env, ['*.bin']);
     git(small(tool), ['branch', 'empty']); // the commit with only .gitattributes: checking it out removes the files
@@ -35,53 +37,69 @@ function benchAll(tools: readonly Tool[], root: string, env: NodeJS.ProcessEnv, 
     setupRepo(tool, big(tool), env, ['*.bin']);
     linkSync(bigFile, path.join(big(tool), 'big.bin')); // same bytes for both tools without a second copy
   }
-
-  const addSmall = sideBySide(tools, (tool) => git(small(tool), ['add', '.']));
+  const record = (op: Operation, step: (tool: Tool) => Measured): void => {
+    for (const tool of tools) timings.get(op)!.get(tool)!.push(step(tool));
+  };
+  record('add small', (tool) => git(small(tool), ['add', '.']));
   for (const tool of tools) {
     git(small(tool), ['commit', '-q', '-m', 'small files']);
     git(small(tool), ['checkout', '-q', 'empty']);
   }
-  const checkoutSmall = sideBySide(tools, (tool) => git(small(tool), ['checkout', '-q', 'main']));
+  record('checkout small', (tool) => git(small(tool), ['checkout', '-q', 'main']));
   for (const tool of tools) {
     const status = git(small(tool), ['status', '--porcelain']).stdout;
     if (status !== '') throw new Error(`${tool}: worktree not clean after checkout:\n${status.slice(0, 500)}`);
   }
-  const addBig = sideBySide(tools, (tool) => git(big(tool), ['add', 'big.bin']));
+  record('add big', (tool) => git(big(tool), ['add', 'big.bin']));
   for (const tool of tools) {
     git(big(tool), ['commit', '-q', '-m', 'big file']);
     rmSync(path.join(big(tool), 'big.bin')); // the hard link: the source file stays
   }
-  const checkoutBig = sideBySide(tools, (tool) => git(big(tool), ['checkout', '--', 'big.bin']));
+  record('checkout big', (tool) => git(big(tool), ['checkout', '--', 'big.bin']));
   for (const tool of tools) {
     if (statSync(path.join(big(tool), 'big.bin')).size !== BIG_BYTES) throw new Error(`${tool}: the big file did not check out whole`);
   }
+}
 
-  const rate = (m: Measured | undefined): string => (m ? `${(BIG_BYTES / (m.ms / 1000) / 1e6).toFixed(0)} MB/s` : '-');
-  return [
-    { name: `git add, ${SMALL_COUNT} files of 8–64 KB`, panini: addSmall.get('panini')!, lfs: addSmall.get('lfs') ?? null },
-    { name: `git checkout, ${SMALL_COUNT} files of 8–64 KB`, panini: checkoutSmall.get('panini')!, lfs: checkoutSmall.get('lfs') ?? null },
-    {
-      name: `git add, one ${formatBytes(BIG_BYTES)} random file`, panini: addBig.get('panini')!, lfs: addBig.get('lfs') ?? null,
-      note: `panini ${rate(addBig.get('panini'))}, lfs ${rate(addBig.get('lfs'))}`,
-    },
-    {
-      name: `git checkout of that file`, panini: checkoutBig.get('panini')!, lfs: checkoutBig.get('lfs') ?? null,
-      note: `panini ${rate(checkoutBig.get('panini'))}, lfs ${rate(checkoutBig.get('lfs'))}`,
-    },
-  ];
+function median(runs: readonly Measured[]): Measured {
+  return [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)]!;
 }
 
 function main(): void {
+  if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1) throw new Error(`PANINI_BENCH_ROUNDS must be a positive whole number, not ${process.env.PANINI_BENCH_ROUNDS}`);
   const lfsVersion = ensureGitLfs();
   const work = tempDir('panini-bench-git-ops-');
   try {
     const env = paniniEnvironment(work.dir);
     const bigFile = path.join(work.dir, 'big-source.bin');
     writeRandomFile(bigFile, BIG_BYTES, 1);
-    process.stdout.write(`git-ops: ${cores} cores, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; ${measure('git', ['version']).stdout.trim()}; ${lfsVersion ?? 'Git LFS not available'}\n`);
+    process.stdout.write(`git-ops: ${cores} cores, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; ${measure('git', ['version']).stdout.trim()}; ${lfsVersion ?? 'Git LFS not available'}; ${ROUNDS} round(s)\n`);
 
-    const rows = benchAll(lfsVersion ? ['panini', 'lfs'] : ['panini'], work.dir, env, bigFile);
-    printTable('Git operations: git-panini vs Git LFS', rows);
+    const tools: Tool[] = lfsVersion ? ['panini', 'lfs'] : ['panini'];
+    const timings: Timings = new Map(OPERATIONS.map((op) => [op, new Map(tools.map((t) => [t, []]))]));
+    for (let i = 0; i < ROUNDS; i++) {
+      const dir = path.join(work.dir, `round-${i}`);
+      mkdirSync(dir);
+      round(i % 2 === 0 ? tools : [...tools].reverse(), dir, env, bigFile, timings);
+      rmSync(dir, { recursive: true, force: true }); // a round holds several GiB on tmpfs
+    }
+
+    const rate = (m: Measured | null): string => (m ? `${(BIG_BYTES / (m.ms / 1000) / 1e6).toFixed(0)} MB/s` : '-');
+    const names: Record<Operation, string> = {
+      'add small': `git add, ${SMALL_COUNT} files of 8–64 KB`,
+      'checkout small': `git checkout, ${SMALL_COUNT} files of 8–64 KB`,
+      'add big': `git add, one ${formatBytes(BIG_BYTES)} random file`,
+      'checkout big': 'git checkout of that file',
+    };
+    const rows: Row[] = OPERATIONS.map((op) => {
+      const panini = timings.get(op)!.get('panini')!;
+      const lfs = timings.get(op)!.get('lfs') ?? [];
+      const ratios = lfs.length > 0 ? panini.map((p, i) => p.ms / lfs[i]!.ms).sort((a, b) => a - b) : [];
+      const spread = ratios.length > 1 ? `ratio per round ${ratios[0]!.toFixed(2)}–${ratios[ratios.length - 1]!.toFixed(2)}` : '';
+      const rates = op.endsWith('big') ? `panini ${rate(median(panini))}, lfs ${rate(lfs.length > 0 ? median(lfs) : null)}` : '';
+      return { name: names[op], panini: median(panini), lfs: lfs.length > 0 ? median(lfs) : null, note: [rates, spread].filter(Boolean).join('; ') };
+    });
+    printTable(`Git operations: git-panini vs Git LFS (median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'})`, rows);
   } finally {
     work.dispose();
   }

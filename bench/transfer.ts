@@ -8,7 +8,8 @@
  * git-panini pushes to a shared folder and to S3 (s3rver on 127.0.0.1, behind a proxy that counts
  * the bytes each way, HTTP headers included); Git LFS pushes to a bare repository over a local path
  * (its own local transfer: bytes are what it stores in the remote's lfs/objects, and what a clone
- * puts in its own). Clones check out the newest commit. Run: `node dist/bench/transfer.js`.
+ * puts in its own). Clones check out the newest commit; each is timed PANINI_BENCH_ROUNDS times (5 by
+ * default), the tools taking turns, and the median shown. Run: `node dist/bench/transfer.js`.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -31,10 +32,16 @@ const COMMITS: Record<string, string>[] = [
 interface Outcome {
   pushMs: number;
   pushBytes: number;
-  cloneMs: number;
+  /** Every timed clone; the table shows the median. */
+  cloneMs: number[];
   cloneBytes: number;
   stored: number;
+  /** One more clone, into a fresh directory: its time. */
+  cloneAgain(): number;
 }
+
+/** Clones timed per tool, the tools taking turns (PANINI_BENCH_ROUNDS, 5 by default). */
+const CLONE_ROUNDS = Number(process.env.PANINI_BENCH_ROUNDS ?? 5);
 
 
 function makeCorpus(dir: string): number {
@@ -83,16 +90,21 @@ async function benchPanini(root: string, corpus: string, baseEnv: NodeJS.Process
   const pushed = await store.traffic();
   const stored = await store.stored();
   const clone = path.join(root, 'clone');
+  const cloneAgain = (): number => {
+    rmSync(clone, { recursive: true, force: true });
+    return measure('git', ['clone', '-q', origin, clone], { env }).ms;
+  };
   // As a user with git-panini installed globally clones (as for Git LFS below: installed once, untimed).
   measure('git', ['panini', 'install', '--skip-repo'], { env });
-  const cloneMs = measure('git', ['clone', '-q', origin, clone], { env }).ms;
+  const cloneMs = cloneAgain();
   const pulled = await store.traffic();
   return {
     pushMs: push.ms,
     pushBytes: pushed?.sent ?? stored,
-    cloneMs,
+    cloneMs: [cloneMs],
     cloneBytes: pulled?.received ?? dirBytes(path.join(clone, '.git', 'panini', 'atoms')) + dirBytes(path.join(clone, '.git', 'panini', 'packs')),
     stored,
+    cloneAgain,
   };
 }
 
@@ -108,10 +120,14 @@ function benchLfs(root: string, corpus: string, env: NodeJS.ProcessEnv): Outcome
   const push = measure('git', ['push', '-q', 'origin', 'main'], { cwd: repo, env });
   const stored = dirBytes(path.join(origin, 'lfs', 'objects'));
   const clone = path.join(root, 'clone');
+  const cloneAgain = (): number => {
+    rmSync(clone, { recursive: true, force: true });
+    return measure('git', ['clone', '-q', origin, clone], { env }).ms;
+  };
   // Like a user who ran `git lfs install` once: the filter in the (benchmark's) global config.
   measure('git', ['lfs', 'install', '--skip-repo'], { env });
-  const cloned = measure('git', ['clone', '-q', origin, clone], { env });
-  return { pushMs: push.ms, pushBytes: stored, cloneMs: cloned.ms, cloneBytes: dirBytes(path.join(clone, '.git', 'lfs', 'objects')), stored };
+  const cloneMs = cloneAgain();
+  return { pushMs: push.ms, pushBytes: stored, cloneMs: [cloneMs], cloneBytes: dirBytes(path.join(clone, '.git', 'lfs', 'objects')), stored, cloneAgain };
 }
 
 async function main(): Promise<void> {
@@ -149,6 +165,9 @@ async function main(): Promise<void> {
       },
     });
     const lfs = lfsVersion ? benchLfs(path.join(work.dir, 'lfs'), corpusDir, env) : null;
+    const all = [folder, s3Result, ...(lfs ? [lfs] : [])];
+    for (let i = 1; i < CLONE_ROUNDS; i++) for (const o of i % 2 === 0 ? all : [...all].reverse()) o.cloneMs.push(o.cloneAgain());
+    const median = (runs: number[]): number => [...runs].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)]!;
 
     const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '-');
     const row = (name: string, pick: (o: Outcome) => number, fmt: (n: number) => string): string =>
@@ -163,9 +182,10 @@ async function main(): Promise<void> {
       row('push: time', (o) => o.pushMs, formatMs),
       row('remote store after push', (o) => o.stored, formatBytes),
       row('clone: bytes received', (o) => o.cloneBytes, formatBytes),
-      row('clone: time (with checkout)', (o) => o.cloneMs, formatMs),
+      row(`clone: time (with checkout), median of ${CLONE_ROUNDS}`, (o) => median(o.cloneMs), formatMs),
       '',
       'S3 bytes are measured on the wire (HTTP headers included); folder and LFS bytes are what the stores hold.',
+      `Clone times, each tool in turn: ${all.map((o, i) => `${['folder', 'S3', 'Git LFS'][i]} ${[...o.cloneMs].sort((a, b) => a - b).map((ms) => formatMs(ms)).join(', ')}`).join('; ')}.`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
