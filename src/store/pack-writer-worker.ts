@@ -10,7 +10,7 @@ import { newSha256, sha256Hex } from '../hash.js';
 import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 
 /** A slot's work: hash it into the file, write ranges of it, name unnamed pieces (then it stays in use until their writes come). */
-type Job = { slot: number; length: number; hash: boolean; fd: number; writes: number[]; ranges: number[] } | { digest: true };
+type Job = { slot: number; length: number; hash: boolean; fd: number; writes: number[]; ranges: number[] } | { digest: true } | { reset: true };
 
 const state = new Int32Array(workerData.state as SharedArrayBuffer);
 const ring = workerData.ring as SharedArrayBuffer;
@@ -19,7 +19,7 @@ const slotBytes = workerData.slotBytes as number;
 const errorCode = new Uint8Array(workerData.errorCode as SharedArrayBuffer);
 const digest = new Uint8Array(workerData.digest as SharedArrayBuffer);
 const names = workerData.names as MessagePort;
-const file = newSha256();
+let file = newSha256();
 
 /** Wakes the main thread, which waits on PROGRESS for whatever it needs (a slot, names, the digest). */
 function wake(): void {
@@ -39,6 +39,10 @@ parentPort!.on('message', (job: Job) => {
   if ('digest' in job) {
     digest.set(file.digest());
     progressed(DIGESTED, 1);
+    return;
+  }
+  if ('reset' in job) {
+    file = newSha256(); // a new writer: a new file
     return;
   }
   const bytes = new Uint8Array(ring, ringAt + job.slot * slotBytes, slotBytes);

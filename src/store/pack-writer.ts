@@ -64,7 +64,7 @@ export class PackWriter implements AtomWriter {
     this.dedup = options.dedup ?? true;
     this.fileHasher = options.hashFile ? newSha256() : null;
     if (options.hashFile) this.fileDigest = () => this.digestFile();
-    if (options.background) this.worker = new BackgroundWrites();
+    if (options.background) this.worker = BackgroundWrites.take();
     this.behind = options.writeBehind ? new WritesBehind() : null;
   }
 
@@ -241,6 +241,9 @@ type PieceTarget = { fd: number; offset: number } | null;
 /** A piece in a slot that the worker hashes: its place in the slot, and what decides its fate. */
 interface UnnamedPiece { at: number; size: number; named: (hash: string) => PieceTarget }
 
+/** A finished writer, idle, kept for the next one (BackgroundWrites.stop and take). */
+let kept: BackgroundWrites | null = null;
+
 /**
  * The worker thread and a ring of SLOTS shared buffers: the main thread copies pieces into a free
  * slot and posts its number with what to do (hash the slot into the file's SHA-256, write ranges
@@ -284,6 +287,9 @@ class BackgroundWrites {
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.
       execArgv: [],
     });
+    // This thread waits for it with Atomics, not through its event loop; a kept, idle worker must
+    // not keep the process alive (the filter process ends when Git closes its input).
+    this.worker.unref();
   }
 
   /** Whether the worker does the work; waits (once, bounded) for it to start. */
@@ -390,9 +396,34 @@ class BackgroundWrites {
     this.waitUntil(() => this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0));
   }
 
+  /**
+   * Done with: kept for the next writer of this process if it is idle and sound (one is kept: its
+   * worker started and its ring's pages touched, a file of tens of MiB costs neither again), else
+   * ended.
+   */
   stop(): void {
+    // Idle: no job posted and not done (a slot not yet sent is dropped, as the file it held was).
+    const idle = this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0);
+    if (this.mode === 'worker' && idle && Atomics.load(this.state, FAILED) === 0 && !kept) {
+      this.slot = -1;
+      this.fill = 0;
+      this.writes = [];
+      this.pieces = [];
+      this.fd = -1;
+      Atomics.store(this.state, DIGESTED, 0);
+      this.worker.postMessage({ reset: true }); // the next file's SHA-256 starts afresh
+      kept = this;
+      return;
+    }
     this.names.close();
     void this.worker.terminate();
+  }
+
+  /** The writer kept by stop(), or a new one. */
+  static take(): BackgroundWrites {
+    const reused = kept;
+    kept = null;
+    return reused ?? new BackgroundWrites();
   }
 
   private take(hash: boolean): void {
@@ -479,7 +510,7 @@ export class FileHasher {
   private inline: Hash | null = null;
 
   constructor(background: boolean) {
-    this.ring = background ? new BackgroundWrites() : null;
+    this.ring = background ? BackgroundWrites.take() : null;
   }
 
   update(bytes: Uint8Array): void {
