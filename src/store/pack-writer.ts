@@ -276,6 +276,9 @@ class BackgroundWrites {
   private writes: number[] = [];
   private pieces: UnnamedPiece[] = [];
   private fd = -1;
+  /** stop() was called (and take() has not handed it out again); the worker has exited. */
+  private stopped = false;
+  private exited = false;
 
   constructor() {
     const channel = new MessageChannel();
@@ -290,6 +293,10 @@ class BackgroundWrites {
     // This thread waits for it with Atomics, not through its event loop; a kept, idle worker must
     // not keep the process alive (the filter process ends when Git closes its input).
     this.worker.unref();
+    this.worker.once('exit', () => {
+      this.exited = true;
+      if (kept === this) kept = null;
+    });
   }
 
   /** Whether the worker does the work; waits (once, bounded) for it to start. */
@@ -402,9 +409,11 @@ class BackgroundWrites {
    * ended.
    */
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     // Idle: no job posted and not done (a slot not yet sent is dropped, as the file it held was).
     const idle = this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0);
-    if (this.mode === 'worker' && idle && Atomics.load(this.state, FAILED) === 0 && !kept) {
+    if (this.mode === 'worker' && idle && Atomics.load(this.state, FAILED) === 0 && !kept && !this.exited) {
       this.slot = -1;
       this.fill = 0;
       this.writes = [];
@@ -423,7 +432,9 @@ class BackgroundWrites {
   static take(): BackgroundWrites {
     const reused = kept;
     kept = null;
-    return reused ?? new BackgroundWrites();
+    if (!reused) return new BackgroundWrites();
+    reused.stopped = false;
+    return reused;
   }
 
   private take(hash: boolean): void {
