@@ -5,7 +5,6 @@
  * still fail the checkout, name the atom, and leave no file behind.
  */
 import assert from 'node:assert/strict';
-import { createCipheriv } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -13,12 +12,7 @@ import { parseConcept } from '../src/concept/concept.js';
 import { expandRefs } from '../src/concept/manifest.js';
 import { LocalStore } from '../src/store/local.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
-
-function seededBytes(size: number, seed: number): Buffer {
-  const key = Buffer.alloc(16);
-  key.writeUInt32LE(seed);
-  return createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
-}
+import { seededBytes } from './helpers/stress.js';
 
 /** Flips one bit of the byte at `position` of a read-only store file. */
 function flipByte(file: string, position: number): void {
@@ -38,7 +32,7 @@ test('a 24 MiB packed file through real Git pipes: exact bytes; a damaged atom f
   const sb = new GitSandbox(t.after.bind(t));
   const repo = sb.initRepo('repo');
   sb.panini(repo, ['track', '*.bin']);
-  const bytes = seededBytes(24 * 1024 * 1024, 8);
+  const bytes = seededBytes('checkout-large', 24 * 1024 * 1024);
   const file = path.join(repo, 'big.bin');
   writeFileSync(file, bytes);
   sb.git(repo, ['add', 'big.bin']);

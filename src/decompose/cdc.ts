@@ -63,10 +63,10 @@ export function cdcWindow(): Buffer {
  */
 export interface ChunkWindows {
   readonly scanner: GearScanner;
-  /** The first window; at least 2 × CDC_MAX_SIZE long, as every window. */
+  /** The first window (chunkInput asks for the next one at once if it is too short). */
   first(): Buffer;
-  /** The window after `used`, whose last bytes `tail` (not yet chunked) are copied to its start. */
-  next(used: Buffer, tail: Buffer): Buffer;
+  /** The next window, with `tail` (the current one's last bytes, not yet chunked) copied to its start. */
+  next(tail: Buffer): Buffer;
 }
 
 const ONE_WINDOW: ChunkWindows = {
@@ -74,9 +74,11 @@ const ONE_WINDOW: ChunkWindows = {
     return gear();
   },
   first: cdcWindow,
-  next(used, tail) {
-    used.copyWithin(0, tail.byteOffset - used.byteOffset, tail.byteOffset - used.byteOffset + tail.length);
-    return used;
+  next(tail) {
+    const window = cdcWindow();
+    const from = tail.byteOffset - window.byteOffset;
+    window.copyWithin(0, from, from + tail.length);
+    return window;
   },
 };
 
@@ -120,7 +122,7 @@ export function chunkInput(fill: ReadInto, emit: (bytes: Buffer, offset: number)
     if (cut === 0) {
       // Not enough bytes for a decision (never with a full window: held < CDC_MAX_SIZE here).
       if (window.length - (at + held) < CDC_MAX_SIZE) {
-        window = windows.next(window, window.subarray(at, at + held));
+        window = windows.next(window.subarray(at, at + held));
         at = 0;
       }
       const got = fill(window, at + held, window.length - (at + held));

@@ -50,6 +50,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
   // For a file held in memory the file's hash is taken once at the end, and not at all when one
   // atom covers it (its hash is the file's).
   const leaves = new Leaves(store, !(src instanceof BufferSource));
+  const windows = store.chunkWindows?.();
   for (const seg of segments) {
     const track = trackOf(seg);
     if (track) track.samples++;
@@ -57,7 +58,7 @@ export function ingest(src: Source, store: AtomWriter, options: IngestOptions = 
       const ref = leaves.add(bytes, seg.type, offset);
       trackOf(seg)?.leaves.push(ref);
     };
-    if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit, store.chunkWindows?.());
+    if (seg.type === 'Raw' || seg.size > maxAtomSize) chunkSegment(src, seg, emit, windows);
     else emit(src.read(seg.offset, seg.size), seg.offset);
   }
   const oid = leaves.fileHash() ?? (leaves.list.length === 1 && leaves.list[0]!.size === src.size ? leaves.list[0]!.hash : sha256Hex(src.read(0, src.size)));

@@ -355,7 +355,7 @@ class BackgroundWrites {
     return {
       scanner: this.scanner,
       first: () => this.room(hash),
-      next: (_used, tail) => {
+      next: (tail) => {
         this.send(); // the tail lies past the sent slot's end: the worker reads only up to there
         const room = this.room(hash);
         tail.copy(room, 0);
@@ -400,7 +400,7 @@ class BackgroundWrites {
   /** Waits for every queued piece; throws the first write error. */
   drain(): void {
     this.send();
-    this.waitUntil(() => this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0));
+    this.waitUntil(() => this.idle());
   }
 
   /**
@@ -411,9 +411,8 @@ class BackgroundWrites {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    // Idle: no job posted and not done (a slot not yet sent is dropped, as the file it held was).
-    const idle = this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0);
-    if (this.mode === 'worker' && idle && Atomics.load(this.state, FAILED) === 0 && !kept && !this.exited) {
+    // Only if idle: a slot not yet sent is dropped, as the file it held was.
+    if (this.mode === 'worker' && this.idle() && Atomics.load(this.state, FAILED) === 0 && !kept && !this.exited) {
       this.slot = -1;
       this.fill = 0;
       this.writes = [];
@@ -426,6 +425,11 @@ class BackgroundWrites {
     }
     this.names.close();
     void this.worker.terminate();
+  }
+
+  /** No job posted and not done: every slot free, every piece named. */
+  private idle(): boolean {
+    return this.unnamed.size === 0 && this.state.subarray(SLOT_STATE).every((busy) => busy === 0);
   }
 
   /** The writer kept by stop(), or a new one. */
