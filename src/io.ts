@@ -35,6 +35,34 @@ export function readFd(fd: number, buf: Buffer, offset = 0, length = buf.length 
   }
 }
 
+/**
+ * Like readFd on `fd`, but first polls `nonBlockingFd` (a non-blocking descriptor of the same pipe,
+ * see nonBlockingPipe) for up to `pollMs`. A reader asleep in the kernel is woken by each write of
+ * the other side, which costs both processes a context switch and, across cores, an
+ * inter-processor interrupt (slow in virtual machines). Git answers a filter within a fraction of
+ * a millisecond during a checkout or an add, so polling that long finds the request already
+ * there. Only worth it with a core to spare: Git runs on the other one meanwhile.
+ */
+export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number): number {
+  const until = performance.now() + pollMs;
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0; // each empty poll throws EAGAIN: no stack to capture
+  try {
+    do {
+      try {
+        return readSync(nonBlockingFd, buf, offset, length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EOF') return 0;
+        if (code !== 'EAGAIN') break; // the blocking read reports it
+      }
+    } while (performance.now() < until);
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+  return readFd(fd, buf, offset, length);
+}
+
 export function writeFdAll(fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.length) {
@@ -97,9 +125,9 @@ function advance(pending: Uint8Array[], n: number): Uint8Array[] {
  * A second descriptor for the pipe behind `fd`, non-blocking (Linux: its own file description),
  * or -1: a writer can then do other work while the pipe is full (see PktWriter.whileBlocked).
  */
-export function nonBlockingPipe(fd: number): number {
+export function nonBlockingPipe(fd: number, flags: 'r' | 'w'): number {
   try {
-    return fstatSync(fd).isFIFO() ? openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK) : -1;
+    return fstatSync(fd).isFIFO() ? openSync(`/proc/self/fd/${fd}`, (flags === 'r' ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK) : -1;
   } catch {
     return -1;
   }

@@ -4,7 +4,7 @@
  * bytes. Synchronous on file descriptors: the filter process serves one request at a time.
  */
 import { PaniniError } from '../errors.js';
-import { readFd, writeFdAllv, writeFdAllvWorking } from '../io.js';
+import { readFd, readFdPolling, writeFdAllv, writeFdAllvWorking } from '../io.js';
 
 export const MAX_PAYLOAD = 65516;
 const FLUSH = Buffer.from('0000');
@@ -23,7 +23,11 @@ export class PktReader {
   /** readContentInto: bytes of the current packet's payload still to come; a flush read ahead. */
   private payloadLeft = 0;
   private flushPending = false;
-  constructor(private readonly fd: number) {}
+  /**
+   * `nonBlockingFd`: a non-blocking descriptor of the same pipe (nonBlockingPipe), polled for up to
+   * `pollMs` before each blocking read (readFdPolling); -1 to always block.
+   */
+  constructor(private readonly fd: number, private readonly nonBlockingFd = -1, private readonly pollMs = 0) {}
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
   read(): Buffer | null | undefined {
@@ -146,7 +150,9 @@ export class PktReader {
         this.end -= this.start;
         this.start = 0;
       }
-      const got = readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
+      const got = this.nonBlockingFd >= 0
+        ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end)
+        : readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
         if (this.end === this.start) return false;
         throw new PaniniError('input ended inside a pkt-line');

@@ -5,7 +5,7 @@
  * store, by oid: what `stats` and the Git LFS agent read).
  */
 import {
-  closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync,
+  closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
   renameSync, statSync, unlinkSync, utimesSync, writeSync,
 } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -597,7 +597,9 @@ function readLooseInto(path: string, max: number, into: Buffer): Buffer | null {
     return null; // get opens it again and reports why
   }
   try {
-    return into.subarray(0, readFully(fd, into, 0, max, 0));
+    // One read: a regular file's read is short only at its end, and a caller that gets fewer bytes
+    // than it needs falls back to the checked path.
+    return into.subarray(0, readSync(fd, into, 0, max, 0));
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,40 @@
+/**
+ * readFdPolling on a real pipe (a FIFO fed by another process): what arrives while it polls, what
+ * arrives after it gave up polling and blocked, and the end of input, in order and complete.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { nonBlockingPipe, readFdPolling } from '../src/io.js';
+import { tempDir } from './helpers/cli.js';
+
+test('readFdPolling: bytes written during the poll and after it, then end of input', { timeout: 30_000 }, async () => {
+  const dir = tempDir();
+  const fifo = path.join(dir.dir, 'fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  // The writer sends one byte, then two more well after any poll window (which then blocks), then ends.
+  const writer = spawn('sh', ['-c', `exec > "$1"; printf a; sleep 0.3; printf bc`, 'sh', fifo], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => writer.on('exit', resolve));
+  const fd = openSync(fifo, 'r'); // returns once the writer has opened its end
+  const polled = nonBlockingPipe(fd, 'r');
+  assert.ok(polled >= 0, 'a FIFO gets a second, non-blocking descriptor');
+  try {
+    const buf = Buffer.alloc(16);
+    let received = '';
+    const started = performance.now();
+    for (let reads = 0; reads < 10; reads++) {
+      const n = readFdPolling(fd, polled, 5, buf, 0, buf.length);
+      if (n === 0) break;
+      received += buf.toString('latin1', 0, n);
+    }
+    assert.equal(received, 'abc');
+    assert.ok(performance.now() - started >= 250, 'the last bytes were waited for, not given up on');
+    assert.equal(await exited, 0);
+  } finally {
+    closeSync(polled);
+    closeSync(fd);
+    dir.dispose();
+  }
+});
