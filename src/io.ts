@@ -165,9 +165,12 @@ export function spoolFd(fd: number, tempPath: () => string, likeFile?: string, s
   return likeFile || streamable ? receiveToClean({ next, readInto }, likeFile, tempPath, streamable) : spoolChunks(next, tempPath);
 }
 
-/** Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next call. */
-export function spoolChunks(next: () => Buffer | null, tempPath: () => string): SpooledInput {
-  const got = gather(next, IN_MEMORY_LIMIT);
+/**
+ * Same, for any pull-style reader of chunks (null at the end); a chunk may be reused by the next
+ * call. `lent`: memory to gather into first, as in Incoming.lent.
+ */
+export function spoolChunks(next: () => Buffer | null, tempPath: () => string, lent?: Buffer): SpooledInput {
+  const got = gather(next, IN_MEMORY_LIMIT, lent);
   if (got.overflow === null) return inMemory(got.held);
   return spoolToFile(got.held, got.overflow, next, tempPath);
 }

@@ -111,9 +111,12 @@ function describe(c: Pick<Concept, 'size' | 'format' | 'info'>, leafCounts: Reco
   ].join('\n');
 }
 
+const OWN_START = Buffer.from(`---\npanini: `);
+
 /** Cheap test: does this content claim to be a concept (so smudge must rebuild it, not pass it)? */
 export function looksLikeConcept(head: Buffer): boolean {
   if (head.length < 4 || head[0] !== 0x2d || head[1] !== 0x2d || head[2] !== 0x2d) return false;
+  if (head.length >= OWN_START.length && head.compare(OWN_START, 0, OWN_START.length, 0, OWN_START.length) === 0) return true; // as rendered: no text to decode
   const text = head.subarray(0, 1024).toString('latin1');
   return /^---[^\n]*\r?\n(?:[^\n]*\n)*?panini\s*:/m.test(text) || text.includes('content_refs');
 }

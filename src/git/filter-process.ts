@@ -34,6 +34,9 @@ let smallAtomBuffer: Buffer | undefined;
 let cleanModule: typeof import('../cli/clean.js') | undefined;
 /** Files to clean that fit in memory are received here, reused from file to file (each is disposed of before the next). */
 let cleanBuffer: Buffer | undefined;
+/** Concepts to smudge are received here, reused from file to file (parsed before the next). */
+const CONCEPT_BUFFER_BYTES = 64 * 1024;
+let conceptBuffer: Buffer | undefined;
 
 export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
   handshake(reader, writer);
@@ -99,7 +102,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       const tempPath = (): string => ctx.store.tempPath('filter');
       // Cleaning a large file: chunked as it arrives if it has no structure, else (once Git's copy
       // proved identical) decomposed from the worktree file itself.
-      input = clean ? receiveToClean({ next, readInto, lent: (cleanBuffer ??= Buffer.allocUnsafeSlow(IN_MEMORY_LIMIT)) }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath);
+      input = clean ? receiveToClean({ next, readInto, lent: (cleanBuffer ??= Buffer.allocUnsafeSlow(IN_MEMORY_LIMIT)) }, pathname || undefined, tempPath, clean.unstructured) : spoolChunks(next, tempPath, (conceptBuffer ??= Buffer.allocUnsafeSlow(CONCEPT_BUFFER_BYTES)));
     } catch (caught) {
       // Spooling writes to the store's tmp/: a full or read-only store must say so, not ENOSPC/EROFS.
       const err = storeFailure(caught, ctx.store.root);

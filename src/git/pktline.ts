@@ -101,14 +101,20 @@ export class PktReader {
 
   /** key=value lines up to the next flush. */
   readKeyValues(): Map<string, string> | undefined {
-    const first = this.readTransient();
-    if (first === undefined) return undefined;
+    let len = this.readHeader();
+    if (len === undefined) return undefined;
     const map = new Map<string, string>();
-    for (let p: Buffer | null | undefined = first; p !== null; p = this.readTransient()) {
-      if (p === undefined) throw new PaniniError('Git closed the filter pipe inside a request');
-      const end = p[p.length - 1] === 0x0a ? p.length - 1 : p.length;
-      const eq = p.indexOf(0x3d); // '=': a byte no other UTF-8 character contains
-      if (eq > 0 && eq <= end) map.set(p.toString('utf8', 0, eq), p.toString('utf8', eq + 1, end));
+    // Parsed where the packets lie in the buffer (a request is read per file: no views made).
+    for (; len !== 0; len = this.readHeader()) {
+      if (len === undefined) throw new PaniniError('Git closed the filter pipe inside a request');
+      if (!this.fill(len - 4)) throw new PaniniError('input ended inside a pkt-line');
+      const { buf, start } = this;
+      const end = start + len - 4;
+      this.start = end;
+      const last = buf[end - 1] === 0x0a ? end - 1 : end;
+      let eq = start;
+      while (eq < last && buf[eq] !== 0x3d) eq++; // '=': a byte no other UTF-8 character contains
+      if (eq > start && eq < last) map.set(buf.toString('utf8', start, eq), buf.toString('utf8', eq + 1, last));
     }
     return map;
   }
