@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -132,6 +132,74 @@ test('folder: a pack that vanishes between listing and download is looked for ag
     await closeSession(s);
   }
   assertRebuilds(there, file);
+});
+
+const tempFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('.tmp-')) : []);
+
+/** The local store's packs: each pack file's inode, and the atoms its index names. */
+function localPacks(ctx: ReturnType<typeof storeContext>): { ino: number; hashes: string[] }[] {
+  return ctx.store.packIndexes().map((p) => ({ ino: statSync(p.packPath).ino, hashes: [...p.entries()].map((e) => e.hash).sort() }));
+}
+
+test('folder: a fetch that wants most of a pack takes the pack file itself (a hard link), its index naming only the atoms wanted', async () => {
+  const remoteDir = subdir(root, 'adopt-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'adopt-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(6 * 1024 * 1024));
+  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const backend = new FolderBackend(remoteDir);
+  const placed = await remoteAtoms(backend);
+  const packKeys = new Set([...placed.values()].map((p) => p.key));
+  assert.equal(packKeys.size, 1, 'pushed as one pack');
+  const remotePack = path.join(remoteDir, [...packKeys][0]!);
+
+  // All but the last leaf: more than 3/4 of the pack, not all of it.
+  const leaves = leafRefs(file.concept, here.store);
+  const wanted = leaves.slice(0, -1);
+  const there = storeContext(subdir(root, 'adopt-there'), settings);
+  const s = await openSession(there, new Progress('test', false));
+  try {
+    const r = await downloadAll(s, wanted.map((l) => ({ hash: l.hash, size: l.size })));
+    assert.equal(r.count, wanted.length);
+  } finally {
+    await closeSession(s);
+  }
+  const packs = localPacks(there);
+  assert.equal(packs.length, 1);
+  assert.equal(packs[0]!.ino, statSync(remotePack).ino, 'the remote pack file, linked');
+  assert.deepEqual(packs[0]!.hashes, [...new Set(wanted.map((l) => l.hash))].sort(), 'named: the atoms wanted, not the one left out');
+  assert.equal(there.store.has(leaves.at(-1)!.hash), false);
+  for (const l of wanted) assert.equal(sha256(there.store.get(l.hash)), l.hash);
+  assert.ok(Date.now() - statSync(remotePack).mtimeMs < 60_000, 'its time is its arrival (gc grace period)');
+
+  // The rest comes by range; the file rebuilds.
+  await fetchConcepts(there, [file.concept], { quiet: true });
+  assertRebuilds(there, file);
+  assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
+});
+
+test('folder: a pack whose wanted atom is damaged is not taken: the download names the atom, the store gets nothing of it', async () => {
+  const remoteDir = subdir(root, 'adopt-bad-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'adopt-bad-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(4 * 1024 * 1024));
+  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const placed = await remoteAtoms(new FolderBackend(remoteDir));
+  const [victim, at] = [...placed].find(([, p]) => p.size > 100)!;
+  const packFile = path.join(remoteDir, at.key);
+  chmodSync(packFile, 0o644);
+  const fd = openSync(packFile, 'r+');
+  try {
+    writeSync(fd, Buffer.from([readFileSync(packFile)[at.offset + 50]! ^ 0x01]), 0, 1, at.offset + 50);
+  } finally {
+    closeSync(fd);
+  }
+
+  const there = storeContext(subdir(root, 'adopt-bad-there'), settings);
+  await assert.rejects(fetchConcepts(there, [file.concept], { quiet: true }), (err: Error) => err.message.includes(victim));
+  assert.equal(there.store.has(victim), false);
+  assert.ok(localPacks(there).every((p) => p.ino !== statSync(packFile).ino), 'the damaged pack file is not in the store');
+  assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
 });
 
 test('gc --remote deletes dead packs, rewrites mostly dead ones, keeps mostly live ones whole', { timeout: 120_000 }, async (t) => {

@@ -157,7 +157,8 @@ async function smudge(
         throw new PaniniError(`could not download the atoms of ${pathname}: ${errorMessage(err)}`);
       }
     }
-    return serveConcept(ctx, writer, concept);
+    // A fetch that succeeded stored every atom the concept needs: no need to look for them again.
+    return serveConcept(ctx, writer, concept, error ? undefined : []);
   }
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));

@@ -61,6 +61,12 @@ export interface Backend {
    * no such object, fewer bytes if it is shorter.
    */
   readRange?(key: string, range: ByteRange): Promise<Buffer | null>;
+  /**
+   * Optional: puts the object at `path` (a new local file) without passing its bytes through this
+   * process: a hard link where the store is on the same file system (as `git clone` of a local path
+   * links objects), else a copy made by the kernel. False if there is no such object.
+   */
+  copyTo?(key: string, path: string): Promise<boolean>;
   exists(key: string): Promise<boolean>;
   /** Removes the object; removing an absent one is not an error. */
   delete(key: string): Promise<void>;

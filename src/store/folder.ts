@@ -4,7 +4,8 @@
  * upload never leaves an object under its final name; temp names start with `.tmp-` and are never listed.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -80,6 +81,25 @@ export class FolderBackend implements Backend {
       throw this.fsError(err, `reading ${key}`);
     } finally {
       await handle.close();
+    }
+  }
+
+  async copyTo(key: string, path: string): Promise<boolean> {
+    const from = this.pathOf(key);
+    try {
+      await link(from, path);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      // Another file system, or links refused here (another user's file, a file system without
+      // them): the kernel copies it instead (a clone of its blocks where the file system can).
+    }
+    try {
+      await copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw this.fsError(err, `copying ${key}`);
     }
   }
 

@@ -145,18 +145,9 @@ export class PackWriter implements AtomWriter {
       closeSync(this.fd);
       this.fd = -1;
       if (this.entries.size === 0) return null;
-      const { id, bytes } = encodeIndex([...this.entries.values()]);
-      const dir = this.store.packsDir;
-      try {
-        renameSync(this.tmp, join(dir, `${id}.pack`));
-      } catch (err) {
-        throw storeWriteError(err, dir);
-      }
+      const tmp = this.tmp;
       this.tmp = '';
-      // The index last: its arrival is what makes the pack's atoms visible.
-      writeAtomically(dir, join(dir, `${id}.idx`), bytes);
-      this.store.addPack(id);
-      return id;
+      return namePack(this.store, tmp, [...this.entries.values()]);
     } finally {
       this.abort();
     }
@@ -198,6 +189,24 @@ export class PackWriter implements AtomWriter {
       throw storeWriteError(err, this.store.packsDir);
     }
   }
+}
+
+/**
+ * Names a complete pack written at `tmp` (in the packs directory) and writes its index: the index
+ * last, as its arrival is what makes the pack's atoms visible. Returns the pack's id.
+ */
+export function namePack(store: LocalStore, tmp: string, entries: readonly PackEntry[]): string {
+  const { id, bytes } = encodeIndex(entries);
+  const dir = store.packsDir;
+  try {
+    renameSync(tmp, join(dir, `${id}.pack`));
+  } catch (err) {
+    removeQuietly(tmp);
+    throw storeWriteError(err, dir);
+  }
+  writeAtomically(dir, join(dir, `${id}.idx`), bytes);
+  store.addPack(id);
+  return id;
 }
 
 /**

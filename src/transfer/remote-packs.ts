@@ -9,14 +9,16 @@
  * checksum), else downloaded and checked. Every atom read from a pack is hashed before it is stored,
  * as for loose atoms, so a forged index or pack costs a failed download, never a wrong byte.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
-import type { AtomWriter } from '../store/local.js';
-import { encodeIndex, PACK_MAGIC, PackIndex, removeQuietly, type PackEntry } from '../store/pack.js';
+import { tempName, type AtomWriter, type LocalStore } from '../store/local.js';
+import { encodeIndex, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
+import { namePack } from '../store/pack-writer.js';
+import { readFully } from '../source.js';
 import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
@@ -33,6 +35,10 @@ const RANGE_MAX_BYTES = 8 * 1024 * 1024;
  * transfer; the requests run `concurrency` at a time).
  */
 const RANGE_MAX_GAP = 4 * 1024;
+/** A fetch that wants at least this share of a pack's atom bytes takes the whole pack, where the store can hand it over. */
+const ADOPT_MIN_SHARE = 0.75;
+/** Adopted packs are verified through a buffer of this size. */
+const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
@@ -163,6 +169,7 @@ export class RemotePacks {
     await this.list();
     let { ranges, rest } = this.plan(wanted);
     if (ranges.length === 0) return rest;
+    ranges = await this.adoptWholePacks(ranges, stored);
     let gone = await this.fetchRanges(ranges, into, stored);
     if (gone.length > 0) {
       // A remote gc moved them: one new listing finds their new pack, if any.
@@ -209,6 +216,60 @@ export class RemotePacks {
     // Largest first, so one big range does not finish last alone.
     ranges.sort((a, b) => b.end - b.start - (a.end - a.start));
     return { ranges, rest };
+  }
+
+  /**
+   * Where the store can hand over a whole pack file (a folder: a hard link, or a copy by the kernel)
+   * and at least ADOPT_MIN_SHARE of its atoms' bytes are wanted, that file becomes a local pack
+   * whose index names the wanted atoms only, as if they had been downloaded: no bytes pass through
+   * this process but to be hashed, and none are written. The wanted atoms are verified first; a
+   * pack that fails is dropped and its ranges downloaded as usual, which names the bad atom.
+   * Returns the ranges of the other packs.
+   */
+  private async adoptWholePacks(ranges: PackRange[], stored: (hash: string, size: number) => void): Promise<PackRange[]> {
+    const { backend, store } = this.t;
+    if (!backend.copyTo) return ranges;
+    const byPack = new Map<PackIndex, PackRange[]>();
+    for (const r of ranges) byPack.set(r.pack, [...(byPack.get(r.pack) ?? []), r]);
+    const left: PackRange[] = [];
+    for (const [pack, packRanges] of byPack) {
+      const items = packRanges.flatMap((r) => r.items);
+      const wantedBytes = items.reduce((n, i) => n + i.entry.size, 0);
+      let atomBytes = 0;
+      for (const e of pack.entries()) atomBytes += e.size;
+      const entries = [...new Map(items.map((i) => [i.entry.hash, i.entry])).values()];
+      if (wantedBytes < atomBytes * ADOPT_MIN_SHARE || !(await this.adopt(pack, entries, backend.copyTo.bind(backend), store))) {
+        left.push(...packRanges);
+        continue;
+      }
+      for (const item of items) {
+        item.done = true;
+        stored(item.entry.hash, item.entry.size);
+      }
+    }
+    return left;
+  }
+
+  /** Copies (or links) the remote pack into the local store, verifies `entries`, and names it with them. */
+  private async adopt(pack: PackIndex, entries: readonly PackEntry[], copyTo: (key: string, path: string) => Promise<boolean>, store: LocalStore): Promise<boolean> {
+    const listed = this.listed?.find((p) => p.index === pack);
+    if (!listed?.packSize) return false;
+    const tmp = tempName(store.ensurePacksDir(), '.pack');
+    try {
+      if (!(await copyTo(pack.packPath, tmp))) return false; // gone since listed: the ranges find out
+    } catch {
+      removeQuietly(tmp);
+      return false; // not copied: the ranges download it
+    }
+    if (!packHolds(tmp, entries, listed.packSize)) {
+      removeQuietly(tmp);
+      return false;
+    }
+    // A link keeps the remote file's time: the pack arrives now, for gc's grace period.
+    const now = new Date();
+    utimesSync(tmp, now, now);
+    namePack(store, tmp, entries);
+    return true;
   }
 
   /** Downloads the ranges; returns the atoms of packs that are gone. */
@@ -332,6 +393,32 @@ interface PackRange {
   start: number;
   end: number;
   items: { wanted: Wanted; entry: PackEntry; done?: boolean }[];
+}
+
+/**
+ * Whether the pack file at `path` is `size` bytes, starts as a pack does, and holds every entry's
+ * bytes (each hashed to its name). Read in file order through one reused buffer.
+ */
+function packHolds(path: string, entries: readonly PackEntry[], size: number): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return false;
+    const buf = Buffer.allocUnsafe(VERIFY_BUFFER_BYTES);
+    let held = { start: 0, end: 0 }; // the bytes of the file in buf
+    for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
+      let atom: Buffer;
+      if (e.size > buf.length) {
+        atom = readPackBytes(fd, e.offset, e.size);
+      } else {
+        if (e.offset < held.start || e.offset + e.size > held.end) held = { start: e.offset, end: e.offset + readFully(fd, buf, 0, buf.length, e.offset) };
+        atom = buf.subarray(e.offset - held.start, Math.min(held.end, e.offset + e.size) - held.start);
+      }
+      if (atom.length !== e.size || sha256Hex(atom) !== e.hash) return false;
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The pack's bytes, read atom by atom from the local store, each verified before it is sent. */
