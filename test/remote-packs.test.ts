@@ -202,6 +202,50 @@ test('folder: a pack whose wanted atom is damaged is not taken: the download nam
   assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
 });
 
+test('folder: a push of a packed file places the local pack file itself (a hard link), its index naming the atoms pushed', async () => {
+  const remoteDir = subdir(root, 'place-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'place-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(10 * 1024 * 1024)); // 8 MiB and more: one local pack
+  const [local] = localPacks(here);
+  assert.ok(local && here.store.packIndexes().length === 1, 'the file was added as one pack');
+  const pushed = await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  assert.equal(pushed.uploaded, storeAtoms(here).length);
+
+  const placed = await remoteAtoms(new FolderBackend(remoteDir));
+  const remotePacks = new Set([...placed.values()].map((p) => p.key));
+  const linked = [...remotePacks].filter((key) => statSync(path.join(remoteDir, key)).ino === local.ino);
+  assert.equal(linked.length, 1, 'the local pack file is a remote pack');
+  assert.deepEqual(local.hashes.filter((h) => placed.get(h)?.key !== linked[0]), [], 'named there: every atom of it pushed');
+  assert.ok(Date.now() - statSync(path.join(remoteDir, linked[0]!)).mtimeMs < 60_000, 'its time is its arrival (remote gc grace period)');
+
+  const there = storeContext(subdir(root, 'place-there'), settings);
+  await fetchConcepts(there, [file.concept], { quiet: true });
+  assertRebuilds(there, file);
+  assert.deepEqual(tempFiles(path.join(remoteDir, 'packs')), [], 'no temp file left');
+});
+
+test('folder: a push whose packed atom is damaged places nothing of that pack and names the atom', async () => {
+  const remoteDir = subdir(root, 'place-bad-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'place-bad-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(10 * 1024 * 1024));
+  const pack = here.store.packIndexes()[0]!;
+  const victim = [...pack.entries()].find((e) => e.size > 100)!;
+  chmodSync(pack.packPath, 0o644);
+  const fd = openSync(pack.packPath, 'r+');
+  try {
+    writeSync(fd, Buffer.from([readFileSync(pack.packPath)[victim.offset + 50]! ^ 0x01]), 0, 1, victim.offset + 50);
+  } finally {
+    closeSync(fd);
+  }
+  await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true }), (err: Error) => err.message.includes(victim.hash));
+  const placed = await remoteAtoms(new FolderBackend(remoteDir));
+  assert.equal(placed.has(victim.hash), false, 'the damaged atom is named nowhere in the remote store');
+  const packsDir = path.join(remoteDir, 'packs');
+  assert.ok(!existsSync(packsDir) || readdirSync(packsDir).every((n) => statSync(path.join(packsDir, n)).ino !== statSync(pack.packPath).ino), 'the damaged pack file is not in the remote store');
+});
+
 test('gc --remote deletes dead packs, rewrites mostly dead ones, keeps mostly live ones whole', { timeout: 120_000 }, async (t) => {
   const sb = new GitSandbox(t.after.bind(t));
   const remoteDir = sb.path('remote-store');

@@ -67,6 +67,11 @@ export interface Backend {
    * links objects), else a copy made by the kernel. False if there is no such object.
    */
   copyTo?(key: string, path: string): Promise<boolean>;
+  /**
+   * Optional, the other way: stores the local file at `path` under `key` the same way (a hard link
+   * or a kernel copy), atomically, its time set to now.
+   */
+  copyFrom?(path: string, key: string): Promise<void>;
   exists(key: string): Promise<boolean>;
   /** Removes the object; removing an absent one is not an error. */
   delete(key: string): Promise<void>;

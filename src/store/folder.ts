@@ -5,7 +5,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -16,6 +16,19 @@ import { checkKey, RemoteError, statsFromListing, type Backend, type BackendStat
 const TEMP_PREFIX = '.tmp-';
 /** Keys are at most a few levels deep (atoms/ab/cd/<hash>); deeper trees are not ours. */
 const MAX_LIST_DEPTH = 8;
+
+/**
+ * A hard link, or where there can be none (another file system, another user's file, a file system
+ * without links) a copy made by the kernel: a clone of the blocks where the file system can.
+ */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
+    await copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+  }
+}
 
 export class FolderBackend implements Backend {
   /** A stat takes ~0.1 ms, a listing ~0.3 ms per key: per-atom checks always win. */
@@ -85,21 +98,28 @@ export class FolderBackend implements Backend {
   }
 
   async copyTo(key: string, path: string): Promise<boolean> {
-    const from = this.pathOf(key);
     try {
-      await link(from, path);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      // Another file system, or links refused here (another user's file, a file system without
-      // them): the kernel copies it instead (a clone of its blocks where the file system can).
-    }
-    try {
-      await copyFile(from, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      await linkOrCopy(this.pathOf(key), path);
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw this.fsError(err, `copying ${key}`);
+    }
+  }
+
+  async copyFrom(path: string, key: string): Promise<void> {
+    const dest = this.pathOf(key);
+    const dir = dirname(dest);
+    const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await linkOrCopy(path, tmp);
+      const now = new Date();
+      await utimes(tmp, now, now); // arrived now, for gc's grace period (a link keeps the file's time)
+      await rename(tmp, dest);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw this.fsError(err, `writing ${key}`);
     }
   }
 

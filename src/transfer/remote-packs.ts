@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
-import { tempName, type AtomWriter, type LocalStore } from '../store/local.js';
+import { statOrNull, tempName, type AtomWriter, type LocalStore } from '../store/local.js';
 import { encodeIndex, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
 import { namePack } from '../store/pack-writer.js';
 import { readFully } from '../source.js';
@@ -137,7 +137,15 @@ export class RemotePacks {
    * Uploads local atoms as packs (each pack, then its index); returns the atoms uploaded, also
    * when a later pack fails (that failure is then thrown as `error`).
    */
-  async upload(hashes: readonly string[], onPack: (hashes: string[], bytes: number) => void): Promise<{ uploaded: string[]; error?: unknown }> {
+  async upload(all: readonly string[], onPack: (hashes: string[], bytes: number) => void): Promise<{ uploaded: string[]; error?: unknown }> {
+    const placed: string[] = [];
+    try {
+      await this.placeWholePacks(all, placed, onPack);
+    } catch (error) {
+      return { uploaded: placed, error };
+    }
+    const done = new Set(placed);
+    const hashes = done.size > 0 ? all.filter((h) => !done.has(h)) : all;
     const total = hashes.reduce((n, h) => n + this.t.store.sizeOf(h), 0);
     const target = Math.min(PACK_MAX_BYTES, Math.max(PACK_MIN_BYTES, Math.ceil(total / this.t.settings.concurrency)));
     const groups: string[][] = [[]];
@@ -151,8 +159,8 @@ export class RemotePacks {
       groups[groups.length - 1]!.push(h);
       bytes += size;
     }
-    const uploaded: string[] = [];
-    const failures = await forEachConcurrently(groups, this.t.settings.concurrency, async (group) => {
+    const uploaded: string[] = [...placed];
+    const failures = await forEachConcurrently(groups.filter((g) => g.length > 0), this.t.settings.concurrency, async (group) => {
       const size = await this.uploadPack(group);
       uploaded.push(...group);
       onPack(group, size);
@@ -324,6 +332,35 @@ export class RemotePacks {
     if (backend.readRange) return backend.readRange(key, { start, length });
     const stream = await backend.download(key, { start, length });
     return stream && readAll(stream, length, settings.timeoutMs, what);
+  }
+
+  /**
+   * The push side of adoptWholePacks: a local pack file of which at least ADOPT_MIN_SHARE of the
+   * atom bytes are to be uploaded goes to the store whole (backend.copyFrom: a hard link or a kernel
+   * copy), after its atoms to upload are verified, with an index naming those alone. The atoms so
+   * placed go to `placed`; a pack whose atoms fail is left to the usual upload, which names the atom.
+   */
+  private async placeWholePacks(hashes: readonly string[], placed: string[], onPack: (hashes: string[], bytes: number) => void): Promise<void> {
+    const { backend, store, settings } = this.t;
+    if (!backend.copyFrom) return;
+    const wanted = new Set(hashes);
+    for (const pack of store.packIndexes()) {
+      const all = [...pack.entries()];
+      const entries = all.filter((e) => wanted.has(e.hash));
+      const bytes = entries.reduce((n, e) => n + e.size, 0);
+      if (entries.length === 0 || bytes < all.reduce((n, e) => n + e.size, 0) * ADOPT_MIN_SHARE) continue;
+      const packSize = statOrNull(pack.packPath)?.size;
+      if (packSize === undefined || !packHolds(pack.packPath, entries, packSize)) continue;
+      const { id, bytes: idx } = encodeIndex(entries);
+      await withRetries(settings.attempts, () => backend.copyFrom!(pack.packPath, packKey(id, 'pack')));
+      await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
+      this.cache(id, idx);
+      this.listed?.push({ id, index: PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx')), packSize, idxSize: idx.length, modifiedMs: Date.now() });
+      const names = entries.map((e) => e.hash);
+      for (const h of names) wanted.delete(h); // an atom in two local packs goes once
+      placed.push(...names);
+      onPack(names, bytes);
+    }
   }
 
   /** One pack and its index; returns the pack's size. */
