@@ -5,7 +5,7 @@
  * still fail the checkout, name the atom, and leave no file behind.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parseConcept } from '../src/concept/concept.js';
@@ -13,20 +13,7 @@ import { expandRefs } from '../src/concept/manifest.js';
 import { LocalStore } from '../src/store/local.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
 import { seededBytes } from './helpers/stress.js';
-
-/** Flips one bit of the byte at `position` of a read-only store file. */
-function flipByte(file: string, position: number): void {
-  chmodSync(file, 0o644);
-  const fd = openSync(file, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    readSync(fd, byte, 0, 1, position);
-    byte[0]! ^= 0x10;
-    writeSync(fd, byte, 0, 1, position);
-  } finally {
-    closeSync(fd);
-  }
-}
+import { flipByte } from './helpers/store-files.js';
 
 test('a 24 MiB packed file through real Git pipes: exact bytes; a damaged atom fails the checkout and names it', { timeout: 120_000 }, (t) => {
   const sb = new GitSandbox(t.after.bind(t));

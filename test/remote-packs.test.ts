@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -20,6 +20,7 @@ import { closeSession, openSession } from '../src/transfer/session.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
 import { addBytes, addFixtures, assertRebuilds, readRemote, remoteAtoms, storeAtoms, storeContext, subdir } from './helpers/remote.js';
 import { useS3Suite } from './helpers/s3-server.js';
+import { flipByte } from './helpers/store-files.js';
 
 const suite = useS3Suite('panini-packs-');
 const root = suite.root;
@@ -78,12 +79,18 @@ test('s3: a fetch of every other atom of a pack skips the atoms between (no gap 
   }
 });
 
-test('folder: a fetch session lists the packs while it opens, once for every caller', async () => {
-  const remoteDir = subdir(root, 'listing-remote');
+/** A store holding one file of `size` random bytes, pushed to a new folder store. */
+async function pushedToFolder(name: string, size: number): Promise<{ remoteDir: string; settings: Record<string, string>; here: ReturnType<typeof storeContext>; file: ReturnType<typeof addBytes> }> {
+  const remoteDir = subdir(root, `${name}-remote`);
   const settings = { 'panini.url': pathToFileURL(remoteDir).href };
-  const here = storeContext(subdir(root, 'listing-here'), settings);
-  const file = addBytes(here, 'clip.bin', randomBytes(8 * 1024 * 1024)); // enough atoms for a pack
+  const here = storeContext(subdir(root, `${name}-here`), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(size));
   await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  return { remoteDir, settings, here, file };
+}
+
+test('folder: a fetch session lists the packs while it opens, once for every caller', async () => {
+  const { settings, file } = await pushedToFolder('listing', 8 * 1024 * 1024);
 
   const there = storeContext(subdir(root, 'listing-there'), settings);
   const s = await openSession(there, new Progress('test', false), { listPacks: true });
@@ -107,11 +114,7 @@ test('folder: a fetch session lists the packs while it opens, once for every cal
 });
 
 test('folder: a pack that vanishes between listing and download is looked for again, and found loose', async () => {
-  const remoteDir = subdir(root, 'vanish-remote');
-  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
-  const here = storeContext(subdir(root, 'vanish-here'), settings);
-  const file = addBytes(here, 'clip.bin', randomBytes(3 * 1024 * 1024));
-  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const { remoteDir, settings, file } = await pushedToFolder('vanish', 3 * 1024 * 1024);
   const backend = new FolderBackend(remoteDir);
   const placed = await remoteAtoms(backend);
   assert.ok([...placed.values()].every((p) => packOfKey(p.key)?.part === 'pack'), 'pushed as a pack');
@@ -142,11 +145,7 @@ function localPacks(ctx: ReturnType<typeof storeContext>): { ino: number; hashes
 }
 
 test('folder: a fetch that wants most of a pack takes the pack file itself (a hard link), its index naming only the atoms wanted', async () => {
-  const remoteDir = subdir(root, 'adopt-remote');
-  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
-  const here = storeContext(subdir(root, 'adopt-here'), settings);
-  const file = addBytes(here, 'clip.bin', randomBytes(6 * 1024 * 1024));
-  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const { remoteDir, settings, here, file } = await pushedToFolder('adopt', 6 * 1024 * 1024);
   const backend = new FolderBackend(remoteDir);
   const placed = await remoteAtoms(backend);
   const packKeys = new Set([...placed.values()].map((p) => p.key));
@@ -179,21 +178,11 @@ test('folder: a fetch that wants most of a pack takes the pack file itself (a ha
 });
 
 test('folder: a pack whose wanted atom is damaged is not taken: the download names the atom, the store gets nothing of it', async () => {
-  const remoteDir = subdir(root, 'adopt-bad-remote');
-  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
-  const here = storeContext(subdir(root, 'adopt-bad-here'), settings);
-  const file = addBytes(here, 'clip.bin', randomBytes(4 * 1024 * 1024));
-  await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+  const { remoteDir, settings, file } = await pushedToFolder('adopt-bad', 4 * 1024 * 1024);
   const placed = await remoteAtoms(new FolderBackend(remoteDir));
   const [victim, at] = [...placed].find(([, p]) => p.size > 100)!;
   const packFile = path.join(remoteDir, at.key);
-  chmodSync(packFile, 0o644);
-  const fd = openSync(packFile, 'r+');
-  try {
-    writeSync(fd, Buffer.from([readFileSync(packFile)[at.offset + 50]! ^ 0x01]), 0, 1, at.offset + 50);
-  } finally {
-    closeSync(fd);
-  }
+  flipByte(packFile, at.offset + 50);
 
   const there = storeContext(subdir(root, 'adopt-bad-there'), settings);
   await assert.rejects(fetchConcepts(there, [file.concept], { quiet: true }), (err: Error) => err.message.includes(victim));
@@ -232,13 +221,7 @@ test('folder: a push whose packed atom is damaged places nothing of that pack an
   const file = addBytes(here, 'clip.bin', randomBytes(10 * 1024 * 1024));
   const pack = here.store.packIndexes()[0]!;
   const victim = [...pack.entries()].find((e) => e.size > 100)!;
-  chmodSync(pack.packPath, 0o644);
-  const fd = openSync(pack.packPath, 'r+');
-  try {
-    writeSync(fd, Buffer.from([readFileSync(pack.packPath)[victim.offset + 50]! ^ 0x01]), 0, 1, victim.offset + 50);
-  } finally {
-    closeSync(fd);
-  }
+  flipByte(pack.packPath, victim.offset + 50);
   await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true }), (err: Error) => err.message.includes(victim.hash));
   const placed = await remoteAtoms(new FolderBackend(remoteDir));
   assert.equal(placed.has(victim.hash), false, 'the damaged atom is named nowhere in the remote store');

@@ -2,10 +2,24 @@
  * Looking at a local atom store from the outside, by walking its directories (independently of
  * LocalStore), for the gc and fsck tests.
  */
-import { readdirSync, utimesSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readdirSync, readSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 const HASH = /^[0-9a-f]{64}$/;
+
+/** Damages a read-only store file (an atom, a pack) in place: one bit of the byte at `position`. */
+export function flipByte(file: string, position: number): void {
+  chmodSync(file, 0o644);
+  const fd = openSync(file, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, position);
+    byte[0]! ^= 0x10;
+    writeSync(fd, byte, 0, 1, position);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Every atom file under <store>/atoms, by name → full path. */
 export function atomFiles(store: string): Map<string, string> {
