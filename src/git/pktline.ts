@@ -25,7 +25,8 @@ export class PktReader {
   private flushPending = false;
   /**
    * `nonBlockingFd`: a non-blocking descriptor of the same pipe (nonBlockingPipe), polled for up to
-   * `pollMs` before each blocking read (readFdPolling); -1 to always block.
+   * `pollMs` (readFdPolling) while waiting for the next request; -1 to always block. Within a
+   * request the rest follows at once, and content streams: those reads block.
    */
   constructor(private readonly fd: number, private readonly nonBlockingFd = -1, private readonly pollMs = 0) {}
 
@@ -101,7 +102,7 @@ export class PktReader {
 
   /** key=value lines up to the next flush. */
   readKeyValues(): Map<string, string> | undefined {
-    let len = this.readHeader();
+    let len = this.readHeader(true);
     if (len === undefined) return undefined;
     const map = new Map<string, string>();
     // Parsed where the packets lie in the buffer (a request is read per file: no views made).
@@ -120,12 +121,12 @@ export class PktReader {
   }
 
   /** The next packet's length (0: flush), undefined at end of input. */
-  private readHeader(): number | undefined {
+  private readHeader(poll = false): number | undefined {
     if (this.flushPending) {
       this.flushPending = false;
       return 0;
     }
-    if (!this.fill(4)) return undefined;
+    if (!this.fill(4, poll)) return undefined;
     const len = parseHexLength(this.buf, this.start);
     if (len < 0 || (len > 0 && len < 4) || len > MAX_PAYLOAD + 4) {
       throw new PaniniError(`bad pkt-line header ${JSON.stringify(this.buf.toString('latin1', this.start, this.start + 4))}`, 'git-panini filter-process must be started by Git (filter.panini.process)');
@@ -141,8 +142,8 @@ export class PktReader {
     return out;
   }
 
-  /** Reads until `n` bytes are buffered; false if the input ended before any of them. */
-  private fill(n: number): boolean {
+  /** Reads until `n` bytes are buffered (polling first if `poll`: see the constructor); false if the input ended before any of them. */
+  private fill(n: number, poll = false): boolean {
     while (this.end - this.start < n) {
       if (this.buf.length - this.start < n || this.end === this.buf.length) {
         if (this.shared || this.buf.length < n) {
@@ -156,7 +157,7 @@ export class PktReader {
         this.end -= this.start;
         this.start = 0;
       }
-      const got = this.nonBlockingFd >= 0
+      const got = poll && this.nonBlockingFd >= 0
         ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end)
         : readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
