@@ -15,7 +15,7 @@ import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
-import { statOrNull, tempName, type AtomWriter, type LocalStore } from '../store/local.js';
+import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
 import { encodeIndex, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
 import { namePack } from '../store/pack-writer.js';
 import { readFully } from '../source.js';
@@ -35,8 +35,11 @@ const RANGE_MAX_BYTES = 8 * 1024 * 1024;
  * transfer; the requests run `concurrency` at a time).
  */
 const RANGE_MAX_GAP = 4 * 1024;
-/** A fetch that wants at least this share of a pack's atom bytes takes the whole pack, where the store can hand it over. */
-const ADOPT_MIN_SHARE = 0.75;
+/**
+ * A fetch that wants (a push that sends) at least this share of a pack's atom bytes moves the whole
+ * pack file instead, where the store can (a folder: a hard link or a kernel copy).
+ */
+const WHOLE_PACK_SHARE = 0.75;
 /** Adopted packs are verified through a buffer of this size. */
 const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 /** No index this program writes is larger (2.7 million atoms). */
@@ -228,25 +231,21 @@ export class RemotePacks {
 
   /**
    * Where the store can hand over a whole pack file (a folder: a hard link, or a copy by the kernel)
-   * and at least ADOPT_MIN_SHARE of its atoms' bytes are wanted, that file becomes a local pack
+   * and at least WHOLE_PACK_SHARE of its atoms' bytes are wanted, that file becomes a local pack
    * whose index names the wanted atoms only, as if they had been downloaded: no bytes pass through
    * this process but to be hashed, and none are written. The wanted atoms are verified first; a
    * pack that fails is dropped and its ranges downloaded as usual, which names the bad atom.
    * Returns the ranges of the other packs.
    */
   private async adoptWholePacks(ranges: PackRange[], stored: (hash: string, size: number) => void): Promise<PackRange[]> {
-    const { backend, store } = this.t;
-    if (!backend.copyTo) return ranges;
+    if (!this.t.backend.copyTo) return ranges;
     const byPack = new Map<PackIndex, PackRange[]>();
     for (const r of ranges) byPack.set(r.pack, [...(byPack.get(r.pack) ?? []), r]);
     const left: PackRange[] = [];
     for (const [pack, packRanges] of byPack) {
       const items = packRanges.flatMap((r) => r.items);
-      const wantedBytes = items.reduce((n, i) => n + i.entry.size, 0);
-      let atomBytes = 0;
-      for (const e of pack.entries()) atomBytes += e.size;
       const entries = [...new Map(items.map((i) => [i.entry.hash, i.entry])).values()];
-      if (wantedBytes < atomBytes * ADOPT_MIN_SHARE || !(await this.adopt(pack, entries, backend.copyTo.bind(backend), store))) {
+      if (!mostOf(pack, entries) || !(await this.adopt(pack, entries))) {
         left.push(...packRanges);
         continue;
       }
@@ -259,12 +258,13 @@ export class RemotePacks {
   }
 
   /** Copies (or links) the remote pack into the local store, verifies `entries`, and names it with them. */
-  private async adopt(pack: PackIndex, entries: readonly PackEntry[], copyTo: (key: string, path: string) => Promise<boolean>, store: LocalStore): Promise<boolean> {
+  private async adopt(pack: PackIndex, entries: readonly PackEntry[]): Promise<boolean> {
+    const { backend, store } = this.t;
     const listed = this.listed?.find((p) => p.index === pack);
     if (!listed?.packSize) return false;
     const tmp = tempName(store.ensurePacksDir(), '.pack');
     try {
-      if (!(await copyTo(pack.packPath, tmp))) return false; // gone since listed: the ranges find out
+      if (!(await backend.copyTo!(pack.packPath, tmp))) return false; // gone since listed: the ranges find out
     } catch {
       removeQuietly(tmp);
       return false; // not copied: the ranges download it
@@ -335,7 +335,7 @@ export class RemotePacks {
   }
 
   /**
-   * The push side of adoptWholePacks: a local pack file of which at least ADOPT_MIN_SHARE of the
+   * The push side of adoptWholePacks: a local pack file of which at least WHOLE_PACK_SHARE of the
    * atom bytes are to be uploaded goes to the store whole (backend.copyFrom: a hard link or a kernel
    * copy), after its atoms to upload are verified, with an index naming those alone. The atoms so
    * placed go to `placed`; a pack whose atoms fail is left to the usual upload, which names the atom.
@@ -345,10 +345,8 @@ export class RemotePacks {
     if (!backend.copyFrom) return;
     const wanted = new Set(hashes);
     for (const pack of store.packIndexes()) {
-      const all = [...pack.entries()];
-      const entries = all.filter((e) => wanted.has(e.hash));
-      const bytes = entries.reduce((n, e) => n + e.size, 0);
-      if (entries.length === 0 || bytes < all.reduce((n, e) => n + e.size, 0) * ADOPT_MIN_SHARE) continue;
+      const entries = [...pack.entries()].filter((e) => wanted.has(e.hash));
+      if (entries.length === 0 || !mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
       if (packSize === undefined || !packHolds(pack.packPath, entries, packSize)) continue;
       const { id, bytes: idx } = encodeIndex(entries);
@@ -359,7 +357,7 @@ export class RemotePacks {
       const names = entries.map((e) => e.hash);
       for (const h of names) wanted.delete(h); // an atom in two local packs goes once
       placed.push(...names);
-      onPack(names, bytes);
+      onPack(names, atomBytes(entries));
     }
   }
 
@@ -431,6 +429,15 @@ interface PackRange {
   end: number;
   items: { wanted: Wanted; entry: PackEntry; done?: boolean }[];
 }
+
+const atomBytes = (entries: Iterable<PackEntry>): number => {
+  let n = 0;
+  for (const e of entries) n += e.size;
+  return n;
+};
+
+/** Whether `entries` (of `pack`) are at least WHOLE_PACK_SHARE of its atom bytes. */
+const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atomBytes(entries) >= atomBytes(pack.entries()) * WHOLE_PACK_SHARE;
 
 /**
  * Whether the pack file at `path` is `size` bytes, starts as a pack does, and holds every entry's
