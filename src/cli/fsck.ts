@@ -2,7 +2,8 @@
  * `git panini fsck [--all] [--json]`: every atom HEAD and the index need (with --all, everything gc
  * keeps: all refs, reflogs, stashes, worktrees) is present and hashes to its name; manifests parse
  * and add up. A corrupt atom is moved aside to <store>/bad/<hash> (as Git LFS does with
- * .git/lfs/bad), so a later fetch can bring a good copy. Exit status 1 on any problem.
+ * .git/lfs/bad), so a later fetch can bring a good copy. Exit status 1 on any problem. Track
+ * manifests of media components, which a checkout leaves on the remote, are listed, not problems.
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +32,8 @@ export async function run(args: string[]): Promise<number> {
     reported.add(p.name);
     problems.push(p);
   };
+  /** Track manifests a checkout leaves on the remote (fetched to extract a track): not problems. */
+  const unfetched = new Set<string>();
   let checked = 0;
   let bytes = 0;
   const reached = traverseAtoms(walk, ctx.store, {
@@ -40,8 +43,9 @@ export async function run(args: string[]): Promise<number> {
       try {
         data = ctx.store.readRaw(ref.hash);
       } catch (err) {
-        if (err instanceof AtomError) return report({ kind: 'missing', name: ref.hash, detail: 'not in the local store', site, ref });
-        throw err;
+        if (!(err instanceof AtomError)) throw err;
+        if (ref.component && err.kind === 'missing') return void unfetched.add(ref.hash);
+        return report({ kind: 'missing', name: ref.hash, detail: 'not in the local store', site, ref });
       }
       bytes += data.length;
       if (sha256Hex(data) !== ref.hash) {
@@ -57,12 +61,13 @@ export async function run(args: string[]): Promise<number> {
   const scope = flags.has('all') ? 'all history' : 'HEAD and the index';
   if (flags.has('json')) {
     process.stdout.write(JSON.stringify({
-      scope, commits: walk.commits, concepts: reached.concepts, atoms: reached.atoms.size, bytes,
+      scope, commits: walk.commits, concepts: reached.concepts, atoms: reached.atoms.size, bytes, unfetchedTrackManifests: [...unfetched],
       problems: problems.map((p) => ({ kind: p.kind, name: p.name, detail: p.detail, path: p.site.path, commit: p.site.commit })),
     }, null, 2) + '\n');
   } else {
     const lines = problems.map((p) => `${p.kind}: ${describeProblem(p)}`);
     lines.push(`Checked ${reached.atoms.size} atom(s) of ${reached.concepts} concept(s) reachable from ${scope}: ${problems.length === 0 ? 'no problems' : `${problems.length} problem(s)`}`);
+    if (unfetched.size > 0) lines.push(`${unfetched.size} track manifest(s) of media files are not in the local store: a checkout does not fetch them; \`git panini get-content --component\` or \`git panini fetch\` does`);
     if (problems.some((p) => p.kind === 'missing' || p.kind === 'corrupt')) lines.push('hint: `git panini fetch` brings missing and moved-aside atoms back from the remote store');
     process.stdout.write(lines.join('\n') + '\n');
   }

@@ -103,6 +103,7 @@ function manifestChildren(ref: AtomRef, store: LocalStore, site: BlobSite, depth
   try {
     bytes = store.get(ref.hash);
   } catch (err) {
+    if (err instanceof AtomError && err.kind === 'missing' && ref.component) return null; // left on the remote by checkouts (onAtom sees it)
     if (err instanceof AtomError) return problem(err.kind, err.kind === 'missing' ? 'manifest not in the local store' : 'manifest bytes do not hash to its name');
     throw err;
   }

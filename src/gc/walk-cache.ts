@@ -27,7 +27,7 @@ export interface WalkCache {
 
 const FILE = 'walk-v1';
 /** Bump the number whenever what a blob is taken to reference changes (see meaningOf). */
-const HEADER = '["git-panini walk cache",1]';
+const HEADER = '["git-panini walk cache",2]';
 const OID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
 export function loadWalkCache(dir: string): WalkCache {
@@ -88,9 +88,10 @@ function readRefs(value: unknown): AtomRef[] | null {
   const refs: AtomRef[] = [];
   for (const item of value as unknown[]) {
     if (!Array.isArray(item)) return null;
-    const [hash, type, size] = item as unknown[];
+    const [hash, type, size, component] = item as unknown[];
     if (!isAtomHash(hash) || !(type === null || isAtomType(type)) || !(size === null || (typeof size === 'number' && Number.isSafeInteger(size) && size > 0))) return null;
-    refs.push({ hash, type, size });
+    if (component !== undefined && component !== 1) return null;
+    refs.push(component === 1 ? { hash, type, size, component: true } : { hash, type, size });
   }
   return refs;
 }
@@ -119,7 +120,7 @@ export function saveWalkCache(dir: string, commits: Map<string, CommitAdditions>
     write(HEADER);
     for (const [commit, a] of commits) write(JSON.stringify(['c', commit, a.parent, a.blobs.flat()]));
     for (const [blob, m] of blobs) {
-      const refs = m.kind === 'lfs' ? undefined : m.refs.map((r) => [r.hash, r.type, r.size]);
+      const refs = m.kind === 'lfs' ? undefined : m.refs.map((r) => (r.component ? [r.hash, r.type, r.size, 1] : [r.hash, r.type, r.size]));
       write(JSON.stringify(['b', blob, m.kind, m.kind === 'invalid' ? m.why : m.oid, ...(refs ? [refs] : [])]));
     }
     flush();

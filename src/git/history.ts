@@ -37,6 +37,8 @@ export interface AtomRef {
   type: AtomType | null;
   /** Bytes the ref spans; null when unknown. */
   size: number | null;
+  /** The root of a media component's track manifest: fetched to extract a track, not by a checkout. */
+  component?: true;
 }
 
 export type BlobMeaning =
@@ -190,7 +192,7 @@ function meaningOf(body: Buffer): BlobMeaning | null {
 export function refsOf(concept: Pick<Concept, 'refs' | 'components'>, text: Buffer | string): AtomRef[] {
   const refs: AtomRef[] = [
     ...concept.refs.map((r) => ({ hash: r.hash, type: r.type, size: r.size })),
-    ...(concept.components ?? []).map((c) => ({ hash: c.hash, type: c.type, size: c.size })),
+    ...(concept.components ?? []).map((c) => ({ hash: c.hash, type: c.type, size: c.size, component: true as const })),
   ];
   return refs.concat(mentionedAtoms(text, new Set(refs.map((r) => r.hash))));
 }

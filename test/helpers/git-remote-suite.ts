@@ -70,6 +70,9 @@ export function defineGitEndToEnd(name: string, remote: GitRemoteUnderTest): voi
     assert.ok(video, 'the concept of clip.mp4 lists its video track');
     const cloneStore = new LocalStore(path.join(clone, '.git', 'panini'));
     assert.equal(cloneStore.has(video.hash), false, 'the checkout left the track manifest on the remote');
+    const fsck = sb.tryGit(clone, ['panini', 'fsck', '--json']);
+    assert.equal(fsck.status, 0, `fsck of the fresh clone: no problems\n${fsck.stdout}${fsck.stderr}`);
+    assert.ok((JSON.parse(fsck.stdout.toString()) as { unfetchedTrackManifests: string[] }).unfetchedTrackManifests.includes(video.hash), 'fsck names the track manifest not fetched');
     const extract = sb.tryGit(clone, ['panini', 'get-content', 'clip.mp4', '--component', 'video', '-o', path.join(clone, '..', 'video.mp4')], { env: remote.env });
     assert.equal(extract.status, 0, extract.stderr);
     assert.equal(new LocalStore(cloneStore.root).has(video.hash), true, 'get-content fetched the track manifest');
