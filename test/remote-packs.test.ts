@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -175,6 +175,38 @@ test('folder: a fetch that wants most of a pack takes the pack file itself (a ha
   await fetchConcepts(there, [file.concept], { quiet: true });
   assertRebuilds(there, file);
   assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
+});
+
+test('folder on another file system: the pack file is copied whole (no link possible), only the wanted atoms named', async (t) => {
+  // /dev/shm (tmpfs) and the temp directory are two file systems on most Linux machines, CI's too.
+  const other = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(root).dev ? mkdtempSync('/dev/shm/panini-xfs-') : null;
+  if (!other) return t.skip('no second file system to put the remote store on');
+  try {
+    const settings = { 'panini.url': pathToFileURL(other).href };
+    const here = storeContext(subdir(root, 'xfs-here'), settings);
+    const file = addBytes(here, 'clip.bin', randomBytes(6 * 1024 * 1024));
+    await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+    const remotePacks = readdirSync(path.join(other, 'packs')).filter((n) => n.endsWith('.pack'));
+    assert.equal(remotePacks.length, 1, 'pushed as one pack');
+    const leaves = leafRefs(file.concept, here.store);
+    const wanted = leaves.slice(0, -1);
+    const there = storeContext(subdir(root, 'xfs-there'), settings);
+    const s = await openSession(there, new Progress('test', false));
+    try {
+      await downloadAll(s, wanted.map((l) => ({ hash: l.hash, size: l.size })));
+    } finally {
+      await closeSession(s);
+    }
+    const [pack] = there.store.packIndexes();
+    assert.ok(pack && there.store.packIndexes().length === 1);
+    const local = statSync(pack.packPath);
+    assert.equal(local.nlink, 1, 'a copy, not a link');
+    assert.equal(local.size, statSync(path.join(other, 'packs', remotePacks[0]!)).size, 'the whole file, the atom not wanted included');
+    assert.deepEqual([...pack.entries()].map((e) => e.hash).sort(), [...new Set(wanted.map((l) => l.hash))].sort(), 'named: the atoms wanted');
+    for (const l of wanted) assert.equal(sha256(there.store.get(l.hash)), l.hash);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
 });
 
 test('folder: a pack whose wanted atom is damaged is not taken: the download names the atom, the store gets nothing of it', async () => {
