@@ -1,4 +1,4 @@
-/** Synchronous descriptor I/O that tolerates non-blocking pipes (EAGAIN) without spinning hot. */
+/** Synchronous descriptor I/O that tolerates non-blocking pipes (EAGAIN) without spinning hot (readFdPolling alone polls, briefly and on purpose). */
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { BufferSource, FileSource, type Source } from './source.js';
 
@@ -39,8 +39,8 @@ export function readFd(fd: number, buf: Buffer, offset = 0, length = buf.length 
  * Like readFd on `fd`, but first polls `nonBlockingFd` (a non-blocking descriptor of the same pipe,
  * see nonBlockingPipe) for up to `pollMs`. A reader asleep in the kernel is woken by each write of
  * the other side, which costs both processes a context switch and, across cores, an
- * inter-processor interrupt (slow in virtual machines). Git answers a filter within a fraction of
- * a millisecond during a checkout or an add, so polling that long finds the request already
+ * inter-processor interrupt (slow in virtual machines). During a checkout or an add, Git sends the
+ * filter its next request within a fraction of a millisecond, so polling that long finds it
  * there. Only worth it with a core to spare: Git runs on the other one meanwhile.
  */
 export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number): number {
@@ -123,7 +123,8 @@ function advance(pending: Uint8Array[], n: number): Uint8Array[] {
 
 /**
  * A second descriptor for the pipe behind `fd`, non-blocking (Linux: its own file description),
- * or -1: a writer can then do other work while the pipe is full (see PktWriter.whileBlocked).
+ * or -1: a writer can then do other work while the pipe is full (see PktWriter.whileBlocked), and
+ * a reader poll for input before it sleeps (readFdPolling).
  */
 export function nonBlockingPipe(fd: number, flags: 'r' | 'w'): number {
   try {
