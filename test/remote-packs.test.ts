@@ -21,6 +21,7 @@ import { GitSandbox, sha256 } from './helpers/git.js';
 import { addBytes, addFixtures, assertRebuilds, readRemote, remoteAtoms, storeAtoms, storeContext, subdir } from './helpers/remote.js';
 import { useS3Suite } from './helpers/s3-server.js';
 import { flipByte } from './helpers/store-files.js';
+import { interruptedWrites } from './helpers/stress.js';
 
 const suite = useS3Suite('panini-packs-');
 const root = suite.root;
@@ -137,8 +138,6 @@ test('folder: a pack that vanishes between listing and download is looked for ag
   assertRebuilds(there, file);
 });
 
-const tempFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('.tmp-')) : []);
-
 /** The local store's packs: each pack file's inode, and the atoms its index names. */
 function localPacks(ctx: ReturnType<typeof storeContext>): { ino: number; hashes: string[] }[] {
   return ctx.store.packIndexes().map((p) => ({ ino: statSync(p.packPath).ino, hashes: [...p.entries()].map((e) => e.hash).sort() }));
@@ -174,7 +173,7 @@ test('folder: a fetch that wants most of a pack takes the pack file itself (a ha
   // The rest comes by range; the file rebuilds.
   await fetchConcepts(there, [file.concept], { quiet: true });
   assertRebuilds(there, file);
-  assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
+  assert.deepEqual(interruptedWrites(there.store.root).tempFiles, [], 'no temp file left');
 });
 
 test('folder on another file system: the pack file is copied whole (no link possible), only the wanted atoms named', async (t) => {
@@ -220,7 +219,7 @@ test('folder: a pack whose wanted atom is damaged is not taken: the download nam
   await assert.rejects(fetchConcepts(there, [file.concept], { quiet: true }), (err: Error) => err.message.includes(victim));
   assert.equal(there.store.has(victim), false);
   assert.ok(localPacks(there).every((p) => p.ino !== statSync(packFile).ino), 'the damaged pack file is not in the store');
-  assert.deepEqual(tempFiles(there.store.packsDir), [], 'no temp file left');
+  assert.deepEqual(interruptedWrites(there.store.root).tempFiles, [], 'no temp file left');
 });
 
 test('folder: a push of a packed file places the local pack file itself (a hard link), its index naming the atoms pushed', async () => {
@@ -243,7 +242,7 @@ test('folder: a push of a packed file places the local pack file itself (a hard 
   const there = storeContext(subdir(root, 'place-there'), settings);
   await fetchConcepts(there, [file.concept], { quiet: true });
   assertRebuilds(there, file);
-  assert.deepEqual(tempFiles(path.join(remoteDir, 'packs')), [], 'no temp file left');
+  assert.deepEqual(interruptedWrites(remoteDir).tempFiles, [], 'no temp file left');
 });
 
 test('folder: a push whose packed atom is damaged places nothing of that pack and names the atom', async () => {

@@ -64,7 +64,8 @@ export interface Backend {
   /**
    * Optional: puts the object at `path` (a new local file) without passing its bytes through this
    * process: a hard link where the store is on the same file system (as `git clone` of a local path
-   * links objects), else a copy made by the kernel. False if there is no such object.
+   * links objects), else a copy made by the kernel; its time set to now. False if there is no such
+   * object.
    */
   copyTo?(key: string, path: string): Promise<boolean>;
   /**

@@ -19,7 +19,8 @@ const MAX_LIST_DEPTH = 8;
 
 /**
  * A hard link, or where there can be none (another file system, another user's file, a file system
- * without links) a copy made by the kernel: a clone of the blocks where the file system can.
+ * without links) a copy made by the kernel: a clone of the blocks where the file system can. Its
+ * time is set to now: it arrives now, for gc's grace period (a link keeps the file's time).
  */
 async function linkOrCopy(from: string, to: string): Promise<void> {
   try {
@@ -28,6 +29,8 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
     await copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
   }
+  const now = new Date();
+  await utimes(to, now, now);
 }
 
 export class FolderBackend implements Backend {
@@ -40,6 +43,19 @@ export class FolderBackend implements Backend {
   constructor(readonly root: string, readonly url = `file://${root}`) {}
 
   async upload(key: string, body: UploadBody): Promise<void> {
+    await this.writeAtomically(key, async (tmp) => {
+      await pipeline(body.open(), createWriteStream(tmp, { flags: 'wx', mode: 0o444 }));
+      const written = (await stat(tmp)).size;
+      if (written !== body.size) throw new RemoteError(`upload of ${key} to ${this.url} wrote ${written} bytes instead of ${body.size}`, 'the local file changed while it was sent; run the command again', true);
+    });
+  }
+
+  async copyFrom(path: string, key: string): Promise<void> {
+    await this.writeAtomically(key, (tmp) => linkOrCopy(path, tmp));
+  }
+
+  /** `write` fills a temp file beside the key's place, which is then renamed there (or removed). */
+  private async writeAtomically(key: string, write: (tmp: string) => Promise<void>): Promise<void> {
     const path = this.pathOf(key);
     const dir = dirname(path);
     if (!this.knownDirs.has(dir)) {
@@ -48,9 +64,7 @@ export class FolderBackend implements Backend {
     }
     const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await pipeline(body.open(), createWriteStream(tmp, { flags: 'wx', mode: 0o444 }));
-      const written = (await stat(tmp)).size;
-      if (written !== body.size) throw new RemoteError(`upload of ${key} to ${this.url} wrote ${written} bytes instead of ${body.size}`, 'the local file changed while it was sent; run the command again', true);
+      await write(tmp);
       await rename(tmp, path);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
@@ -107,21 +121,6 @@ export class FolderBackend implements Backend {
     }
   }
 
-  async copyFrom(path: string, key: string): Promise<void> {
-    const dest = this.pathOf(key);
-    const dir = dirname(dest);
-    const tmp = join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
-    try {
-      await mkdir(dir, { recursive: true });
-      await linkOrCopy(path, tmp);
-      const now = new Date();
-      await utimes(tmp, now, now); // arrived now, for gc's grace period (a link keeps the file's time)
-      await rename(tmp, dest);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw this.fsError(err, `writing ${key}`);
-    }
-  }
 
   async exists(key: string): Promise<boolean> {
     try {

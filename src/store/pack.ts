@@ -116,6 +116,13 @@ export class PackIndex {
     return { hash: this.hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES), offset: this.offsets[i]!, size: this.sizes[i]! };
   }
 
+  /** The bytes of all its atoms (without making an entry per atom). */
+  atomBytes(): number {
+    let n = 0;
+    for (const size of this.sizes) n += size;
+    return n;
+  }
+
   *entries(): Generator<PackEntry> {
     for (let i = 0; i < this.count; i++) yield this.entry(i);
   }

@@ -9,7 +9,7 @@
  * checksum), else downloaded and checked. Every atom read from a pack is hashed before it is stored,
  * as for loose atoms, so a forged index or pack costs a failed download, never a wrong byte.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
@@ -273,9 +273,6 @@ export class RemotePacks {
       removeQuietly(tmp);
       return false;
     }
-    // A link keeps the remote file's time: the pack arrives now, for gc's grace period.
-    const now = new Date();
-    utimesSync(tmp, now, now);
     namePack(store, tmp, entries);
     return true;
   }
@@ -341,7 +338,7 @@ export class RemotePacks {
    * placed go to `placed`; a pack whose atoms fail is left to the usual upload, which names the atom.
    */
   private async placeWholePacks(hashes: readonly string[], placed: string[], onPack: (hashes: string[], bytes: number) => void): Promise<void> {
-    const { backend, store, settings } = this.t;
+    const { backend, store } = this.t;
     if (!backend.copyFrom) return;
     const wanted = new Set(hashes);
     for (const pack of store.packIndexes()) {
@@ -349,11 +346,7 @@ export class RemotePacks {
       if (entries.length === 0 || !mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
       if (packSize === undefined || !packHolds(pack.packPath, entries, packSize)) continue;
-      const { id, bytes: idx } = encodeIndex(entries);
-      await withRetries(settings.attempts, () => backend.copyFrom!(pack.packPath, packKey(id, 'pack')));
-      await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
-      this.cache(id, idx);
-      this.listed?.push({ id, index: PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx')), packSize, idxSize: idx.length, modifiedMs: Date.now() });
+      await this.uploadWith(entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
       for (const h of names) wanted.delete(h); // an atom in two local packs goes once
       placed.push(...names);
@@ -363,7 +356,7 @@ export class RemotePacks {
 
   /** One pack and its index; returns the pack's size. */
   private async uploadPack(hashes: string[]): Promise<number> {
-    const { store, backend, settings } = this.t;
+    const { store, backend } = this.t;
     const entries: PackEntry[] = [];
     let end = PACK_MAGIC.length;
     for (const hash of hashes) {
@@ -372,13 +365,19 @@ export class RemotePacks {
       entries.push({ hash, offset: end, size });
       end += size;
     }
+    await this.uploadWith(entries, end, (key) => backend.upload(key, packBody(this.t, entries, end)));
+    return end;
+  }
+
+  /** Stores a pack through `put` (given its key), then its index, which this session then knows. */
+  private async uploadWith(entries: readonly PackEntry[], packSize: number, put: (key: string) => Promise<void>): Promise<void> {
+    const { backend, settings } = this.t;
     const { id, bytes: idx } = encodeIndex(entries);
-    await withRetries(settings.attempts, () => backend.upload(packKey(id, 'pack'), packBody(this.t, entries, end)));
+    await withRetries(settings.attempts, () => put(packKey(id, 'pack')));
     await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
     this.cache(id, idx);
-    const index = PackIndex.parse(idx, id, end, packKey(id, 'pack'), packKey(id, 'idx'));
-    this.listed?.push({ id, index, packSize: end, idxSize: idx.length, modifiedMs: Date.now() });
-    return end;
+    const index = PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
+    this.listed?.push({ id, index, packSize, idxSize: idx.length, modifiedMs: Date.now() });
   }
 
   private async loadIndex(id: string, packSize: number, idxSize: number): Promise<PackIndex | null> {
@@ -430,14 +429,10 @@ interface PackRange {
   items: { wanted: Wanted; entry: PackEntry; done?: boolean }[];
 }
 
-const atomBytes = (entries: Iterable<PackEntry>): number => {
-  let n = 0;
-  for (const e of entries) n += e.size;
-  return n;
-};
+const atomBytes = (entries: readonly PackEntry[]): number => entries.reduce((n, e) => n + e.size, 0);
 
 /** Whether `entries` (of `pack`) are at least WHOLE_PACK_SHARE of its atom bytes. */
-const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atomBytes(entries) >= atomBytes(pack.entries()) * WHOLE_PACK_SHARE;
+const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atomBytes(entries) >= pack.atomBytes() * WHOLE_PACK_SHARE;
 
 /**
  * Whether the pack file at `path` is `size` bytes, starts as a pack does, and holds every entry's
