@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { chmodSync, closeSync, cpSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConcept } from '../src/concept/concept.js';
@@ -283,6 +283,38 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     assert.equal(again.finalStatus, null);
     assert.equal(await c.close(), 0);
     assert.match(c.stderr, /^git-panini: small\/f1\.bin: .*corrupt/m);
+  });
+
+  it('the atoms of many small files cleaned in one process are named before a smudge there, and when Git closes the pipe', async () => {
+    const fresh = tempRepo();
+    try {
+      const c = open(fresh.dir);
+      await c.handshake();
+      const clean = async (i: number): Promise<{ bytes: Buffer; concept: Buffer }> => {
+        const bytes = randomBytesSeeded(2000 + i, 7000 + i);
+        await c.request('clean', `f${i}.bin`, bytes);
+        const r = await c.response();
+        assert.equal(r.status, 'success', c.stderr);
+        return { bytes, concept: r.content! };
+      };
+      const cleaned = [];
+      for (let i = 0; i < 200; i++) cleaned.push(await clean(i));
+      const packsDir = path.join(fresh.store, 'packs');
+      assert.ok(readdirSync(packsDir).some((n) => n.endsWith('.journal')), 'the last atoms are in a pack still being written');
+      const last = cleaned[199]!;
+      await c.request('smudge', 'f199.bin', last.concept);
+      const smudged = await c.response();
+      assert.equal(smudged.status, 'success', c.stderr);
+      assert.ok(smudged.content!.equals(last.bytes));
+      cleaned.push(await clean(200));
+      assert.equal(await c.close(), 0);
+      assert.deepEqual(readdirSync(packsDir).filter((n) => n.startsWith('.tmp-')), [], 'every pack named');
+      const store = new LocalStore(fresh.store);
+      assert.equal(store.packIndexes().length, 2);
+      for (const { bytes } of cleaned) assert.ok(store.get(sha256(bytes)).equals(bytes));
+    } finally {
+      fresh.dispose();
+    }
   });
 
   it('smudge passes non-concept content through; clean passes a concept through unchanged', async () => {

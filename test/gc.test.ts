@@ -14,7 +14,7 @@ import path from 'node:path';
 import { parseExpiry } from '../src/gc/expiry.js';
 import { readFixture } from './helpers/fixtures.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
-import { ageFiles, atomFiles, atomNames, conceptRegistryFiles, difference, sorted } from './helpers/store-files.js';
+import { ageFiles, atomFiles, atomNames, conceptRegistryFiles, difference, packFiles, sorted } from './helpers/store-files.js';
 
 interface Version {
   label: string;
@@ -194,7 +194,7 @@ describe('git panini gc', () => {
     git(['add', 'x.lfs']);
     assert.ok(lfs.atoms.size > 0);
 
-    ageFiles([...atomFiles(store).values(), ...conceptRegistryFiles(store)], 30);
+    ageFiles([...atomFiles(store).values(), ...packFiles(store).map((p) => p.pack), ...conceptRegistryFiles(store)], 30);
   });
 
   test('with reflogs, --dry-run lists exactly the atoms nothing reaches, and deletes nothing', () => {

@@ -6,6 +6,9 @@ import { PaniniError } from '../errors.js';
 import { openContext, type Context } from './context.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { announceWriter } from '../store/writers.js';
+import type { AtomWriter } from '../store/local.js';
+
+export { SmallFileAtoms } from '../store/small-files.js';
 
 type CleanInput = SpooledInput | StreamedInput;
 
@@ -22,11 +25,14 @@ export interface Cleaned {
   record(): void;
 }
 
-/** The same, leaving the registry entry to the caller (the filter process writes it while Git works). */
-export function cleanToConcept(ctx: Context, input: CleanInput, path?: string): Cleaned {
+/**
+ * The same, leaving the registry entry to the caller (the filter process writes it while Git
+ * works); `smallFiles`: where the atoms of small files go (store/small-files.ts), else loose.
+ */
+export function cleanToConcept(ctx: Context, input: CleanInput, path?: string, smallFiles?: AtomWriter): Cleaned {
   if ('read' in input) return recordLater(ctx, buildStreamedConcept(input.read, ctx.store, { record: false }));
   if (looksLikeConcept(input.head) && isValidConcept(input)) return { concept: Buffer.from(input.source.read(0, input.source.size)), record: () => undefined };
-  const built = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize, record: false });
+  const built = buildConcept(input.source, ctx.store, { maxAtomSize: ctx.maxAtomSize, record: false, smallFiles });
   if (input.unchanged && !input.unchanged()) {
     throw new PaniniError(`${path ?? 'the file'} changed while it was being added`, 'run `git add` again once nothing is writing to the file');
   }

@@ -25,12 +25,14 @@ const BACKGROUND_WRITE_MIN = 32 * 1024 * 1024;
 export interface BuildOptions extends IngestOptions {
   /** False: the caller records the concept in the store's registry itself (store.putConcept). */
   record?: boolean;
+  /** Where the atoms of a file under PACK_MIN go (the filter process batches them); else loose. */
+  smallFiles?: AtomWriter;
 }
 
 /** Stores a file's atoms (and manifests) and returns its concept text; records it in the store. */
 export function buildConcept(src: Source, store: LocalStore, options: BuildOptions = {}): BuiltConcept {
   const built = src.size < PACK_MIN
-    ? storeAtoms(src, store, options)
+    ? storeAtoms(src, options.smallFiles ?? store, options)
     : inPack(store, src.size >= BACKGROUND_WRITE_MIN, (pack) => storeAtoms(src, pack, options));
   return recorded(built, store, options);
 }

@@ -13,6 +13,7 @@ import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type S
 import { missingAtoms, reconstruct, wholeFileAtom, wholeFileRef } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
+import type { SmallFileAtoms } from '../store/small-files.js';
 
 /** Downloads every atom the concepts need into the local store. */
 export type AtomFetcher = (concepts: Concept[]) => Promise<void>;
@@ -45,14 +46,25 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
   const retried = { failed: 0 };
   let listed = new Set<string>();
   let unrecorded: { pathname: string; err: unknown } | null = null;
+  let smallFiles: SmallFileAtoms | null = null;
+  /** Names the pack of small files' atoms so far (store/small-files.ts): before anything reads them, and at the end. */
+  const sealSmallFiles = (): void => {
+    try {
+      smallFiles?.seal();
+    } catch (err) {
+      options.log?.(`git-panini: ${errorMessage(storeFailure(err, ctx.store.root))} (the atoms of the files just added are kept in a journaled pack, which the next git-panini command names)`);
+    }
+  };
   for (;;) {
     const request = reader.readKeyValues();
     if (request === undefined) {
+      sealSmallFiles();
       if (unrecorded) options.log?.(`git-panini: ${unrecorded.pathname}: ${errorMessage(storeFailure(unrecorded.err, ctx.store.root))}`);
       return; // Git closed the pipe: done
     }
     const command = request.get('command');
     const pathname = request.get('pathname') ?? '';
+    if (command !== 'clean') sealSmallFiles();
     if (command === 'list_available_blobs') {
       const pending = [...delayed.entries()].filter(([p]) => !listed.has(p));
       if (pending.length > 0 && options.fetcher) {
@@ -113,7 +125,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     }
     try {
       if (clean) {
-        const cleaned = clean.cleanToConcept(ctx, input, pathname);
+        const cleaned = clean.cleanToConcept(ctx, input, pathname, (smallFiles ??= new clean.SmallFileAtoms(ctx.store)));
         respondContent(writer, (emit) => emit(cleaned.concept));
         // The registry entry is written while Git stores the concept (its atoms are stored already).
         try {
@@ -167,10 +179,10 @@ async function smudge(
   // Most small files are one atom: read at once (no presence check first) into a reused buffer and
   // sent, then hashed while Git reads them (a mismatch ends the content with status=error, and Git
   // discards it). If the atom cannot be read so, the path below finds out why and answers as it
-  // always does (a packed atom, a delay, a fetch, or the error).
+  // always does (a delay, a fetch, or the error).
   const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
   const only = wholeFileRef(concept);
-  const unchecked = only && ctx.store.readLooseUnchecked(only.hash, only.size, scratch);
+  const unchecked = only && ctx.store.readUnchecked(only.hash, only.size, scratch);
   if (only && unchecked) {
     return respondContent(writer, (emit) => emit(unchecked), () => {
       if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');

@@ -16,7 +16,9 @@ import type { ChunkWindows } from '../decompose/cdc.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
-import { isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes } from './pack.js';
+import { encodeIndex, entriesHeld, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type PackEntry } from './pack.js';
+import { journaledPack, readJournal, isJournalName } from './journal.js';
+import { liveWriterSince } from './writers.js';
 import { readFully } from '../source.js';
 
 export { MAX_ATOM_BYTES } from './pack.js';
@@ -160,18 +162,20 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /**
-   * Reads a loose atom of the expected size into `scratch` when it fits: no stat and no fresh buffer
-   * per atom. Anything unexpected (packed, missing, too short, a wrong hash) goes through get, which
-   * says what is wrong.
+   * Reads an atom of the expected size into `scratch` when it fits: no stat and no fresh buffer per
+   * atom (a packed one in one read of its open pack). Anything unexpected (missing, too short, a
+   * wrong hash) goes through get, which says what is wrong.
    */
   getInto(hash: string, size: number, scratch: Buffer): Buffer {
-    const bytes = this.readLooseUnchecked(hash, size, scratch);
+    const bytes = this.readUnchecked(hash, size, scratch);
     return bytes && sha256Hex(bytes) === hash ? bytes : this.get(hash);
   }
 
   /** getInto without the check, for a caller that hashes the bytes itself; null where getInto would call get. */
-  readLooseUnchecked(hash: string, size: number, scratch: Buffer): Buffer | null {
-    if (size >= scratch.length || this.findPacked(hash)) return null;
+  readUnchecked(hash: string, size: number, scratch: Buffer): Buffer | null {
+    if (size >= scratch.length) return null;
+    const packed = this.findPacked(hash);
+    if (packed) return packed.size === size ? this.readPackRange(packed, size, scratch) : null;
     const bytes = readLooseInto(this.atomPath(hash), size + 1, scratch); // one byte more: a longer file shows
     return bytes?.length === size ? bytes : null;
   }
@@ -412,6 +416,7 @@ export class LocalStore implements AtomReader, AtomWriter {
     this.packs = new Map();
     this.packsDirMtime = statOrNull(this.packsDir)?.mtimeMs ?? 0;
     for (const name of listDir(this.packsDir)) {
+      if (isJournalName(name)) this.nameJournaledPack(name);
       if (!name.endsWith('.idx')) continue;
       const id = name.slice(0, -4);
       if (!isPackId(id)) continue;
@@ -422,6 +427,70 @@ export class LocalStore implements AtomReader, AtomWriter {
       if (this.packs.has(id)) continue;
       closeSync(fd);
       this.openPacks.delete(id);
+    }
+  }
+
+  /**
+   * Names a complete pack written at `tmp` (in the packs directory) with an index of `entries`: the
+   * index last, as its arrival is what makes the pack's atoms visible. Returns the pack's id. A pack
+   * with a `journal` that cannot be named stays as it was, for a later reader to name (journal.ts);
+   * another is removed.
+   */
+  namePack(tmp: string, entries: readonly PackEntry[], journal?: string): string {
+    const { id, bytes } = encodeIndex(entries);
+    const packPath = join(this.packsDir, `${id}.pack`);
+    try {
+      renameSync(tmp, packPath);
+    } catch (err) {
+      if (!journal) removeQuietly(tmp);
+      throw storeWriteError(err, this.packsDir);
+    }
+    try {
+      writeAtomically(this.packsDir, join(this.packsDir, `${id}.idx`), bytes);
+    } catch (err) {
+      if (journal) {
+        try { renameSync(packPath, tmp); } catch { /* as good as gone: the rename before just worked */ }
+      }
+      throw err;
+    }
+    if (journal) removeQuietly(journal);
+    this.addPack(id);
+    return id;
+  }
+
+  /**
+   * Names the pack of a journal whose writer is gone (it died before naming it), with the recorded
+   * atoms its bytes still hold. Quiet: whatever fails is tried again by the next reader.
+   */
+  private nameJournaledPack(name: string): void {
+    const journal = join(this.packsDir, name);
+    const pack = journaledPack(journal);
+    try {
+      const { writer, entries } = readJournal(journal);
+      if (liveWriterSince(writer, statSync(journal).mtimeMs, Date.now()) !== null) return;
+      let fd: number;
+      try {
+        fd = openSync(pack, 'r');
+      } catch {
+        removeQuietly(journal); // named by its writer just before it died, or by another reader
+        return;
+      }
+      let held: PackEntry[];
+      try {
+        held = entriesHeld(fd, [...new Map(entries.map((e) => [e.hash, e])).values()]);
+      } finally {
+        closeSync(fd);
+      }
+      if (held.length === 0) {
+        removeQuietly(pack);
+        removeQuietly(journal);
+        return;
+      }
+      const now = new Date();
+      utimesSync(pack, now, now); // gc's grace period starts now, as for an atom just written
+      this.namePack(pack, held, journal);
+    } catch {
+      // read-only store, or another reader naming it at the same time
     }
   }
 

@@ -7,16 +7,16 @@
  * With `background`, a worker thread does the writing, at most 64 MiB behind, so `git
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
-import { closeSync, openSync, renameSync, utimesSync, write, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, openSync, utimesSync, write, writeSync } from 'node:fs';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256, sha256Hex } from '../hash.js';
 import { PaniniError } from '../errors.js';
-import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, writeAtomically, type AtomWriter, type LocalStore } from './local.js';
+import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, type AtomWriter, type LocalStore } from './local.js';
 import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
-import { encodeIndex, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
+import { PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 import { GEAR, type ChunkWindows } from '../decompose/cdc.js';
+import { PackJournal } from './journal.js';
 import { gearScanner } from '../decompose/gear-scan.js';
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
@@ -38,6 +38,11 @@ export interface PackWriterOptions {
   /** The atoms put are the pieces of one file, in order: compute its SHA-256 (fileDigest). */
   hashFile?: boolean;
   /**
+   * Record each new atom in a journal (journal.ts) once its bytes are written, for a pack whose
+   * atoms are handed out before it is named; on this thread (not with background or writeBehind).
+   */
+  journal?: boolean;
+  /**
    * Atoms are written by libuv's thread pool, on the other core, while this thread goes on (a
    * download hashes the next range meanwhile); the bytes put must stay unchanged, and written() be
    * awaited before finish().
@@ -55,6 +60,8 @@ export class PackWriter implements AtomWriter {
   private worker: BackgroundWrites | null = null;
   private readonly behind: WritesBehind | null;
   private readonly dedup: boolean;
+  private readonly journaled: boolean;
+  private journal: PackJournal | null = null;
   /** The file's SHA-256 when computed on this thread (no worker); null once digested. */
   private fileHasher: Hash | null;
   /** Present with `hashFile`: the SHA-256 of the pieces put so far (the file); later puts (its manifests) are not part of it. */
@@ -62,6 +69,7 @@ export class PackWriter implements AtomWriter {
 
   constructor(private readonly store: LocalStore, options: PackWriterOptions = {}) {
     this.dedup = options.dedup ?? true;
+    this.journaled = options.journal ?? false;
     this.fileHasher = options.hashFile ? newSha256() : null;
     if (options.hashFile) this.fileDigest = () => this.digestFile();
     if (options.background) this.worker = BackgroundWrites.take();
@@ -87,7 +95,15 @@ export class PackWriter implements AtomWriter {
       if (hashing || fresh) this.worker.append(this.fd, bytes, hashing, offset);
     } else {
       if (hashing) this.fileHasher!.update(bytes);
-      if (fresh) this.writeHere(bytes, offset);
+      if (fresh) {
+        try {
+          this.writeHere(bytes, offset);
+        } catch (err) {
+          this.entries.delete(hash); // a pack that outlives the file (journaled) must not name it
+          throw err;
+        }
+        this.journal?.add(hash, offset, bytes.length);
+      }
     }
     return fresh;
   }
@@ -144,10 +160,11 @@ export class PackWriter implements AtomWriter {
       if (this.fd < 0) return null;
       closeSync(this.fd);
       this.fd = -1;
+      this.journal?.close();
       if (this.entries.size === 0) return null;
       const tmp = this.tmp;
       this.tmp = '';
-      return namePack(this.store, tmp, [...this.entries.values()]);
+      return this.store.namePack(tmp, [...this.entries.values()], this.journal?.path);
     } finally {
       this.abort();
     }
@@ -160,10 +177,14 @@ export class PackWriter implements AtomWriter {
     const { fd, tmp } = this;
     this.fd = -1;
     this.tmp = '';
+    // A journaled pack's atoms may be in concepts already: it stays, for a later reader to name.
+    const keep = this.journal !== null;
+    this.journal?.close();
+    this.journal = null;
     // Not while a write is in flight: it could land in whatever file reuses the descriptor.
     const drop = (): void => {
       if (fd >= 0) closeSync(fd);
-      if (tmp) removeQuietly(tmp);
+      if (tmp && !keep) removeQuietly(tmp);
     };
     if (this.behind) this.behind.whenIdle(drop);
     else drop();
@@ -178,6 +199,15 @@ export class PackWriter implements AtomWriter {
       throw storeWriteError(err, dir);
     }
     this.writeHere(PACK_MAGIC, 0);
+    if (!this.journaled) return;
+    try {
+      this.journal = PackJournal.create(this.tmp);
+    } catch (err) {
+      closeSync(this.fd);
+      this.fd = -1;
+      removeQuietly(this.tmp);
+      throw storeWriteError(err, dir);
+    }
   }
 
   private writeHere(bytes: Uint8Array, position: number): void {
@@ -189,24 +219,6 @@ export class PackWriter implements AtomWriter {
       throw storeWriteError(err, this.store.packsDir);
     }
   }
-}
-
-/**
- * Names a complete pack written at `tmp` (in the packs directory) and writes its index: the index
- * last, as its arrival is what makes the pack's atoms visible. Returns the pack's id.
- */
-export function namePack(store: LocalStore, tmp: string, entries: readonly PackEntry[]): string {
-  const { id, bytes } = encodeIndex(entries);
-  const dir = store.packsDir;
-  try {
-    renameSync(tmp, join(dir, `${id}.pack`));
-  } catch (err) {
-    removeQuietly(tmp);
-    throw storeWriteError(err, dir);
-  }
-  writeAtomically(dir, join(dir, `${id}.idx`), bytes);
-  store.addPack(id);
-  return id;
 }
 
 /**

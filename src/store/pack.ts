@@ -148,6 +148,27 @@ export function encodeIndex(entries: readonly PackEntry[]): { id: string; bytes:
   return { id, bytes };
 }
 
+/** Sequential reads of a pack when checking its atoms go through a buffer this large. */
+const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** The entries whose bytes in the open pack `fd` hash to their names: the pack read in order, once. */
+export function entriesHeld(fd: number, entries: readonly PackEntry[]): PackEntry[] {
+  const held: PackEntry[] = [];
+  const buf = Buffer.allocUnsafe(VERIFY_BUFFER_BYTES);
+  let window = { start: 0, end: 0 }; // the bytes of the file in buf
+  for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
+    let atom: Buffer;
+    if (e.size > buf.length) {
+      atom = readPackBytes(fd, e.offset, e.size);
+    } else {
+      if (e.offset < window.start || e.offset + e.size > window.end) window = { start: e.offset, end: e.offset + readFully(fd, buf, 0, buf.length, e.offset) };
+      atom = buf.subarray(e.offset - window.start, Math.min(window.end, e.offset + e.size) - window.start);
+    }
+    if (atom.length === e.size && sha256Hex(atom) === e.hash) held.push(e);
+  }
+  return held;
+}
+
 /** Reads `size` bytes at `offset` of an open pack (short only if the pack was cut). */
 export function readPackBytes(fd: number, offset: number, size: number): Buffer {
   const buf = Buffer.allocUnsafe(size);

@@ -39,7 +39,7 @@ export function announceWriter(storeRoot: string): void {
     mkdirSync(dir, { recursive: true });
     const fd = openSync(path, 'wx', 0o644);
     try {
-      writeSync(fd, `${process.pid} ${hostname()} ${Date.now()}\n`);
+      writeSync(fd, writerLine());
     } finally {
       closeSync(fd);
     }
@@ -48,6 +48,23 @@ export function announceWriter(storeRoot: string): void {
   }
   if (announced.size === 0) process.once('exit', retireAll);
   announced.set(storeRoot, path);
+}
+
+/** Who this process is, as a marker (and a pack journal) records it: "pid host start-ms". */
+export function writerLine(): string {
+  return `${process.pid} ${hostname()} ${Date.now()}\n`;
+}
+
+/**
+ * When the writer a line of writerLine() names began, or null if it is gone. A writer of another
+ * host cannot be checked against its process list: it counts as live until its file (`mtimeMs`)
+ * is FOREIGN_MARKER_EXPIRY_MS old.
+ */
+export function liveWriterSince(line: string, mtimeMs: number, nowMs: number): number | null {
+  const [pidText, host, startText] = line.trim().split(' ');
+  const pid = Number(pidText);
+  const live = host === hostname() && Number.isSafeInteger(pid) && pid > 0 ? processRuns(pid) : nowMs - mtimeMs < FOREIGN_MARKER_EXPIRY_MS;
+  return live ? Math.min(mtimeMs, Number(startText) || mtimeMs) : null;
 }
 
 function retireAll(): void {
@@ -76,29 +93,20 @@ export function scanWriters(storeRoot: string, nowMs: number): WriterScan {
   } catch {
     return scan;
   }
-  const host = hostname();
   for (const name of names) {
     if (name.startsWith('.')) continue;
     const path = join(dir, name);
-    let mtimeMs: number;
-    let text: string;
+    let since: number | null;
     try {
-      mtimeMs = statSync(path).mtimeMs;
-      text = readFileSync(path, 'utf8');
+      since = liveWriterSince(readFileSync(path, 'utf8'), statSync(path).mtimeMs, nowMs);
     } catch {
       continue; // removed by its writer meanwhile
     }
-    const [pidText, markerHost, startText] = text.trim().split(' ');
-    const pid = Number(pidText);
-    let live: boolean;
-    if (markerHost === host && Number.isSafeInteger(pid) && pid > 0) live = processRuns(pid);
-    else live = nowMs - mtimeMs < FOREIGN_MARKER_EXPIRY_MS; // another host's, or still being written
-    if (!live) {
+    if (since === null) {
       scan.stale.push(path);
       continue;
     }
     scan.active++;
-    const since = Math.min(mtimeMs, Number(startText) || mtimeMs);
     if (scan.oldestMs === null || since < scan.oldestMs) scan.oldestMs = since;
   }
   return scan;

@@ -16,9 +16,7 @@ import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
-import { encodeIndex, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
-import { namePack } from '../store/pack-writer.js';
-import { readFully } from '../source.js';
+import { encodeIndex, entriesHeld, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
 import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
@@ -40,8 +38,6 @@ const RANGE_MAX_GAP = 4 * 1024;
  * pack file instead, where the store can (a folder: a hard link or a kernel copy).
  */
 const WHOLE_PACK_SHARE = 0.75;
-/** Adopted packs are verified through a buffer of this size. */
-const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
@@ -273,7 +269,7 @@ export class RemotePacks {
       removeQuietly(tmp);
       return false;
     }
-    namePack(store, tmp, entries);
+    store.namePack(tmp, entries);
     return true;
   }
 
@@ -442,19 +438,7 @@ function packHolds(path: string, entries: readonly PackEntry[], size: number): b
   const fd = openSync(path, 'r');
   try {
     if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return false;
-    const buf = Buffer.allocUnsafe(VERIFY_BUFFER_BYTES);
-    let held = { start: 0, end: 0 }; // the bytes of the file in buf
-    for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
-      let atom: Buffer;
-      if (e.size > buf.length) {
-        atom = readPackBytes(fd, e.offset, e.size);
-      } else {
-        if (e.offset < held.start || e.offset + e.size > held.end) held = { start: e.offset, end: e.offset + readFully(fd, buf, 0, buf.length, e.offset) };
-        atom = buf.subarray(e.offset - held.start, Math.min(held.end, e.offset + e.size) - held.start);
-      }
-      if (atom.length !== e.size || sha256Hex(atom) !== e.hash) return false;
-    }
-    return true;
+    return entriesHeld(fd, entries).length === entries.length;
   } finally {
     closeSync(fd);
   }

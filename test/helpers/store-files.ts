@@ -2,7 +2,7 @@
  * Looking at a local atom store from the outside, by walking its directories (independently of
  * LocalStore), for the gc and fsck tests.
  */
-import { chmodSync, closeSync, openSync, readdirSync, readSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readdirSync, readFileSync, readSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 const HASH = /^[0-9a-f]{64}$/;
@@ -50,8 +50,26 @@ function hashNamedFiles(root: string): Map<string, string> {
   return found;
 }
 
+/** The named packs of <store>/packs: each pack file and the atom names its index lists. */
+export function packFiles(store: string): { pack: string; atoms: string[] }[] {
+  const dir = path.join(store, 'packs');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => n.endsWith('.idx') && HASH.test(n.slice(0, -4))).map((n) => {
+    const idx = readFileSync(path.join(dir, n));
+    const count = idx.readUInt32BE(16); // after the 16-byte magic; the hashes start at 24
+    const atoms = Array.from({ length: count }, (_, i) => idx.toString('hex', 24 + i * 32, 56 + i * 32));
+    return { pack: path.join(dir, `${n.slice(0, -4)}.pack`), atoms };
+  });
+}
+
+/** Every atom of the store: loose files and the entries of named packs. */
 export function atomNames(store: string): Set<string> {
-  return new Set(atomFiles(store).keys());
+  return new Set([...atomFiles(store).keys(), ...packFiles(store).flatMap((p) => p.atoms)]);
 }
 
 /** Sets the mtime of the given files (default: every atom) to `days` ago. */

@@ -1,0 +1,39 @@
+/**
+ * Where the filter process stores the atoms of small files (those under PACK_MIN, whose atoms are
+ * otherwise loose). The first LOOSE_ATOMS new ones of a session go loose, one file each; past that
+ * (a bulk add) the rest go into one pack, appended as they come and named by seal(): when Git asks
+ * for anything but a clean, and when it closes the pipe. A file's concept goes to Git before that
+ * pack is named, so the pack is journaled (journal.ts): if this process dies first, the next one
+ * to read the store names it.
+ *
+ * Measured (README, "Choices made by measurement"): `git add` of 2,000 files of 8–64 KB took
+ * 0.66–0.73 s instead of 0.74–0.81 s; a loose atom costs a file creation, a rename and, in a young
+ * store, a shard directory.
+ */
+import type { AtomWriter, LocalStore } from './local.js';
+import { PackWriter } from './pack-writer.js';
+
+/** As many atoms as a file needs to be packed (8 MiB of 64 KiB chunks): small adds stay loose. */
+const LOOSE_ATOMS = 128;
+
+export class SmallFileAtoms implements AtomWriter {
+  private loose = 0;
+  private pack: PackWriter | null = null;
+
+  constructor(private readonly store: LocalStore) {}
+
+  put(hash: string, bytes: Uint8Array): boolean {
+    if (this.pack === null && this.loose >= LOOSE_ATOMS) this.pack = new PackWriter(this.store, { journal: true });
+    if (this.pack) return this.pack.put(hash, bytes);
+    const fresh = this.store.put(hash, bytes);
+    if (fresh) this.loose++;
+    return fresh;
+  }
+
+  /** Names the pack of the atoms put so far, making them visible to every reader. */
+  seal(): void {
+    const pack = this.pack;
+    this.pack = null;
+    pack?.finish();
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The atoms of many small files cleaned by one filter process go into one journaled pack
+ * (src/store/small-files.ts, journal.ts): named when Git closes the pipe or asks for anything but a
+ * clean, and named from its journal by the next reader if the process dies first.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { LocalStore } from '../src/store/local.js';
+import { SmallFileAtoms } from '../src/store/small-files.js';
+import { fastTmpdir, tempDir } from './helpers/cli.js';
+import { GitSandbox, sha256 } from './helpers/git.js';
+import { flipByte } from './helpers/store-files.js';
+
+/** Distinct small atoms, the same in every process. */
+function atomBytes(i: number): Buffer {
+  const block = createHash('sha256').update(`small file ${i}`).digest();
+  return Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
+}
+
+const packsOf = (root: string): string[] => (existsSync(path.join(root, 'packs')) ? readdirSync(path.join(root, 'packs')).sort() : []);
+const looseCount = (root: string): number => (existsSync(path.join(root, 'atoms')) ? readdirSync(path.join(root, 'atoms'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length : 0);
+
+test('git add of many small files: the first 128 new atoms loose, the rest in one pack, and a checkout gives every file back', { timeout: 120_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const repo = sandbox.initRepo('work');
+  sandbox.panini(repo, ['track', '*.bin']);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 300; i++) files.set(`f${i}.bin`, atomBytes(i));
+  for (const [name, bytes] of files) writeFileSync(path.join(repo, name), bytes);
+  sandbox.git(repo, ['add', '.']);
+  const store = path.join(repo, '.git', 'panini');
+  assert.equal(looseCount(store), 128);
+  const packs = packsOf(store);
+  assert.equal(packs.length, 2, `one pack and its index, no temp file or journal left: ${packs.join(', ')}`);
+  assert.equal(new LocalStore(store).packIndexes()[0]!.count, 300 - 128);
+  sandbox.git(repo, ['commit', '-q', '-m', 'small files']);
+  for (const name of files.keys()) rmSync(path.join(repo, name));
+  sandbox.git(repo, ['checkout', '--', '.']);
+  for (const [name, bytes] of files) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), name);
+  sandbox.panini(repo, ['fsck']); // fails on any problem
+});
+
+test('a pack of small files is invisible to other processes until sealed, while its writer runs', (t) => {
+  const work = tempDir('panini-small-', fastTmpdir());
+  t.after(work.dispose);
+  const writer = new SmallFileAtoms(new LocalStore(work.dir));
+  for (let i = 0; i < 200; i++) writer.put(sha256(atomBytes(i)), atomBytes(i));
+  const late = sha256(atomBytes(199));
+  assert.equal(new LocalStore(work.dir).has(late), false, 'not named yet');
+  assert.ok(packsOf(work.dir).some((n) => n.endsWith('.journal')), 'the journal of a live writer stays');
+  writer.seal();
+  assert.ok(new LocalStore(work.dir).get(late).equals(atomBytes(199)));
+  assert.deepEqual(packsOf(work.dir).filter((n) => n.startsWith('.tmp-')), []);
+});
+
+test('a filter process killed before naming its pack of small files: the next reader names it from the journal, without the atoms it cannot vouch for', { timeout: 60_000 }, (t) => {
+  const work = tempDir('panini-small-', fastTmpdir());
+  t.after(work.dispose);
+  const modules = (name: string): string => pathToFileURL(path.join(import.meta.dirname, '..', 'src', 'store', name)).href;
+  const script = `
+    import { createHash } from 'node:crypto';
+    const { LocalStore } = await import(${JSON.stringify(modules('local.js'))});
+    const { SmallFileAtoms } = await import(${JSON.stringify(modules('small-files.js'))});
+    const writer = new SmallFileAtoms(new LocalStore(${JSON.stringify(work.dir)}));
+    for (let i = 0; i < 200; i++) {
+      const block = createHash('sha256').update('small file ' + i).digest();
+      const bytes = Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
+      writer.put(createHash('sha256').update(bytes).digest('hex'), bytes);
+    }
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(child.signal, 'SIGKILL', child.stderr);
+  const leftovers = packsOf(work.dir);
+  const journal = leftovers.find((n) => n.endsWith('.journal'));
+  const pack = leftovers.find((n) => n.endsWith('.pack'));
+  assert.ok(journal && pack && !leftovers.some((n) => n.endsWith('.idx')), `a journal and its pack, unnamed: ${leftovers.join(', ')}`);
+  // The last atom damaged (its bytes end the pack), and a record cut short by the crash.
+  flipByte(path.join(work.dir, 'packs', pack), statSync(path.join(work.dir, 'packs', pack)).size - 1);
+  appendFileSync(path.join(work.dir, 'packs', journal), Buffer.alloc(20, 0xab));
+
+  const store = new LocalStore(work.dir);
+  for (let i = 0; i < 199; i++) assert.ok(store.get(sha256(atomBytes(i))).equals(atomBytes(i)), `atom ${i}`);
+  assert.equal(store.has(sha256(atomBytes(199))), false, 'the damaged atom is not named');
+  const named = packsOf(work.dir);
+  assert.equal(named.filter((n) => n.startsWith('.tmp-')).length, 0, `journal and temp pack gone: ${named.join(', ')}`);
+  assert.equal(store.packIndexes().length, 1);
+  assert.equal(store.packIndexes()[0]!.count, 200 - 128 - 1);
+});
