@@ -53,6 +53,9 @@ test('a pack of small files is invisible to other processes until sealed, while 
   const late = sha256(atomBytes(199));
   assert.equal(new LocalStore(work.dir).has(late), false, 'not named yet');
   assert.ok(packsOf(work.dir).some((n) => n.endsWith('.journal')), 'the journal of a live writer stays');
+  const strays: string[] = [];
+  new LocalStore(work.dir).packIndexes((p) => strays.push(p));
+  assert.deepEqual(strays, [], 'a batch is never a stray for gc');
   writer.seal();
   assert.ok(new LocalStore(work.dir).get(late).equals(atomBytes(199)));
   assert.deepEqual(packsOf(work.dir).filter((n) => n.startsWith('.tmp-')), []);

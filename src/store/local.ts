@@ -395,7 +395,12 @@ export class LocalStore implements AtomReader, AtomWriter {
   /** The loaded pack indexes; damaged or orphaned pack files go to `onOther`. */
   packIndexes(onOther?: (path: string) => void): PackIndex[] {
     if (onOther) {
-      for (const name of listDir(this.packsDir)) {
+      const names = listDir(this.packsDir);
+      // A journal and its pack are a writer's batch, named by the writer or, once it is gone, from
+      // the journal: never strays, even if that waits for a reused pid to exit.
+      const batches = new Set(names.filter(isJournalName).flatMap((n) => [n, journaledPack(n)]));
+      for (const name of names) {
+        if (batches.has(name)) continue;
         const id = name.slice(0, -5);
         const ok = (name.endsWith('.pack') || name.endsWith('.idx')) && isPackId(name.replace(/\.(pack|idx)$/, ''));
         if (!ok || (name.endsWith('.pack') && !this.loadedPacks().has(id))) onOther(join(this.packsDir, name));
@@ -487,7 +492,11 @@ export class LocalStore implements AtomReader, AtomWriter {
         return;
       }
       const now = new Date();
-      utimesSync(pack, now, now); // gc's grace period starts now, as for an atom just written
+      try {
+        utimesSync(pack, now, now); // gc's grace period starts now, as for an atom just written
+      } catch {
+        // another user's file: it keeps the time of its last write
+      }
       this.namePack(pack, held, journal);
     } catch {
       // read-only store, or another reader naming it at the same time
