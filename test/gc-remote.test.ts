@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GitSandbox, sha256 } from './helpers/git.js';
@@ -92,11 +92,11 @@ describe('git panini gc --remote', () => {
     const dry = gcRemote(['--dry-run', '--prune=now']);
     assert.deepEqual(sorted(dry.deleted.atoms.map((a) => a.hash)), sorted(expected));
     assert.deepEqual(sorted(atomNames(remoteDir)), sorted(before), 'a dry run must not delete');
-    assert.ok(!existsSync(path.join(remoteDir, 'gc-epoch')));
+    const epochBefore = readFileSync(path.join(remoteDir, 'gc-epoch'), 'utf8'); // written by the first push
     const real = gcRemote(['--prune=now']);
     assert.deepEqual(sorted(real.deleted.atoms.map((a) => a.hash)), sorted(expected));
     assert.deepEqual(sorted(atomNames(remoteDir)), sorted(difference(before, expected)));
-    assert.ok(existsSync(path.join(remoteDir, 'gc-epoch')), 'clones are told their caches are stale');
+    assert.notEqual(readFileSync(path.join(remoteDir, 'gc-epoch'), 'utf8'), epochBefore, 'clones are told their caches are stale');
 
     // A fresh clone gets every remaining branch from the remote store alone.
     const { dir: fresh2, checkout: co } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });

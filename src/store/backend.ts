@@ -8,7 +8,7 @@
  *   packs/<id>.pack        many atoms back to back, as a local pack; its index packs/<id>.idx is
  *                          uploaded after it, so an index names only a complete pack
  *   lfs/<oid>              the concept of a Git LFS object (see src/cli/transfer.ts)
- *   gc-epoch               changed by a remote gc before it deletes anything (see src/transfer/inventory.ts)
+ *   gc-epoch               written by the first push, changed by a remote gc before it deletes anything (see src/transfer/inventory.ts)
  */
 import { Readable } from 'node:stream';
 import { isAtomHash } from '../atom.js';

@@ -4,7 +4,10 @@
  * 1. A local cache per remote (`<store>/remotes/<id>.inventory`): atoms this clone uploaded,
  *    downloaded, or saw in a listing. Atoms are immutable, so "present" stays true until a remote
  *    gc deletes some; a remote gc therefore writes a new value to the `gc-epoch` object first, and a
- *    cache recorded under another epoch is dropped. Cost: one small GET per command.
+ *    cache recorded under another epoch is dropped. A store without that object (new, or wiped and
+ *    made again at the same URL) gets a random one from its first push, and no cache is trusted
+ *    before: a cache from the store that was there before must not pass for this one. Cost: one
+ *    small GET per command.
  * 2. The remote store's packs (src/transfer/remote-packs.ts): listed once per session, their
  *    indexes cached, so whatever a pack holds is known at the cost of one listing request.
  * 3. For atoms neither knows: a listing of `atoms/` when it is cheaper than one HEAD per
@@ -18,7 +21,8 @@
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAtomHash } from '../atom.js';
-import { ATOMS_PREFIX, atomKey, atomOfKey, GC_EPOCH_KEY } from '../store/backend.js';
+import { randomBytes } from 'node:crypto';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY } from '../store/backend.js';
 import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import type { RemotePacks } from './remote-packs.js';
@@ -39,7 +43,7 @@ interface Listing {
 export class RemoteInventory {
   private known: Set<string> | null = null;
 
-  private constructor(private readonly t: Transfer, private readonly packs: RemotePacks, private readonly path: string, private readonly epoch: string, private valid: boolean) {}
+  private constructor(private readonly t: Transfer, private readonly packs: RemotePacks, private readonly path: string, private epoch: string, private valid: boolean) {}
 
   static async open(t: Transfer, packs: RemotePacks): Promise<RemoteInventory> {
     const epoch = await withRetries(t.settings.attempts, async () => {
@@ -49,7 +53,7 @@ export class RemoteInventory {
     const path = remoteCachePath(t, '.inventory');
     let valid = false;
     try {
-      valid = readFileSync(path, 'latin1').startsWith(headerFor(t.backend.url, epoch));
+      valid = epoch !== '' && readFileSync(path, 'latin1').startsWith(headerFor(t.backend.url, epoch));
     } catch {
       // no cache yet
     }
@@ -80,6 +84,7 @@ export class RemoteInventory {
 
   /** The atoms among `hashes` that the remote store lacks. */
   async missing(hashes: readonly string[]): Promise<string[]> {
+    await this.identify();
     let unknown = [...new Set(hashes)].filter((h) => !this.has(h));
     if (unknown.length === 0) return [];
     await this.packs.list();
@@ -115,6 +120,14 @@ export class RemoteInventory {
     this.record(seen);
     if (failures.length > 0) throw failures[0]!.error;
     return absent;
+  }
+
+  /** Gives a store without a gc-epoch object one, so that what this push records can be trusted later. */
+  private async identify(): Promise<void> {
+    if (this.epoch !== '') return;
+    const epoch = randomBytes(16).toString('hex');
+    await withRetries(this.t.settings.attempts, () => this.t.backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(epoch))));
+    this.epoch = epoch;
   }
 
   /** Lists up to `budget` keys of atoms/ and records them. */
@@ -154,6 +167,7 @@ export class RemoteInventory {
   }
 
   private rewrite(hashes: Set<string>): void {
+    if (this.epoch === '') return; // a store without an epoch: nothing recorded for it could be trusted
     try {
       mkdirSync(join(this.path, '..'), { recursive: true });
       const tmp = `${this.path}.tmp-${process.pid}`;

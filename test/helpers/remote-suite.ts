@@ -118,6 +118,22 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0);
   });
 
+  test(`${name}: a store wiped and made again at the same URL gets every atom on the next push`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const files = addFixtures(here, ['photo.png', 'course-a.mp4']);
+    const items = files.map((f) => ({ concept: f.concept, path: f.name }));
+    await pushConcepts(here, items, { quiet: true });
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    for (const o of await listAll(backend, '')) await backend.delete(o.key);
+    assert.deepEqual(await listAll(backend, ''), [], 'the store is empty');
+    const again = await pushConcepts(here, items, { quiet: true });
+    assert.equal(again.uploaded, storeAtoms(here).length, 'the inventory cached for the store that was there is not trusted');
+    assert.deepEqual([...(await remoteAtoms(backend)).keys()].sort(), storeAtoms(here));
+  });
+
   test(`${name}: wrong bytes under an atom's name are refused and never stored`, async (t) => {
     const root = scratch(t);
     const settings = { ...(await remote.freshSettings()), 'panini.retries': '1' };
