@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
-import { atomKey } from '../src/store/backend.js';
+import { atomKey, bufferBody } from '../src/store/backend.js';
 import { FolderBackend } from '../src/store/folder.js';
 import { parseRemoteUrl } from '../src/store/remote.js';
 import { pushConcepts } from '../src/transfer/push.js';
@@ -54,6 +54,18 @@ test('folder: a few atoms land in the local store\'s own layout, many in a pack,
   }
   assert.equal(listed, loose.length);
   assert.ok(readdirSync(shard).some((n) => n.startsWith('.tmp-')));
+});
+
+test('folder: the atoms a push would otherwise stat one by one are ruled out by listing their directories', async () => {
+  const backend = new FolderBackend(subdir(root, 'absent'));
+  const key = (hex: string): string => atomKey(hex.repeat(64 / hex.length));
+  assert.deepEqual(await backend.absentAmong([key('ab'), key('cd')]), new Set([key('ab'), key('cd')]), 'no atoms/ at all');
+  await backend.upload(key('ab'), bufferBody(Buffer.from('x')));
+  const present = key('ab');
+  const sameShard = atomKey('abab' + 'f'.repeat(60)); // atoms/ab/ab/ exists: only a stat can tell
+  const otherSecond = atomKey('abcd' + 'f'.repeat(60)); // atoms/ab/ exists, atoms/ab/cd/ does not
+  const otherFirst = key('cd'); // atoms/cd/ does not exist
+  assert.deepEqual(await backend.absentAmong([present, sameShard, otherSecond, otherFirst]), new Set([otherSecond, otherFirst]));
 });
 
 test('folder: panini.url forms', () => {

@@ -62,6 +62,11 @@ export interface Backend {
    */
   readRange?(key: string, range: ByteRange): Promise<Buffer | null>;
   /**
+   * Optional: the keys among `keys` that are certainly absent, found for less than an `exists`
+   * each (a folder: those whose directory does not exist); the others may or may not exist.
+   */
+  absentAmong?(keys: readonly string[]): Promise<Set<string>>;
+  /**
    * Optional: puts the object at `path` (a new local file) without passing its bytes through this
    * process: a hard link where the store is on the same file system (as `git clone` of a local path
    * links objects), else a copy made by the kernel; its time set to now. False if there is no such

@@ -131,6 +131,42 @@ export class FolderBackend implements Backend {
     }
   }
 
+  /**
+   * One listing per directory on the way to the keys (the root, atoms/, atoms/ab/), not a stat per
+   * key: a push to a new folder store learns that it holds none of its atoms at the cost of a few
+   * listings. The leaf directories, which can be large, are not listed.
+   */
+  async absentAmong(keys: readonly string[]): Promise<Set<string>> {
+    const listed = new Map<string, Set<string> | null>(); // directory key → its names, or null if there is none
+    const namesIn = async (dirKey: string): Promise<Set<string> | null> => {
+      let names = listed.get(dirKey);
+      if (names === undefined) {
+        try {
+          names = new Set(await readdir(join(this.root, dirKey)));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOENT' && code !== 'ENOTDIR') throw this.fsError(err, `listing ${dirKey || '/'}`);
+          names = null;
+        }
+        listed.set(dirKey, names);
+      }
+      return names;
+    };
+    const absent = new Set<string>();
+    for (const key of keys) {
+      const dirs = checkKey(key).split('/').slice(0, -1);
+      let dirKey = '';
+      for (const dir of dirs) {
+        if (!(await namesIn(dirKey))?.has(dir)) {
+          absent.add(key);
+          break;
+        }
+        dirKey += dir + '/';
+      }
+    }
+    return absent;
+  }
+
   async delete(key: string): Promise<void> {
     try {
       await unlink(this.pathOf(key));

@@ -11,7 +11,8 @@
  * 2. The remote store's packs (src/transfer/remote-packs.ts): listed once per session, their
  *    indexes cached, so whatever a pack holds is known at the cost of one listing request.
  * 3. For atoms neither knows: a listing of `atoms/` when it is cheaper than one HEAD per
- *    atom, else HEADs. Listings come in sorted pages of 1,000 keys, one page per request and one
+ *    atom, else what the backend can rule out at once (a folder: atoms whose shard directory
+ *    does not exist), then HEADs. Listings come in sorted pages of 1,000 keys, one page per request and one
  *    page after the other, while HEADs run `concurrency` at a time; one page costs as much as
  *    `backend.listPageCost` HEADs (measured, docs/remote-stores.md). So with n unknown atoms the
  *    listing gets a budget of n / (concurrency × listPageCost) pages; since keys are sorted, a
@@ -111,6 +112,11 @@ export class RemoteInventory {
           else undecided.push(h);
         }
       }
+    }
+    if (undecided.length > 0 && this.t.backend.absentAmong) {
+      const gone = await withRetries(attempts, () => this.t.backend.absentAmong!(undecided.map(atomKey)));
+      absent.push(...undecided.filter((h) => gone.has(atomKey(h))));
+      undecided = undecided.filter((h) => !gone.has(atomKey(h)));
     }
     const seen: string[] = [];
     const failures = await forEachConcurrently(undecided, concurrency, async (h) => {
