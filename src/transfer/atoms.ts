@@ -87,11 +87,14 @@ function verifiedAtomBody(store: LocalStore, hash: string, size: number): Upload
 
 /**
  * A whole object from a stream, at most `maxBytes`; fails (retryably) if no data arrives for
- * `idleMs` or the connection breaks.
+ * `idleMs` or the connection breaks. With `exact`, `maxBytes` are expected: they are copied into
+ * one buffer as they arrive (a range of a pack: tens of MiB), not kept as chunks and joined at the
+ * end, which costs a second pass and keeps the chunks alive long enough for the GC to move them.
  */
-export function readAll(stream: Readable, maxBytes: number, idleMs: number, what: string): Promise<Buffer> {
+export function readAll(stream: Readable, maxBytes: number, idleMs: number, what: string, exact = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    const whole = exact ? Buffer.allocUnsafe(maxBytes) : null;
     let total = 0;
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
@@ -115,14 +118,15 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
         fail(new RemoteError(`${what}: the object is larger than the ${maxBytes} bytes expected`, 'the remote object is not the atom it is named after; delete it from the remote store and push again', false));
         return;
       }
-      chunks.push(chunk);
+      if (whole) chunk.copy(whole, total - chunk.length);
+      else chunks.push(chunk);
       lastData = performance.now();
     });
     stream.on('end', () => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(Buffer.concat(chunks, total));
+      resolve(whole ? whole.subarray(0, total) : Buffer.concat(chunks, total));
     });
     stream.on('close', () => fail(new RemoteError(`${what}: the connection closed before the end`, 'run the command again', true)));
     stream.on('error', (err) => fail(err instanceof PaniniError ? err : new RemoteError(`${what}: ${err.message}`, 'the connection broke; run the command again', true)));

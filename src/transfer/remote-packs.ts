@@ -324,7 +324,7 @@ export class RemotePacks {
     if (length === 0) return Buffer.alloc(0); // zero-length atoms need no bytes (and no range is empty)
     if (backend.readRange) return backend.readRange(key, { start, length });
     const stream = await backend.download(key, { start, length });
-    return stream && readAll(stream, length, settings.timeoutMs, what);
+    return stream && readAll(stream, length, settings.timeoutMs, what, true);
   }
 
   /**
