@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { LocalStore } from '../src/store/local.js';
 import { SmallFileAtoms } from '../src/store/small-files.js';
-import { fastTmpdir, tempDir } from './helpers/cli.js';
+import { cliPath, fastTmpdir, tempDir } from './helpers/cli.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
 import { flipByte } from './helpers/store-files.js';
 
@@ -43,6 +43,37 @@ test('git add of many small files: the first 128 new atoms loose, the rest in on
   sandbox.git(repo, ['checkout', '--', '.']);
   for (const [name, bytes] of files) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), name);
   sandbox.panini(repo, ['fsck']); // fails on any problem
+});
+
+test('git add whose filter process is killed once Git has written the index: the next command names the pack from its journal, and every file checks out', { timeout: 120_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const repo = sandbox.initRepo('work');
+  sandbox.panini(repo, ['track', '*.bin']);
+  // The filter process behind a relay that, when Git closes the pipe at its exit (the index is
+  // written by then), kills it instead of letting it name its pack: the worst moment to die.
+  const relay = sandbox.path('relay.mjs');
+  writeFileSync(relay, `
+    import { spawn } from 'node:child_process';
+    const filter = spawn(process.execPath, [${JSON.stringify(cliPath)}, 'filter-process'], { stdio: ['pipe', 'inherit', 'inherit'] });
+    process.stdin.pipe(filter.stdin, { end: false });
+    process.stdin.on('end', () => filter.kill('SIGKILL'));
+    filter.on('exit', () => process.exit(0));
+  `);
+  sandbox.git(repo, ['config', 'filter.panini.process', `${JSON.stringify(process.execPath)} ${JSON.stringify(relay)}`]);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 200; i++) files.set(`f${i}.bin`, atomBytes(1000 + i));
+  for (const [name, bytes] of files) writeFileSync(path.join(repo, name), bytes);
+  sandbox.git(repo, ['add', '.']);
+  const store = path.join(repo, '.git', 'panini');
+  assert.ok(packsOf(store).some((n) => n.endsWith('.journal')), `the pack was left unnamed: ${packsOf(store).join(', ')}`);
+  sandbox.git(repo, ['config', '--unset', 'filter.panini.process']);
+  sandbox.git(repo, ['config', 'filter.panini.process', 'git-panini filter-process']);
+  sandbox.git(repo, ['commit', '-q', '-m', 'small files']);
+  sandbox.panini(repo, ['fsck']); // names the pack first: a clean report
+  assert.deepEqual(packsOf(store).filter((n) => n.startsWith('.tmp-')), []);
+  for (const name of files.keys()) rmSync(path.join(repo, name));
+  sandbox.git(repo, ['checkout', '--', '.']);
+  for (const [name, bytes] of files) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), name);
 });
 
 test('a pack of small files is invisible to other processes until sealed, while its writer runs', (t) => {
