@@ -92,6 +92,20 @@ test('a pack of small files is invisible to other processes until sealed, while 
   assert.deepEqual(packsOf(work.dir).filter((n) => n.startsWith('.tmp-')), []);
 });
 
+test('a batch of small files is named every 65,536 atoms, so its index in memory stays bounded', { timeout: 60_000 }, (t) => {
+  const work = tempDir('panini-small-', fastTmpdir());
+  t.after(work.dispose);
+  const writer = new SmallFileAtoms(new LocalStore(work.dir));
+  const total = 128 + 65_536 + 5;
+  for (let i = 0; i < total; i++) {
+    const bytes = Buffer.from(`tiny atom ${i}`);
+    writer.put(sha256(bytes), bytes);
+  }
+  assert.deepEqual(new LocalStore(work.dir).packIndexes().map((p) => p.count), [65_536], 'the full pack is named already');
+  writer.seal();
+  assert.deepEqual(new LocalStore(work.dir).packIndexes().map((p) => p.count).sort((a, b) => a - b), [5, 65_536]);
+});
+
 test('a filter process killed before naming its pack of small files: the next reader names it from the journal, without the atoms it cannot vouch for', { timeout: 60_000 }, (t) => {
   const work = tempDir('panini-small-', fastTmpdir());
   t.after(work.dispose);

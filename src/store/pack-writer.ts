@@ -76,6 +76,15 @@ export class PackWriter implements AtomWriter {
     this.behind = options.writeBehind ? new WritesBehind() : null;
   }
 
+  /** How many new atoms this pack holds so far, and how many bytes it has. */
+  get atoms(): number {
+    return this.entries.size;
+  }
+
+  get bytes(): number {
+    return this.end;
+  }
+
   /** With writeBehind: every write done; throws the first that failed. */
   async written(): Promise<void> {
     const failure = await this.behind?.settled();

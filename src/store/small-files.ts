@@ -15,6 +15,12 @@ import { PackWriter } from './pack-writer.js';
 
 /** As many atoms as a file needs to be packed (8 MiB of 64 KiB chunks): small adds stay loose. */
 const LOOSE_ATOMS = 128;
+/**
+ * A pack is named once it holds this many atoms or bytes, and the next one begun: the pack's index
+ * is built in memory (~150 bytes an atom), and an add of a million files must not hold it all.
+ */
+const PACK_MAX_ATOMS = 65_536;
+const PACK_MAX_BYTES = 1024 * 1024 * 1024;
 
 export class SmallFileAtoms implements AtomWriter {
   private loose = 0;
@@ -24,7 +30,11 @@ export class SmallFileAtoms implements AtomWriter {
 
   put(hash: string, bytes: Uint8Array): boolean {
     if (this.pack === null && this.loose >= LOOSE_ATOMS) this.pack = new PackWriter(this.store, { journal: true });
-    if (this.pack) return this.pack.put(hash, bytes);
+    if (this.pack) {
+      const fresh = this.pack.put(hash, bytes);
+      if (this.pack.atoms >= PACK_MAX_ATOMS || this.pack.bytes >= PACK_MAX_BYTES) this.seal();
+      return fresh;
+    }
     const fresh = this.store.put(hash, bytes);
     if (fresh) this.loose++;
     return fresh;
