@@ -133,6 +133,45 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
   }
 });
 
+test('a full disk during a bulk add of small files (their atoms batched in one journaled pack): it fails clearly, loses nothing, and the next add succeeds', { timeout: 120_000 }, (t) => {
+  const sb = new GitSandbox(t.after.bind(t));
+  const disk = mountTmpfs(t, sb.path('store-disk'), '6m');
+  if (!disk) return;
+  try {
+    const repo = trackedRepo(sb, 'repo');
+    const storeRoot = path.join(sb.path('store-disk'), 'store');
+    sb.git(repo, ['config', 'panini.storage', storeRoot]);
+    sb.git(repo, ['config', 'panini.gc.exclusiveStore', 'true']);
+    sb.git(repo, ['add', '.gitattributes']);
+    sb.git(repo, ['commit', '-q', '-m', 'track']);
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 600; i++) files[`f${String(i).padStart(3, '0')}.bin`] = randomBytes(12_000); // 7 MB: past the 128th atom, into the pack
+    for (const [f, bytes] of Object.entries(files)) writeFileSync(path.join(repo, f), bytes);
+    const before = stateOf(sb, repo, []);
+    const r = sb.tryGit(repo, ['add', '.']);
+    assert.notEqual(r.status, 0, 'git add cannot succeed on a full disk');
+    assert.match(r.stderr, /the disk holding the atom store is full/, r.stderr);
+    assert.match(r.stderr, /hint: free some space/, r.stderr);
+    assert.deepEqual(stateOf(sb, repo, []), before, 'the index is unchanged');
+    // What the batch holds stays, journaled, until it can be named: never a named partial atom.
+    const store = new LocalStore(storeRoot);
+    for (const { hash } of store.list()) store.get(hash);
+
+    disk.remount('size=64m');
+    sb.git(repo, ['add', '.']);
+    sb.git(repo, ['commit', '-q', '-m', 'small files']);
+    const fsck = sb.tryGit(repo, ['panini', 'fsck']);
+    assert.equal(fsck.status, 0, fsck.stdout.toString() + fsck.stderr);
+    sb.panini(repo, ['gc', '--prune=now']);
+    assertStoreClean(storeRoot);
+    for (const f of Object.keys(files)) rmSync(path.join(repo, f));
+    sb.git(repo, ['checkout', '--', '.']);
+    for (const [f, bytes] of Object.entries(files)) assert.ok(readFileSync(path.join(repo, f)).equals(bytes), f);
+  } finally {
+    disk.unmount();
+  }
+});
+
 test('a full disk under a download\'s pack (written behind, by the thread pool): it fails clearly and leaves no temp file', async (t) => {
   const sb = new GitSandbox(t.after.bind(t));
   const disk = mountTmpfs(t, sb.path('store-disk'), '4m');

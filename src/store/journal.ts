@@ -11,7 +11,7 @@
  *
  * A record cut short by the crash is ignored (its atom was never handed out).
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { PackEntry } from './pack.js';
 import { writerLine } from './writers.js';
 
@@ -21,6 +21,10 @@ const JOURNAL_SUFFIX = '.journal';
 
 export class PackJournal {
   private readonly record = Buffer.alloc(RECORD_BYTES);
+  /** Bytes written whole: a failed write is cut back to here, so records stay aligned. */
+  private length = 0;
+  /** A failed write could not be cut back: no record after it could be read, so none is written. */
+  private broken: Error | null = null;
 
   private constructor(readonly path: string, private fd: number) {}
 
@@ -53,8 +57,19 @@ export class PackJournal {
   }
 
   private write(bytes: Buffer): void {
-    let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    if (this.broken) throw this.broken;
+    try {
+      // At its place, not the file position: after a failed write is cut back, the next one lands there.
+      for (let done = 0; done < bytes.length;) done += writeSync(this.fd, bytes, done, bytes.length - done, this.length + done);
+      this.length += bytes.length;
+    } catch (err) {
+      try {
+        ftruncateSync(this.fd, this.length);
+      } catch {
+        this.broken = err as Error;
+      }
+      throw err;
+    }
   }
 }
 
