@@ -9,7 +9,8 @@
  * the bytes each way, HTTP headers included); Git LFS pushes to a bare repository over a local path
  * (its own local transfer: bytes are what it stores in the remote's lfs/objects, and what a clone
  * puts in its own). Clones check out the newest commit; each is timed PANINI_BENCH_ROUNDS times (5 by
- * default), the tools taking turns, and the median shown. Run: `node dist/bench/transfer.js`.
+ * default), the tools taking turns, and the median shown. Then, in the last clone, every version
+ * of every file is fetched once per tool. Run: `node dist/bench/transfer.js`.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -38,6 +39,8 @@ interface Outcome {
   stored: number;
   /** One more clone, into a fresh directory: its time. */
   cloneAgain(): number;
+  /** In the last clone, every version of every file fetched (`git panini fetch --all`, `git lfs fetch --all`). */
+  fetchAll(): Promise<{ ms: number; bytes: number }>;
 }
 
 /** Clones timed per tool, the tools taking turns (PANINI_BENCH_ROUNDS, 5 by default). */
@@ -98,13 +101,21 @@ async function benchPanini(root: string, corpus: string, baseEnv: NodeJS.Process
   measure('git', ['panini', 'install', '--skip-repo'], { env });
   const cloneMs = cloneAgain();
   const pulled = await store.traffic();
+  const held = (): number => dirBytes(path.join(clone, '.git', 'panini', 'atoms')) + dirBytes(path.join(clone, '.git', 'panini', 'packs'));
   return {
     pushMs: push.ms,
     pushBytes: pushed?.sent ?? stored,
     cloneMs: [cloneMs],
-    cloneBytes: pulled?.received ?? dirBytes(path.join(clone, '.git', 'panini', 'atoms')) + dirBytes(path.join(clone, '.git', 'panini', 'packs')),
+    cloneBytes: pulled?.received ?? held(),
     stored,
     cloneAgain,
+    async fetchAll() {
+      const before = held();
+      await store.traffic();
+      const { ms } = measure('git', ['panini', 'fetch', '--all', '-q'], { cwd: clone, env });
+      const moved = await store.traffic();
+      return { ms, bytes: moved?.received ?? held() - before };
+    },
   };
 }
 
@@ -127,7 +138,15 @@ function benchLfs(root: string, corpus: string, env: NodeJS.ProcessEnv): Outcome
   // Like a user who ran `git lfs install` once: the filter in the (benchmark's) global config.
   measure('git', ['lfs', 'install', '--skip-repo'], { env });
   const cloneMs = cloneAgain();
-  return { pushMs: push.ms, pushBytes: stored, cloneMs: [cloneMs], cloneBytes: dirBytes(path.join(clone, '.git', 'lfs', 'objects')), stored, cloneAgain };
+  const held = (): number => dirBytes(path.join(clone, '.git', 'lfs', 'objects'));
+  return {
+    pushMs: push.ms, pushBytes: stored, cloneMs: [cloneMs], cloneBytes: held(), stored, cloneAgain,
+    async fetchAll() {
+      const before = held();
+      const { ms } = measure('git', ['lfs', 'fetch', '--all'], { cwd: clone, env });
+      return { ms, bytes: held() - before };
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -168,6 +187,8 @@ async function main(): Promise<void> {
     const all = [folder, s3Result, ...(lfs ? [lfs] : [])];
     for (let i = 1; i < CLONE_ROUNDS; i++) for (const o of i % 2 === 0 ? all : [...all].reverse()) o.cloneMs.push(o.cloneAgain());
     const median = (runs: number[]): number => [...runs].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)]!;
+    const history = new Map<Outcome, { ms: number; bytes: number }>();
+    for (const o of all) history.set(o, await o.fetchAll());
 
     const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '-');
     const row = (name: string, pick: (o: Outcome) => number, fmt: (n: number) => string): string =>
@@ -183,8 +204,11 @@ async function main(): Promise<void> {
       row('remote store after push', (o) => o.stored, formatBytes),
       row('clone: bytes received', (o) => o.cloneBytes, formatBytes),
       row(`clone: time (with checkout), median of ${CLONE_ROUNDS}`, (o) => median(o.cloneMs), formatMs),
+      row('then every version fetched: bytes', (o) => history.get(o)!.bytes, formatBytes),
+      row('then every version fetched: time', (o) => history.get(o)!.ms, formatMs),
       '',
       'S3 bytes are measured on the wire (HTTP headers included); folder and LFS bytes are what the stores hold.',
+      'A clone moves the newest commit\'s bytes, most of them the 64 MiB file no other file shares; fetching every version (`git panini fetch --all`, `git lfs fetch --all`) moves each atom once.',
       `Clone times, each tool in turn: ${all.map((o, i) => `${['folder', 'S3', 'Git LFS'][i]} ${[...o.cloneMs].sort((a, b) => a - b).map((ms) => formatMs(ms)).join(', ')}`).join('; ')}.`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
