@@ -35,6 +35,17 @@ export function readFd(fd: number, buf: Buffer, offset = 0, length = buf.length 
   }
 }
 
+/** Work a reader does once its input has been quiet for `afterMs` (readFdPolling). */
+export interface IdleWork {
+  afterMs: number;
+  /** Whether there is any: if not, the reader goes to sleep in the kernel at once. */
+  pending(): boolean;
+  run(): void;
+}
+
+/** While waiting for idle work to be due, input is looked for this often. */
+const IDLE_CHECK_MS = 0.1;
+
 /**
  * Like readFd on `fd`, but first polls `nonBlockingFd` (a non-blocking descriptor of the same pipe,
  * see nonBlockingPipe) for up to `pollMs`. A reader asleep in the kernel is woken by each write of
@@ -42,21 +53,37 @@ export function readFd(fd: number, buf: Buffer, offset = 0, length = buf.length 
  * inter-processor interrupt (slow in virtual machines). During a checkout or an add, Git sends the
  * filter its next request within a fraction of a millisecond, so polling that long finds it
  * there. Only worth it with a core to spare: Git runs on the other one meanwhile.
+ *
+ * With pending `idle` work, the reader then keeps looking every 0.1 ms, asleep in between, and
+ * does the work if nothing came for `idle.afterMs`, before it sleeps in the kernel.
  */
-export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number): number {
-  const until = performance.now() + pollMs;
+export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number, idle?: IdleWork): number {
+  const start = performance.now();
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0; // each empty poll throws EAGAIN: no stack to capture
+  const tryRead = (): number | null => {
+    try {
+      return readSync(nonBlockingFd, buf, offset, length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EOF') return 0;
+      if (code !== 'EAGAIN') return -1; // the blocking read reports it
+      return null;
+    }
+  };
   try {
+    let got: number | null;
     do {
-      try {
-        return readSync(nonBlockingFd, buf, offset, length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EOF') return 0;
-        if (code !== 'EAGAIN') break; // the blocking read reports it
+      got = tryRead();
+    } while (got === null && performance.now() < start + pollMs);
+    if (got === null && idle?.pending()) {
+      while (got === null && performance.now() < start + idle.afterMs) {
+        Atomics.wait(pause, 0, 0, IDLE_CHECK_MS);
+        got = tryRead();
       }
-    } while (performance.now() < until);
+      if (got === null) idle.run();
+    }
+    if (got !== null && got >= 0) return got;
   } finally {
     Error.stackTraceLimit = stackTraceLimit;
   }

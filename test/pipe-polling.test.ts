@@ -38,3 +38,36 @@ test('readFdPolling: bytes written during the poll and after it, then end of inp
     dir.dispose();
   }
 });
+
+test('readFdPolling: pending idle work runs once the input has been quiet that long, then the read waits on', { timeout: 30_000 }, async () => {
+  const dir = tempDir();
+  const fifo = path.join(dir.dir, 'fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  // One byte at once (before the idle time), one after 0.3 s (well past it), then the end.
+  const writer = spawn('sh', ['-c', `exec > "$1"; printf a; sleep 0.3; printf b`, 'sh', fifo], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => writer.on('exit', resolve));
+  const fd = openSync(fifo, 'r');
+  const polled = nonBlockingPipe(fd, 'r');
+  try {
+    const buf = Buffer.alloc(16);
+    const ran: number[] = [];
+    let pending = true;
+    const started = performance.now();
+    const idle = { afterMs: 50, pending: () => pending, run: () => void ran.push(performance.now() - started) };
+    const events: string[] = [];
+    for (let reads = 0; reads < 10; reads++) {
+      const n = readFdPolling(fd, polled, 1, buf, 0, buf.length, idle);
+      if (n === 0) break;
+      events.push(`${buf.toString('latin1', 0, n)} after ${ran.length} idle run(s)`);
+      if (n > 0) pending = ran.length === 0; // done once: nothing is pending any more
+    }
+    assert.deepEqual(events, ['a after 0 idle run(s)', 'b after 1 idle run(s)']);
+    assert.equal(ran.length, 1, 'nothing pending: the wait for the end of input does not run it again');
+    assert.ok(ran[0]! >= 50 && ran[0]! < 290, `it ran after 50 ms of quiet, before the next byte (${ran[0]!.toFixed(1)} ms)`);
+    assert.equal(await exited, 0);
+  } finally {
+    closeSync(polled);
+    closeSync(fd);
+    dir.dispose();
+  }
+});

@@ -76,6 +76,32 @@ test('git add whose filter process is killed once Git has written the index: the
   for (const [name, bytes] of files) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), name);
 });
 
+test('git commit -a of many small files: their pack is named once Git goes quiet, so its hooks find every atom', { timeout: 120_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const repo = sandbox.initRepo('work');
+  sandbox.panini(repo, ['track', '*.bin']);
+  for (let i = 0; i < 200; i++) writeFileSync(path.join(repo, `f${i}.bin`), atomBytes(3000 + i));
+  sandbox.git(repo, ['add', '.']);
+  sandbox.git(repo, ['commit', '-q', '-m', 'first versions']);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 200; i++) files.set(`f${i}.bin`, atomBytes(4000 + i));
+  for (const [name, bytes] of files) writeFileSync(path.join(repo, name), bytes);
+  // The hook runs inside `git commit`, whose filter process is still up: it waits (bounded) for the
+  // pack to be named, then checks every atom of the new commit.
+  const report = sandbox.path('hook-report');
+  const hook = path.join(repo, '.git', 'hooks', 'post-commit');
+  writeFileSync(hook, `#!/bin/sh
+i=0
+while ls .git/panini/packs | grep -q '\\.journal$'; do
+  i=$((i + 1)); [ $i -gt 500 ] && { echo "still unnamed" > "${report}"; exit 0; }
+  sleep 0.02
+done
+git panini fsck > "${report}" 2>&1 && echo ok >> "${report}"
+`, { mode: 0o755 });
+  sandbox.git(repo, ['commit', '-q', '-a', '-m', 'second versions']);
+  assert.match(readFileSync(report, 'utf8'), /ok\n$/, readFileSync(report, 'utf8'));
+});
+
 test('a pack of small files is invisible to other processes until sealed, while its writer runs', (t) => {
   const work = tempDir('panini-small-', fastTmpdir());
   t.after(work.dispose);

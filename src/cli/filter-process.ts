@@ -21,8 +21,9 @@ export async function run(): Promise<number> {
   const ctx = openContext();
   announceWriter(ctx.store.root); // until exit: gc keeps what this process writes (store/writers.ts)
   let fetcher: AtomFetcher | null | undefined;
-  // Git's next request is polled for before sleeping (readFdPolling), when Git has a core of its own.
-  const reader = new PktReader(blockingPipe(0, 'r'), availableParallelism() > 1 ? nonBlockingPipe(0, 'r') : -1, REQUEST_POLL_MS);
+  // Git's next request is polled for before sleeping (readFdPolling), when Git has a core of its
+  // own; idle work (naming a pack of small files) is done once Git has been quiet for a while.
+  const reader = new PktReader(blockingPipe(0, 'r'), nonBlockingPipe(0, 'r'), availableParallelism() > 1 ? REQUEST_POLL_MS : 0);
   await serveFilterProcess(ctx, reader, new PktWriter(blockingPipe(1, 'w'), nonBlockingPipe(1, 'w')), {
     // Looked up when an atom is missing: the remote's settings may be in .paniniconfig (git calls).
     get fetcher() {

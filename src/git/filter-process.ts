@@ -28,6 +28,13 @@ export interface FilterOptions {
 
 const CAPABILITIES = ['clean', 'smudge', 'delay'];
 
+/**
+ * Git sends the next file to clean within a fraction of a millisecond; this long without a request
+ * and it is doing something else (writing the index or a commit, running hooks that may read the
+ * store): the pack of small files' atoms is named then (store/small-files.ts).
+ */
+const SEAL_WHEN_IDLE_MS = 20;
+
 /** A small file's atom is read into this buffer, reused from file to file (sent before the next). */
 const SMALL_ATOM_BYTES = 1024 * 1024;
 let smallAtomBuffer: Buffer | undefined;
@@ -55,6 +62,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       options.log?.(`git-panini: ${errorMessage(storeFailure(err, ctx.store.root))} (the atoms of the files just added are kept in a journaled pack, which the next git-panini command names)`);
     }
   };
+  reader.idle = { afterMs: SEAL_WHEN_IDLE_MS, pending: () => smallFiles?.unnamed ?? false, run: sealSmallFiles };
   for (;;) {
     const request = reader.readKeyValues();
     if (request === undefined) {

@@ -4,7 +4,7 @@
  * bytes. Synchronous on file descriptors: the filter process serves one request at a time.
  */
 import { PaniniError } from '../errors.js';
-import { readFd, readFdPolling, writeFdAllv, writeFdAllvWorking } from '../io.js';
+import { readFd, readFdPolling, writeFdAllv, writeFdAllvWorking, type IdleWork } from '../io.js';
 
 export const MAX_PAYLOAD = 65516;
 const FLUSH = Buffer.from('0000');
@@ -29,6 +29,9 @@ export class PktReader {
    * request the rest follows at once, and content streams: those reads block.
    */
   constructor(private readonly fd: number, private readonly nonBlockingFd = -1, private readonly pollMs = 0) {}
+
+  /** Done while waiting for the next request, once Git has sent nothing for a while (readFdPolling). */
+  idle: IdleWork | undefined;
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
   read(): Buffer | null | undefined {
@@ -158,7 +161,7 @@ export class PktReader {
         this.start = 0;
       }
       const got = poll && this.nonBlockingFd >= 0
-        ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end)
+        ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end, this.idle)
         : readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
         if (this.end === this.start) return false;

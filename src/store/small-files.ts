@@ -2,7 +2,8 @@
  * Where the filter process stores the atoms of small files (those under PACK_MIN, whose atoms are
  * otherwise loose). The first LOOSE_ATOMS new ones of a session go loose, one file each; past that
  * (a bulk add) the rest go into one pack, appended as they come and named by seal(): when Git asks
- * for anything but a clean, and when it closes the pipe. A file's concept goes to Git before that
+ * for anything but a clean, when it has sent nothing for 20 ms (it is done cleaning, and may run
+ * hooks that read the store), and when it closes the pipe. A file's concept goes to Git before that
  * pack is named, so the pack is journaled (journal.ts): if this process dies first, the next one
  * to read the store names it.
  *
@@ -38,6 +39,11 @@ export class SmallFileAtoms implements AtomWriter {
     const fresh = this.store.put(hash, bytes);
     if (fresh) this.loose++;
     return fresh;
+  }
+
+  /** Whether atoms put are waiting in a pack not yet named. */
+  get unnamed(): boolean {
+    return this.pack !== null;
   }
 
   /** Names the pack of the atoms put so far, making them visible to every reader. */
