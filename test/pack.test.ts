@@ -350,3 +350,32 @@ describe('packs', () => {
     for (const leaf of leaves) if (leaf.hash !== victim.hash) assert.equal(reader.get(leaf.hash).length, leaf.size);
   });
 });
+
+test('more than 16 packs: gc merges the small ones into one, every atom still there, with the newest time of those it replaced', () => {
+  const store = freshStore();
+  const atoms: Buffer[] = [];
+  for (let p = 0; p < 20; p++) {
+    const writer = new PackWriter(store);
+    for (let i = 0; i < 10; i++) {
+      const bytes = randomBytes(3000 + 4 * i, p * 100 + i);
+      atoms.push(bytes);
+      writer.put(sha256Hex(bytes), bytes);
+    }
+    const id = writer.finish()!;
+    const when = new Date(Date.UTC(2026, 0, 1 + p));
+    utimesSync(path.join(store.packsDir, `${id}.pack`), when, when);
+  }
+  assert.equal(store.packIndexes().length, 20);
+  const plan = planPrune(store, new Set(atoms.map((a) => sha256Hex(a))), new Set(), 0, Date.now());
+  const result = executePrune(store, plan, 0);
+  assert.deepEqual(result.merged, { packs: 20, into: 1 });
+  const after = new LocalStore(store.root);
+  const [merged] = after.packIndexes();
+  assert.equal(after.packIndexes().length, 1);
+  assert.equal(merged!.count, 200);
+  for (const a of atoms) assert.ok(after.get(sha256Hex(a)).equals(a));
+  assert.equal(statSync(merged!.packPath).mtimeMs, Date.UTC(2026, 0, 20), 'the newest time of the merged packs');
+  assert.deepEqual(readdirSync(store.packsDir).sort(), [`${merged!.id}.idx`, `${merged!.id}.pack`]);
+  // 16 packs or fewer: left as they are.
+  assert.deepEqual(executePrune(after, planPrune(after, new Set(atoms.map((a) => sha256Hex(a))), new Set(), 0, Date.now()), 0).merged, { packs: 0, into: 0 });
+});

@@ -43,6 +43,7 @@ function describe(r: GcReport): string {
   if (r.packs && r.packs.keptUnreachable.atoms > 0) lines.push(`  kept ${r.packs.keptUnreachable.atoms} unreachable atom(s), ${formatBytes(r.packs.keptUnreachable.bytes)}, inside packs that are mostly reachable`);
   if (r.refreshed > 0) lines.push(`  kept ${r.refreshed} atom(s) that were used again while gc ran`);
   if (r.duplicates.count > 0) lines.push(`  dropped ${r.duplicates.count} second cop${r.duplicates.count === 1 ? 'y' : 'ies'} of atoms stored twice, ${formatBytes(r.duplicates.bytes)}`);
+  if (r.mergedPacks && r.mergedPacks.packs > 0) lines.push(`  merged ${r.mergedPacks.packs} small packs into ${r.mergedPacks.into}`);
   if (r.writers?.since) lines.push(`  kept unreachable atoms written since ${r.writers.since}: ${r.writers.active} git panini process(es) (an add in progress) may still need them`);
   if (r.tempFiles.count > 0) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${r.tempFiles.count} stale temp file(s), ${formatBytes(r.tempFiles.bytes)}`);
   if (r.registryEntries > 0) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} ${r.registryEntries} concept registry entr${r.registryEntries === 1 ? 'y' : 'ies'} of files nothing reaches`);

@@ -48,6 +48,8 @@ export interface GcReport {
   refreshed: number;
   /** Second copies of atoms dropped (each atom keeps one). */
   duplicates: { count: number; bytes: number };
+  /** Small local packs merged into fewer. */
+  mergedPacks?: { packs: number; into: number };
   /**
    * git-panini processes writing to the store when gc began (an `add` in progress: its atoms are not
    * in the index yet), and since when (ISO) atoms are kept for them; null if none.
@@ -158,6 +160,7 @@ function report(ctx: Context, options: GcOptions, reach: Reachability, plan: Pru
     keptRecent: { atoms: plan.recent.count, bytes: plan.recent.bytes },
     refreshed: result?.refreshed ?? 0,
     duplicates: result?.duplicates ?? { count: 0, bytes: 0 },
+    mergedPacks: result?.merged,
     writers,
     tempFiles: { count: result?.temps ?? plan.temps.length, bytes: plan.temps.reduce((n, t) => n + t.size, 0) },
     registryEntries: result?.concepts ?? plan.concepts.length,

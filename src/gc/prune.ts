@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, type LocalStore, type StoredAtom } from '../store/local.js';
 import { processRuns } from '../store/writers.js';
-import { dropDuplicateCopies, rewritePacks } from '../store/pack-writer.js';
+import { dropDuplicateCopies, mergeSmallPacks, rewritePacks, type MergeResult } from '../store/pack-writer.js';
 
 /** Temp files younger than this may belong to a write still running. */
 const TEMP_FILE_EXPIRY_MS = 24 * 3600 * 1000;
@@ -89,12 +89,14 @@ export interface PruneResult {
   refreshed: number;
   /** Second copies of atoms (loose and packed, or in two packs) dropped. */
   duplicates: { count: number; bytes: number };
+  /** Small packs merged into fewer (mergeSmallPacks). */
+  merged: MergeResult;
   temps: number;
   concepts: number;
 }
 
 export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: number, onDeleted?: (done: number, total: number) => void): PruneResult {
-  const result: PruneResult = { atoms: [], refreshed: 0, duplicates: { count: 0, bytes: 0 }, temps: 0, concepts: 0 };
+  const result: PruneResult = { atoms: [], refreshed: 0, duplicates: { count: 0, bytes: 0 }, merged: { packs: 0, into: 0 }, temps: 0, concepts: 0 };
   const doomed = new Set<string>();
   for (const [i, atom] of plan.atoms.entries()) {
     const outcome = removeUnlessRefreshed(store.atomPath(atom.hash), cutoffMs);
@@ -111,6 +113,7 @@ export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: numbe
   result.refreshed += packed.refreshedPacks;
   for (const e of packed.removed) if (!loose.has(e.hash)) result.atoms.push({ hash: e.hash, size: e.size });
   result.duplicates = dropDuplicateCopies(store);
+  result.merged = mergeSmallPacks(store);
   for (const t of plan.temps) if (removeFile(t.path)) result.temps++;
   for (const c of plan.concepts) {
     const st = statOrNull(c.path);

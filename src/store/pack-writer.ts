@@ -8,6 +8,7 @@
  * add` of a big file uses both cores. If the worker does not start, atoms are written here.
  */
 import { closeSync, openSync, utimesSync, write, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256, sha256Hex } from '../hash.js';
@@ -616,6 +617,80 @@ export function rewritePacks(store: LocalStore, drop: (hash: string, pack: PackI
     }
     removeQuietly(pack.idxPath);
     if (outcome === 'removed') result.removed.push(...dropped);
+  }
+  store.reloadPacks();
+  return result;
+}
+
+/** More packs than this and gc merges the small ones: a reader looks an atom up in every pack, and loads every index. */
+const MERGE_ABOVE_PACKS = 16;
+/** Packs from this size stay as they are (the packs of large files): merging copies every byte it merges. */
+const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
+/** A merged pack is closed at this size and the next one begun. */
+const MERGED_MAX_BYTES = 1024 * 1024 * 1024;
+
+export interface MergeResult {
+  /** Small packs merged, and the packs they became. */
+  packs: number;
+  into: number;
+}
+
+/**
+ * Merges the small packs into few (as Git repacks its packs), once there are more than
+ * MERGE_ABOVE_PACKS: bulk adds and large files each leave a pack, and every reader pays per pack.
+ * The new pack is named before an old one goes; an old one a writer refreshed meanwhile stays
+ * (removeUnlessRefreshed: it only repeats atoms the new one has, and the next gc drops the
+ * copies). The new pack keeps the newest time of those it replaces, so gc's grace period still
+ * protects what it protected.
+ */
+export function mergeSmallPacks(store: LocalStore): MergeResult {
+  const result: MergeResult = { packs: 0, into: 0 };
+  const packs = store.packIndexes();
+  if (packs.length <= MERGE_ABOVE_PACKS) return result;
+  const small = packs.map((pack) => ({ pack, st: statOrNull(pack.packPath) })).filter(({ st }) => st && st.size < MERGE_BELOW_BYTES);
+  if (small.length < 2) return result;
+  let group: typeof small = [];
+  let bytes = 0;
+  const groups = [group];
+  for (const p of small) {
+    if (bytes > 0 && bytes + p.st!.size > MERGED_MAX_BYTES) {
+      groups.push((group = []));
+      bytes = 0;
+    }
+    group.push(p);
+    bytes += p.st!.size;
+  }
+  for (const g of groups.filter((g) => g.length > 1)) {
+    const writer = new PackWriter(store, { dedup: false });
+    const written = new Set<string>();
+    let id: string | null;
+    try {
+      for (const { pack } of g) {
+        const fd = openSync(pack.packPath, 'r');
+        try {
+          for (const e of [...pack.entries()].sort((a, b) => a.offset - b.offset)) {
+            if (written.has(e.hash)) continue;
+            written.add(e.hash);
+            writer.put(e.hash, readPackBytes(fd, e.offset, e.size));
+          }
+        } finally {
+          closeSync(fd);
+        }
+      }
+      id = writer.finish();
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+    if (id === null) continue;
+    const newest = new Date(Math.max(...g.map(({ st }) => st!.mtimeMs)));
+    utimesSync(join(store.packsDir, `${id}.pack`), newest, newest);
+    for (const { pack, st } of g) {
+      if (removeUnlessRefreshed(pack.packPath, st!.mtimeMs + 1) !== 'removed') continue;
+      removeQuietly(pack.idxPath);
+      result.packs++;
+    }
+    result.into++;
   }
   store.reloadPacks();
   return result;
