@@ -7,7 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GitSandbox, sha256 } from './helpers/git.js';
@@ -104,5 +104,40 @@ describe('git panini gc --remote', () => {
     assert.equal(sha256(readFileSync(path.join(fresh2, 'a.bin'))), sha256(a2));
     git(['checkout', '-q', 'peer-branch'], fresh2);
     assert.equal(sha256(readFileSync(path.join(fresh2, 'b.bin'))), sha256(b1));
+  });
+
+  test('more than 16 remote packs: the small ones are merged, and a fresh clone gets every version from the merged packs', { timeout: 120_000 }, (t) => {
+    const sb = new GitSandbox(t.after.bind(t));
+    const remoteDir = sb.path('remote-store');
+    mkdirSync(remoteDir);
+    const url = pathToFileURL(remoteDir).href;
+    const origin = sb.initRepo('origin.git', { bare: true });
+    const work = sb.initRepo('work');
+    const git = (args: string[], cwd = work): string => sb.git(cwd, args);
+    git(['remote', 'add', 'origin', origin]);
+    git(['config', 'panini.url', url]);
+    git(['config', 'panini.gc.exclusiveRemote', 'true']);
+    sb.panini(work, ['track', '*.bin']);
+    git(['add', '.gitattributes']);
+    const versions: Buffer[] = [];
+    for (let i = 0; i < 18; i++) {
+      const bytes = randomBytes(1_500_000); // ~20 atoms: each push uploads one pack
+      versions.push(bytes);
+      writeFileSync(path.join(work, `f${i}.bin`), bytes);
+      git(['add', `f${i}.bin`]);
+      git(['commit', '-q', '-m', `v${i}`]);
+      git(['push', '-q', 'origin', 'main']);
+    }
+    const packs = (): string[] => readdirSync(path.join(remoteDir, 'packs')).filter((n) => n.endsWith('.pack'));
+    assert.equal(packs().length, 18);
+    const atomsBefore = atomNames(remoteDir);
+    const r = JSON.parse(sb.panini(work, ['gc', '--remote', '--json', '--prune=now'])) as GcJson & { packs: { merged: number } };
+    assert.equal(r.deleted.count, 0, 'every atom is reachable');
+    assert.equal(r.packs.merged, 18);
+    assert.ok(packs().length < 18, `merged into fewer packs: ${packs().length}`);
+    assert.deepEqual(sorted(atomNames(remoteDir)), sorted(atomsBefore), 'the same atoms, in fewer packs');
+    const { dir: fresh, checkout } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });
+    assert.equal(checkout.status, 0, checkout.stderr);
+    versions.forEach((bytes, i) => assert.ok(readFileSync(path.join(fresh, `f${i}.bin`)).equals(bytes), `f${i}.bin`));
   });
 });

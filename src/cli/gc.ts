@@ -39,7 +39,7 @@ function describe(r: GcReport): string {
     r.cutoff ? `  grace period: unreachable atoms written since ${r.cutoff} are kept (--prune=<date>, panini.gc.pruneExpire)` : '  grace period: never (--prune=never): no unreachable atom is deleted',
   );
   if (r.keptRecent.atoms > 0) lines.push(`  kept ${r.keptRecent.atoms} unreachable atom(s), ${formatBytes(r.keptRecent.bytes)}, still in their grace period`);
-  if (r.packs && r.packs.deleted > 0) lines.push(`  ${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} remote pack(s), ${r.packs.rewritten} of them first rewritten with their reachable atoms only`);
+  if (r.packs && r.packs.deleted > 0) lines.push(`  ${r.dryRun ? 'would delete' : 'deleted'} ${r.packs.deleted} remote pack(s), ${r.packs.rewritten} of them first rewritten with their reachable atoms only${r.packs.merged > 0 ? ` (${r.packs.merged} small ones merged)` : ''}`);
   if (r.packs && r.packs.keptUnreachable.atoms > 0) lines.push(`  kept ${r.packs.keptUnreachable.atoms} unreachable atom(s), ${formatBytes(r.packs.keptUnreachable.bytes)}, inside packs that are mostly reachable`);
   if (r.refreshed > 0) lines.push(`  kept ${r.refreshed} atom(s) that were used again while gc ran`);
   if (r.duplicates.count > 0) lines.push(`  dropped ${r.duplicates.count} second cop${r.duplicates.count === 1 ? 'y' : 'ies'} of atoms stored twice, ${formatBytes(r.duplicates.bytes)}`);

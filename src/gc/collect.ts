@@ -57,8 +57,8 @@ export interface GcReport {
   writers?: { active: number; since: string | null };
   tempFiles: { count: number; bytes: number };
   registryEntries: number;
-  /** Remote packs (gc --remote): rewritten without their unreachable atoms, deleted, and unreachable atoms kept in mostly live packs. */
-  packs?: { rewritten: number; deleted: number; keptUnreachable: { atoms: number; bytes: number } };
+  /** Remote packs (gc --remote): rewritten without their unreachable atoms (`merged`: small ones rewritten together), deleted, and unreachable atoms kept in mostly live packs. */
+  packs?: { rewritten: number; merged: number; deleted: number; keptUnreachable: { atoms: number; bytes: number } };
   warnings: string[];
 }
 

@@ -19,7 +19,7 @@ import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
 import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, packKey, type Backend } from '../store/backend.js';
-import { PACK_MAGIC } from '../store/pack.js';
+import { PACK_MAGIC, type PackEntry } from '../store/pack.js';
 import { readAll, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
@@ -106,7 +106,7 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       duplicates: { count: 0, bytes: 0 },
       tempFiles: packs.incomplete,
       registryEntries: oldRecords.length,
-      packs: { rewritten: packs.rewrite.length, deleted: packs.deleted, keptUnreachable: packs.keptUnreachable },
+      packs: { rewritten: packs.rewrite.length, merged: packs.merged, deleted: packs.deleted, keptUnreachable: packs.keptUnreachable },
       warnings: reach.warnings,
     };
   });
@@ -124,6 +124,8 @@ interface PackPlan {
   recent: { atoms: number; bytes: number };
   /** Packs whose live atoms move to a new pack before they are deleted. */
   rewrite: ListedPack[];
+  /** Of those, small packs rewritten together because there were many (the rest were mostly dead). */
+  merged: number;
   /** Keys to delete: each index before its pack, so no reader ever sees an index without its pack. */
   deleteKeys: string[];
   deleted: number;
@@ -133,15 +135,33 @@ interface PackPlan {
   incomplete: { count: number; bytes: number };
 }
 
+/** Past this many remote packs, gc --remote rewrites the small old ones together (a fresh clone downloads every index). */
+const MERGE_ABOVE_PACKS = 16;
+/** Packs from this size are left whole: merging downloads and uploads what it merges. */
+const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
+
 /**
  * What to do with each remote pack: delete it when nothing in it is live, rewrite it when mostly
- * dead, else keep it whole. Only packs older than the cutoff are touched; an index that does not
- * hold together is left alone with a warning.
+ * dead, else keep it whole; and once more than MERGE_ABOVE_PACKS would stay, rewrite the small
+ * ones kept whole together (every push leaves packs). Only packs older than the cutoff are
+ * touched; an index that does not hold together is left alone with a warning.
  */
 function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isOld: (ms: number | undefined) => boolean, warnings: string[]): PackPlan {
   const plan: PackPlan = {
-    stored: 0, dropped: [], droppedInPacks: new Set(), recent: { atoms: 0, bytes: 0 }, rewrite: [], deleteKeys: [], deleted: 0,
+    stored: 0, dropped: [], droppedInPacks: new Set(), recent: { atoms: 0, bytes: 0 }, rewrite: [], deleteKeys: [], deleted: 0, merged: 0,
     keptUnreachable: { atoms: 0, bytes: 0 }, incomplete: { count: 0, bytes: 0 },
+  };
+  /** Old packs kept whole, with their unreachable atoms: what merging may rewrite. */
+  const keptWhole: { p: ListedPack; dead: PackEntry[] }[] = [];
+  let staying = 0;
+  const drop = (p: ListedPack, dead: readonly PackEntry[], live: boolean): void => {
+    if (live) plan.rewrite.push(p);
+    plan.deleteKeys.push(packKey(p.id, 'idx'), packKey(p.id, 'pack'));
+    plan.deleted++;
+    for (const e of dead) {
+      plan.dropped.push({ hash: e.hash, size: e.size });
+      plan.droppedInPacks.add(e.hash);
+    }
   };
   for (const p of listed) {
     if (p.packSize === null || p.idxSize === null) {
@@ -159,22 +179,26 @@ function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isO
     plan.stored += entries.length;
     const dead = entries.filter((e) => !live.has(e.hash));
     const deadBytes = dead.reduce((n, e) => n + e.size, 0);
-    if (dead.length === 0) continue;
     if (!isOld(p.modifiedMs)) {
       plan.recent.atoms += dead.length;
       plan.recent.bytes += deadBytes;
-    } else if (dead.length === entries.length || deadBytes >= REWRITE_SHARE * (p.packSize - PACK_MAGIC.length)) {
-      if (dead.length < entries.length) plan.rewrite.push(p);
-      plan.deleteKeys.push(packKey(p.id, 'idx'), packKey(p.id, 'pack'));
-      plan.deleted++;
-      for (const e of dead) {
-        plan.dropped.push({ hash: e.hash, size: e.size });
-        plan.droppedInPacks.add(e.hash);
-      }
+      staying++;
+    } else if (dead.length > 0 && (dead.length === entries.length || deadBytes >= REWRITE_SHARE * (p.packSize - PACK_MAGIC.length))) {
+      drop(p, dead, dead.length < entries.length);
     } else {
-      plan.keptUnreachable.atoms += dead.length;
-      plan.keptUnreachable.bytes += deadBytes;
+      keptWhole.push({ p, dead });
+      staying++;
     }
+  }
+  const small = keptWhole.filter(({ p }) => p.packSize! < MERGE_BELOW_BYTES);
+  const merging = staying > MERGE_ABOVE_PACKS && small.length > 1 ? small : [];
+  for (const { p, dead } of merging) {
+    drop(p, dead, true);
+    plan.merged++;
+  }
+  for (const { dead } of keptWhole.filter((k) => !merging.includes(k))) {
+    plan.keptUnreachable.atoms += dead.length;
+    plan.keptUnreachable.bytes += dead.reduce((n, e) => n + e.size, 0);
   }
   return plan;
 }
