@@ -336,7 +336,7 @@ test('gc --remote deletes dead packs, rewrites mostly dead ones, keeps mostly li
   assert.equal(packs().length, 3, 'a dry run deletes nothing');
   const real = gc([]);
   assert.deepEqual(real.deleted.atoms.map((a) => a.hash).sort(), expected);
-  assert.deepEqual(real.packs, { rewritten: 1, deleted: 2, keptUnreachable: { atoms: 1, bytes: dead.length } });
+  assert.deepEqual(real.packs, { rewritten: 1, merged: 0, deleted: 2, keptUnreachable: { atoms: 1, bytes: dead.length } });
   const after = await remoteAtoms(backend);
   assert.deepEqual([...after.keys()].sort(), [...stored].filter((h) => !expected.includes(h)).sort());
   assert.ok(after.has(deadAtom[0]!), 'dead.bin\'s atom stays in its mostly live pack');
