@@ -18,20 +18,26 @@ interface GcJson {
   keptRecent: { atoms: number };
 }
 
+/** A clone `work` with a bare Git remote `origin` and a folder remote store, tracking *.bin. */
+function remoteSetup(t: { after(fn: () => void): void }) {
+  const sb = new GitSandbox(t.after.bind(t));
+  const remoteDir = sb.path('remote-store');
+  mkdirSync(remoteDir);
+  const url = pathToFileURL(remoteDir).href;
+  const origin = sb.initRepo('origin.git', { bare: true });
+  const work = sb.initRepo('work');
+  const git = (args: string[], cwd = work): string => sb.git(cwd, args);
+  git(['remote', 'add', 'origin', origin]);
+  git(['config', 'panini.url', url]);
+  sb.panini(work, ['track', '*.bin']);
+  git(['add', '.gitattributes']);
+  return { sb, remoteDir, url, origin, work, git };
+}
+
 describe('git panini gc --remote', () => {
   test('deletes from the remote store exactly what no remote ref and nothing local reaches; refuses when unsure', { timeout: 120_000 }, (t) => {
-    const sb = new GitSandbox(t.after.bind(t));
-    const remoteDir = sb.path('remote-store');
-    mkdirSync(remoteDir);
-    const url = pathToFileURL(remoteDir).href;
-    const origin = sb.initRepo('origin.git', { bare: true });
-    const work = sb.initRepo('work');
-    const git = (args: string[], cwd = work): string => sb.git(cwd, args);
-    git(['remote', 'add', 'origin', origin]);
-    git(['config', 'panini.url', url]);
+    const { sb, remoteDir, url, origin, work, git } = remoteSetup(t);
     git(['config', 'panini.gc.reflog', 'false']);
-    sb.panini(work, ['track', '*.bin']);
-    git(['add', '.gitattributes']);
     /** The atoms that reached the remote store during `action`. */
     const uploaded = (action: () => void): Set<string> => {
       const before = atomNames(remoteDir);
@@ -107,18 +113,8 @@ describe('git panini gc --remote', () => {
   });
 
   test('more than 16 remote packs: the small ones are merged, and a fresh clone gets every version from the merged packs', { timeout: 120_000 }, (t) => {
-    const sb = new GitSandbox(t.after.bind(t));
-    const remoteDir = sb.path('remote-store');
-    mkdirSync(remoteDir);
-    const url = pathToFileURL(remoteDir).href;
-    const origin = sb.initRepo('origin.git', { bare: true });
-    const work = sb.initRepo('work');
-    const git = (args: string[], cwd = work): string => sb.git(cwd, args);
-    git(['remote', 'add', 'origin', origin]);
-    git(['config', 'panini.url', url]);
+    const { sb, remoteDir, url, origin, work, git } = remoteSetup(t);
     git(['config', 'panini.gc.exclusiveRemote', 'true']);
-    sb.panini(work, ['track', '*.bin']);
-    git(['add', '.gitattributes']);
     const versions: Buffer[] = [];
     for (let i = 0; i < 18; i++) {
       const bytes = randomBytes(1_500_000); // ~20 atoms: each push uploads one pack

@@ -19,7 +19,7 @@ import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
 import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, packKey, type Backend } from '../store/backend.js';
-import { PACK_MAGIC, type PackEntry } from '../store/pack.js';
+import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, type PackEntry } from '../store/pack.js';
 import { readAll, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
@@ -134,11 +134,6 @@ interface PackPlan {
   /** Parts of packs whose upload never finished (a pack without index, or the reverse). */
   incomplete: { count: number; bytes: number };
 }
-
-/** Past this many remote packs, gc --remote rewrites the small old ones together (a fresh clone downloads every index). */
-const MERGE_ABOVE_PACKS = 16;
-/** Packs from this size are left whole: merging downloads and uploads what it merges. */
-const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
 
 /**
  * What to do with each remote pack: delete it when nothing in it is live, rewrite it when mostly

@@ -15,7 +15,7 @@ import { newSha256, sha256Hex } from '../hash.js';
 import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, type AtomWriter, type LocalStore } from './local.js';
 import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
-import { PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
+import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
 import { GEAR, type ChunkWindows } from '../decompose/cdc.js';
 import { PackJournal } from './journal.js';
 import { gearScanner } from '../decompose/gear-scan.js';
@@ -622,10 +622,6 @@ export function rewritePacks(store: LocalStore, drop: (hash: string, pack: PackI
   return result;
 }
 
-/** More packs than this and gc merges the small ones: a reader looks an atom up in every pack, and loads every index. */
-const MERGE_ABOVE_PACKS = 16;
-/** Packs from this size stay as they are (the packs of large files): merging copies every byte it merges. */
-const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
 /** A merged pack is closed at this size and the next one begun. */
 const MERGED_MAX_BYTES = 1024 * 1024 * 1024;
 

@@ -148,6 +148,14 @@ export function encodeIndex(entries: readonly PackEntry[]): { id: string; bytes:
   return { id, bytes };
 }
 
+/**
+ * Past this many packs, gc merges the small ones (as Git repacks): every pack costs each local
+ * reader an index to load and a lookup per atom, and a fresh clone a remote index to download.
+ */
+export const MERGE_ABOVE_PACKS = 16;
+/** Packs from this size (a large file's) are left whole: merging copies every byte it merges. */
+export const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
+
 /** Sequential reads of a pack when checking its atoms go through a buffer this large. */
 const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 
