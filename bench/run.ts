@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['clean-throughput', 'git-ops', 'memory', 'max-atom-size', 'decompose-media', 'transfer', 'gc'];
+const BENCHES = ['clean-throughput', 'git-ops', 'memory', 'max-atom-size', 'decompose-media', 'compression', 'transfer', 'gc'];
 const only = process.argv.slice(2);
 
 process.stdout.write(`# git-panini benchmarks — ${new Date().toISOString()} — ${cpus().length} cores, load ${loadavg()[0]!.toFixed(2)}\n`);
