@@ -102,6 +102,25 @@ git panini fsck > "${report}" 2>&1 && echo ok >> "${report}"
   assert.match(readFileSync(report, 'utf8'), /ok\n$/, readFileSync(report, 'utf8'));
 });
 
+test('git stash of many small files (cleaned, then the worktree smudged back, in one filter process) and stash pop give every version back', { timeout: 120_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const repo = sandbox.initRepo('work');
+  sandbox.panini(repo, ['track', '*.bin']);
+  const committed = new Map<string, Buffer>();
+  for (let i = 0; i < 200; i++) committed.set(`f${i}.bin`, atomBytes(5000 + i));
+  for (const [name, bytes] of committed) writeFileSync(path.join(repo, name), bytes);
+  sandbox.git(repo, ['add', '.']);
+  sandbox.git(repo, ['commit', '-q', '-m', 'committed versions']);
+  const edited = new Map<string, Buffer>();
+  for (let i = 0; i < 200; i++) edited.set(`f${i}.bin`, atomBytes(6000 + i));
+  for (const [name, bytes] of edited) writeFileSync(path.join(repo, name), bytes);
+  sandbox.git(repo, ['stash', '-q']);
+  for (const [name, bytes] of committed) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), `${name}: the committed version back`);
+  sandbox.git(repo, ['stash', 'pop', '-q']);
+  for (const [name, bytes] of edited) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), `${name}: the stashed version back`);
+  sandbox.panini(repo, ['fsck']);
+});
+
 test('a pack of small files is invisible to other processes until sealed, while its writer runs', (t) => {
   const work = tempDir('panini-small-', fastTmpdir());
   t.after(work.dispose);
