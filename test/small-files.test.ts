@@ -11,6 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { LocalStore } from '../src/store/local.js';
+import { PackWriter } from '../src/store/pack-writer.js';
 import { SmallFileAtoms } from '../src/store/small-files.js';
 import { cliPath, fastTmpdir, tempDir } from './helpers/cli.js';
 import { GitSandbox, sha256 } from './helpers/git.js';
@@ -119,6 +120,34 @@ test('git stash of many small files (cleaned, then the worktree smudged back, in
   sandbox.git(repo, ['stash', 'pop', '-q']);
   for (const [name, bytes] of edited) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), `${name}: the stashed version back`);
   sandbox.panini(repo, ['fsck']);
+});
+
+test('a store with more than 50 packs: the filter process merges the small ones as it ends, and every file still checks out', { timeout: 60_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const repo = sandbox.initRepo('work');
+  sandbox.panini(repo, ['track', '*.bin']);
+  const root = path.join(repo, '.git', 'panini');
+  const store = new LocalStore(root);
+  const files = new Map<string, Buffer>();
+  for (let p = 0; p < 51; p++) {
+    // Each file's atom in a pack of its own, as 51 bulk adds would leave them.
+    const name = `p${p}.bin`;
+    const bytes = atomBytes(7000 + p);
+    files.set(name, bytes);
+    const writer = new PackWriter(store);
+    writer.put(sha256(bytes), bytes);
+    writer.finish();
+    writeFileSync(path.join(repo, name), bytes);
+  }
+  assert.equal(new LocalStore(root).packIndexes().length, 51);
+  const added = sandbox.tryGit(repo, ['add', '.']);
+  assert.equal(added.status, 0, added.stderr);
+  assert.match(added.stderr, /git-panini: merged 51 small packs into 1/);
+  assert.equal(new LocalStore(root).packIndexes().length, 1);
+  sandbox.git(repo, ['commit', '-q', '-m', 'files']);
+  for (const name of files.keys()) rmSync(path.join(repo, name));
+  sandbox.git(repo, ['checkout', '--', '.']);
+  for (const [name, bytes] of files) assert.ok(readFileSync(path.join(repo, name)).equals(bytes), name);
 });
 
 test('a pack of small files is invisible to other processes until sealed, while its writer runs', (t) => {

@@ -2,11 +2,20 @@ import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { PktReader, PktWriter } from '../git/pktline.js';
 import { serveFilterProcess, type AtomFetcher } from '../git/filter-process.js';
-import { openContext } from './context.js';
+import { openContext, type Context } from './context.js';
+import { errorMessage, PaniniError } from '../errors.js';
 import { announceWriter } from '../store/writers.js';
 import { skipSmudge } from './smudge.js';
 import { remoteFetcher } from './fetcher.js';
 import { blockingPipe, nonBlockingPipe } from '../io.js';
+
+/**
+ * Past this many packs, the filter process merges some of the small ones as it ends (as Git's
+ * `gc --auto` repacks past gc.autoPackLimit, 50), at most AUTO_MERGE_BYTES a time: a reader pays
+ * for every pack, and most users never run gc.
+ */
+const AUTO_MERGE_ABOVE_PACKS = 50;
+const AUTO_MERGE_BYTES = 256 * 1024 * 1024;
 
 /** Git sends the next file ~0.1–0.3 ms after the last answer in an add or checkout. */
 const REQUEST_POLL_MS = 0.5;
@@ -32,5 +41,18 @@ export async function run(): Promise<number> {
     skipSmudge: skipSmudge(),
     log: (line) => process.stderr.write(line + '\n'),
   });
+  await mergePacksIfMany(ctx);
   return 0;
+}
+
+async function mergePacksIfMany(ctx: Context): Promise<void> {
+  if (ctx.store.packIndexes().length <= AUTO_MERGE_ABOVE_PACKS) return;
+  const [{ withGcLock }, { mergeSmallPacks }] = await Promise.all([import('../gc/prune.js'), import('../store/pack-writer.js')]);
+  try {
+    const merged = await withGcLock(ctx.store, async () => mergeSmallPacks(ctx.store, AUTO_MERGE_BYTES));
+    if (merged.packs > 0) process.stderr.write(`git-panini: merged ${merged.packs} small packs into ${merged.into} (the store had more than ${AUTO_MERGE_ABOVE_PACKS}; \`git panini gc\` merges them too)\n`);
+  } catch (err) {
+    // A gc holds the lock (it merges too); anything else leaves the packs as they were.
+    if (!(err instanceof PaniniError)) process.stderr.write(`git-panini: could not merge the store's packs: ${errorMessage(err)}\n`);
+  }
 }

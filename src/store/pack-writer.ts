@@ -634,16 +634,24 @@ export interface MergeResult {
 /**
  * Merges the small packs into few (as Git repacks its packs), once there are more than
  * MERGE_ABOVE_PACKS: bulk adds and large files each leave a pack, and every reader pays per pack.
+ * With `budgetBytes`, only the smallest packs, up to that many bytes in all.
  * The new pack is named before an old one goes; an old one a writer refreshed meanwhile stays
  * (removeUnlessRefreshed: it only repeats atoms the new one has, and the next gc drops the
  * copies). The new pack keeps the newest time of those it replaces, so gc's grace period still
  * protects what it protected.
  */
-export function mergeSmallPacks(store: LocalStore): MergeResult {
+export function mergeSmallPacks(store: LocalStore, budgetBytes = Infinity): MergeResult {
   const result: MergeResult = { packs: 0, into: 0 };
   const packs = store.packIndexes();
   if (packs.length <= MERGE_ABOVE_PACKS) return result;
   const small = packs.map((pack) => ({ pack, st: statOrNull(pack.packPath) })).filter(({ st }) => st && st.size < MERGE_BELOW_BYTES);
+  if (budgetBytes < Infinity) {
+    // The smallest first, as many as the budget holds: most packs for the bytes copied.
+    small.sort((a, b) => a.st!.size - b.st!.size);
+    let total = 0;
+    const within = small.findIndex(({ st }) => (total += st!.size) > budgetBytes);
+    if (within >= 0) small.length = within;
+  }
   if (small.length < 2) return result;
   let group: typeof small = [];
   let bytes = 0;
