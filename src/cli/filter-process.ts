@@ -52,7 +52,11 @@ async function mergePacksIfMany(ctx: Context): Promise<void> {
     const merged = await withGcLock(ctx.store, async () => mergeSmallPacks(ctx.store, AUTO_MERGE_BYTES));
     if (merged.packs > 0) process.stderr.write(`git-panini: merged ${merged.packs} small packs into ${merged.into} (the store had more than ${AUTO_MERGE_ABOVE_PACKS}; \`git panini gc\` merges them too)\n`);
   } catch (err) {
-    // A gc holds the lock (it merges too); anything else leaves the packs as they were.
-    if (!(err instanceof PaniniError)) process.stderr.write(`git-panini: could not merge the store's packs: ${errorMessage(err)}\n`);
+    // A gc holding the lock merges too; a read-only or full store keeps its packs as they are. The
+    // packs are left whole whatever failed: only the unexpected is worth a line on every command.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!(err instanceof PaniniError) && !['EACCES', 'EPERM', 'EROFS', 'ENOSPC'].includes(code ?? '')) {
+      process.stderr.write(`git-panini: could not merge the store's packs: ${errorMessage(err)}\n`);
+    }
   }
 }
