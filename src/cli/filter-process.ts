@@ -3,6 +3,8 @@ import { setFlagsFromString } from 'node:v8';
 import { PktReader, PktWriter } from '../git/pktline.js';
 import { serveFilterProcess, type AtomFetcher } from '../git/filter-process.js';
 import { openContext, type Context } from './context.js';
+import { statOrNull } from '../store/local.js';
+import { MERGE_BELOW_BYTES } from '../store/pack.js';
 import { errorMessage, PaniniError } from '../errors.js';
 import { announceWriter } from '../store/writers.js';
 import { skipSmudge } from './smudge.js';
@@ -46,7 +48,10 @@ export async function run(): Promise<number> {
 }
 
 async function mergePacksIfMany(ctx: Context): Promise<void> {
-  if (ctx.store.packIndexes().length <= AUTO_MERGE_ABOVE_PACKS) return;
+  const packs = ctx.store.packIndexes();
+  if (packs.length <= AUTO_MERGE_ABOVE_PACKS) return;
+  // Many large packs and no small ones: nothing to merge, and no module to load for it.
+  if (packs.filter((p) => (statOrNull(p.packPath)?.size ?? Infinity) < MERGE_BELOW_BYTES).length < 2) return;
   const [{ withGcLock }, { mergeSmallPacks }] = await Promise.all([import('../gc/prune.js'), import('../store/pack-writer.js')]);
   try {
     const merged = await withGcLock(ctx.store, async () => mergeSmallPacks(ctx.store, AUTO_MERGE_BYTES));
