@@ -214,3 +214,36 @@ test('a filter process killed before naming its pack of small files: the next re
   assert.equal(store.packIndexes().length, 1);
   assert.equal(store.packIndexes()[0]!.count, 200 - 128 - 1);
 });
+
+test('a filter process killed between giving its pack of small files a name and writing its index: the next reader completes it', { timeout: 60_000 }, (t) => {
+  const work = tempDir('panini-small-', fastTmpdir());
+  t.after(work.dispose);
+  const modules = (name: string): string => pathToFileURL(path.join(import.meta.dirname, '..', 'src', 'store', name)).href;
+  // The writer's last steps, stopped where namePack links the pack under its id: the index never comes.
+  const script = `
+    import { createHash } from 'node:crypto';
+    import { linkSync, readdirSync } from 'node:fs';
+    const { LocalStore } = await import(${JSON.stringify(modules('local.js'))});
+    const { SmallFileAtoms } = await import(${JSON.stringify(modules('small-files.js'))});
+    const { readJournal, journaledPack } = await import(${JSON.stringify(modules('journal.js'))});
+    const { encodeIndex } = await import(${JSON.stringify(modules('pack.js'))});
+    const packs = ${JSON.stringify(path.join(work.dir, 'packs'))};
+    const writer = new SmallFileAtoms(new LocalStore(${JSON.stringify(work.dir)}));
+    for (let i = 0; i < 200; i++) {
+      const block = createHash('sha256').update('small file ' + i).digest();
+      const bytes = Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
+      writer.put(createHash('sha256').update(bytes).digest('hex'), bytes);
+    }
+    const journal = packs + '/' + readdirSync(packs).find((n) => n.endsWith('.journal'));
+    linkSync(journaledPack(journal), packs + '/' + encodeIndex(readJournal(journal).entries).id + '.pack');
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(child.signal, 'SIGKILL', child.stderr);
+  assert.equal(packsOf(work.dir).filter((n) => n.endsWith('.idx')).length, 0, 'no index yet');
+  const store = new LocalStore(work.dir);
+  for (let i = 0; i < 200; i++) assert.ok(store.get(sha256(atomBytes(i))).equals(atomBytes(i)), `atom ${i}`);
+  const left = packsOf(work.dir);
+  assert.equal(left.length, 2, `the pack and its index, nothing else: ${left.join(', ')}`);
+  assert.equal(store.packIndexes()[0]!.count, 200 - 128);
+});

@@ -5,7 +5,7 @@
  * store, by oid: what `stats` and the Git LFS agent read).
  */
 import {
-  closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
+  closeSync, existsSync, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync,
   renameSync, statSync, unlinkSync, utimesSync, writeSync,
 } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -438,26 +438,31 @@ export class LocalStore implements AtomReader, AtomWriter {
   /**
    * Names a complete pack written at `tmp` (in the packs directory) with an index of `entries`: the
    * index last, as its arrival is what makes the pack's atoms visible. Returns the pack's id. A pack
-   * with a `journal` that cannot be named stays as it was, for a later reader to name (journal.ts);
-   * another is removed.
+   * with a `journal` keeps its temp name (a second link) until its index is written, so that
+   * whenever this process dies the journal still finds it (journal.ts); if it cannot be named it
+   * stays, for a later reader to name. Another pack is removed.
    */
   namePack(tmp: string, entries: readonly PackEntry[], journal?: string): string {
     const { id, bytes } = encodeIndex(entries);
     const packPath = join(this.packsDir, `${id}.pack`);
-    try {
-      renameSync(tmp, packPath);
-    } catch (err) {
-      if (!journal) removeQuietly(tmp);
-      throw storeWriteError(err, this.packsDir);
+    const linked = journal !== undefined && linkPack(tmp, packPath);
+    if (!linked) {
+      try {
+        renameSync(tmp, packPath);
+      } catch (err) {
+        if (!journal) removeQuietly(tmp);
+        throw storeWriteError(err, this.packsDir);
+      }
     }
     try {
       writeAtomically(this.packsDir, join(this.packsDir, `${id}.idx`), bytes);
     } catch (err) {
-      if (journal) {
+      if (journal && !linked) {
         try { renameSync(packPath, tmp); } catch { /* as good as gone: the rename before just worked */ }
       }
       throw err;
     }
+    if (linked) removeQuietly(tmp);
     if (journal) removeQuietly(journal);
     this.addPack(id);
     return id;
@@ -645,6 +650,19 @@ export function writeAtomically(dir: string, path: string, bytes: Uint8Array): v
   } catch (err) {
     try { unlinkSync(tmp); } catch { /* already gone */ }
     throw storeWriteError(err, dir);
+  }
+}
+
+/**
+ * A second name for a pack; true if `to` now names it or an identical pack (same index, so the same
+ * atoms at the same places), false where there can be no link (then the caller renames).
+ */
+function linkPack(from: string, to: string): boolean {
+  try {
+    linkSync(from, to);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EEXIST';
   }
 }
 
