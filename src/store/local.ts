@@ -481,8 +481,9 @@ export class LocalStore implements AtomReader, AtomWriter {
       let fd: number;
       try {
         fd = openSync(pack, 'r');
-      } catch {
-        removeQuietly(journal); // named by its writer just before it died, or by another reader
+      } catch (err) {
+        // No such pack: named by its writer just before it died, or by another reader.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') removeQuietly(journal);
         return;
       }
       let held: PackEntry[];
