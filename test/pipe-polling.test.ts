@@ -10,16 +10,32 @@ import { test } from 'node:test';
 import { nonBlockingPipe, readFdPolling } from '../src/io.js';
 import { tempDir } from './helpers/cli.js';
 
-test('readFdPolling: bytes written during the poll and after it, then end of input', { timeout: 30_000 }, async () => {
+/**
+ * A FIFO fed by `sh -c <script>` (its stdout is the FIFO), opened for reading: the blocking
+ * descriptor, a non-blocking one of the same pipe, the writer's exit, and what closes them all.
+ */
+function fifoFrom(script: string): { fd: number; polled: number; exited: Promise<number | null>; close(): void } {
   const dir = tempDir();
   const fifo = path.join(dir.dir, 'fifo');
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
-  // The writer sends one byte, then two more well after any poll window (which then blocks), then ends.
-  const writer = spawn('sh', ['-c', `exec > "$1"; printf a; sleep 0.3; printf bc`, 'sh', fifo], { stdio: 'ignore' });
+  const writer = spawn('sh', ['-c', `exec > "$1"; ${script}`, 'sh', fifo], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => writer.on('exit', resolve));
   const fd = openSync(fifo, 'r'); // returns once the writer has opened its end
   const polled = nonBlockingPipe(fd, 'r');
   assert.ok(polled >= 0, 'a FIFO gets a second, non-blocking descriptor');
+  return {
+    fd, polled, exited,
+    close() {
+      closeSync(polled);
+      closeSync(fd);
+      dir.dispose();
+    },
+  };
+}
+
+test('readFdPolling: bytes written during the poll and after it, then end of input', { timeout: 30_000 }, async () => {
+  // The writer sends one byte, then two more well after any poll window (which then blocks), then ends.
+  const { fd, polled, exited, close } = fifoFrom('printf a; sleep 0.3; printf bc');
   try {
     const buf = Buffer.alloc(16);
     let received = '';
@@ -33,21 +49,13 @@ test('readFdPolling: bytes written during the poll and after it, then end of inp
     assert.ok(performance.now() - started >= 250, 'the last bytes were waited for, not given up on');
     assert.equal(await exited, 0);
   } finally {
-    closeSync(polled);
-    closeSync(fd);
-    dir.dispose();
+    close();
   }
 });
 
 test('readFdPolling: pending idle work runs once the input has been quiet that long, then the read waits on', { timeout: 30_000 }, async () => {
-  const dir = tempDir();
-  const fifo = path.join(dir.dir, 'fifo');
-  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
   // One byte at once (before the idle time), one after 1 s (well past it, even on a busy machine), then the end.
-  const writer = spawn('sh', ['-c', `exec > "$1"; printf a; sleep 1; printf b`, 'sh', fifo], { stdio: 'ignore' });
-  const exited = new Promise<number | null>((resolve) => writer.on('exit', resolve));
-  const fd = openSync(fifo, 'r');
-  const polled = nonBlockingPipe(fd, 'r');
+  const { fd, polled, exited, close } = fifoFrom('printf a; sleep 1; printf b');
   try {
     const buf = Buffer.alloc(16);
     const ran: number[] = [];
@@ -66,8 +74,6 @@ test('readFdPolling: pending idle work runs once the input has been quiet that l
     assert.ok(ran[0]! >= 50 && ran[0]! < 990, `it ran after 50 ms of quiet, before the next byte (${ran[0]!.toFixed(1)} ms)`);
     assert.equal(await exited, 0);
   } finally {
-    closeSync(polled);
-    closeSync(fd);
-    dir.dispose();
+    close();
   }
 });

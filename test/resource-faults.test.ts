@@ -61,6 +61,14 @@ function trackedRepo(sb: GitSandbox, name: string): string {
   return repo;
 }
 
+/** A repository tracking *.bin whose store (panini.storage) is `<disk>/store`, on the mounted disk. */
+function repoStoringOn(sb: GitSandbox, disk: string): { repo: string; storeRoot: string } {
+  const repo = trackedRepo(sb, 'repo');
+  const storeRoot = path.join(sb.path(disk), 'store');
+  sb.git(repo, ['config', 'panini.storage', storeRoot]);
+  return { repo, storeRoot };
+}
+
 /** What must not move when a command fails: the index file itself, its entries, and the named worktree files. */
 function stateOf(sb: GitSandbox, repo: string, files: string[]): Record<string, string> {
   const state: Record<string, string> = {
@@ -76,9 +84,7 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
   const disk = mountTmpfs(t, sb.path('store-disk'), '8m');
   if (!disk) return;
   try {
-    const repo = trackedRepo(sb, 'repo');
-    const storeRoot = path.join(sb.path('store-disk'), 'store');
-    sb.git(repo, ['config', 'panini.storage', storeRoot]);
+    const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     sb.git(repo, ['config', 'panini.gc.exclusiveStore', 'true']); // no other repository uses it: gc may run
     const small: Record<string, Buffer> = { 'a.bin': randomBytes(200_000), 'b.bin': randomBytes(1 * MiB) };
     for (const [f, bytes] of Object.entries(small)) writeFileSync(path.join(repo, f), bytes);
@@ -138,9 +144,7 @@ test('a full disk during a bulk add of small files (their atoms batched in one j
   const disk = mountTmpfs(t, sb.path('store-disk'), '6m');
   if (!disk) return;
   try {
-    const repo = trackedRepo(sb, 'repo');
-    const storeRoot = path.join(sb.path('store-disk'), 'store');
-    sb.git(repo, ['config', 'panini.storage', storeRoot]);
+    const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     sb.git(repo, ['config', 'panini.gc.exclusiveStore', 'true']);
     sb.git(repo, ['add', '.gitattributes']);
     sb.git(repo, ['commit', '-q', '-m', 'track']);
@@ -196,9 +200,7 @@ test('a read-only store: git add fails clearly naming the store, nothing written
   const disk = mountTmpfs(t, sb.path('store-disk'), '64m');
   if (!disk) return;
   try {
-    const repo = trackedRepo(sb, 'repo');
-    const storeRoot = path.join(sb.path('store-disk'), 'store');
-    sb.git(repo, ['config', 'panini.storage', storeRoot]);
+    const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     const a = randomBytes(300_000);
     writeFileSync(path.join(repo, 'a.bin'), a);
     sb.git(repo, ['add', '.gitattributes', 'a.bin']);

@@ -23,6 +23,35 @@ function atomBytes(i: number): Buffer {
   return Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
 }
 
+const storeModule = (name: string): string => pathToFileURL(path.join(import.meta.dirname, '..', 'src', 'store', name)).href;
+
+/**
+ * A writer in a child process puts atomBytes(0..199) through SmallFileAtoms into the store at `root`
+ * (the last 72 into a journaled pack), runs `lastSteps` (with `packs`, the packs directory), then
+ * is SIGKILLed: a filter process dying with its pack unnamed.
+ */
+function killedBatchWriter(root: string, lastSteps = ''): void {
+  const script = `
+    import { createHash } from 'node:crypto';
+    import { linkSync, readdirSync } from 'node:fs';
+    const { LocalStore } = await import(${JSON.stringify(storeModule('local.js'))});
+    const { SmallFileAtoms } = await import(${JSON.stringify(storeModule('small-files.js'))});
+    const { readJournal, journaledPack } = await import(${JSON.stringify(storeModule('journal.js'))});
+    const { encodeIndex } = await import(${JSON.stringify(storeModule('pack.js'))});
+    const packs = ${JSON.stringify(path.join(root, 'packs'))};
+    const writer = new SmallFileAtoms(new LocalStore(${JSON.stringify(root)}));
+    for (let i = 0; i < 200; i++) {
+      const block = createHash('sha256').update('small file ' + i).digest();
+      const bytes = Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
+      writer.put(createHash('sha256').update(bytes).digest('hex'), bytes);
+    }
+    ${lastSteps}
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(child.signal, 'SIGKILL', child.stderr);
+}
+
 const packsOf = (root: string): string[] => (existsSync(path.join(root, 'packs')) ? readdirSync(path.join(root, 'packs')).sort() : []);
 const looseCount = (root: string): number => (existsSync(path.join(root, 'atoms')) ? readdirSync(path.join(root, 'atoms'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length : 0);
 
@@ -183,21 +212,7 @@ test('a batch of small files is named every 65,536 atoms, so its index in memory
 test('a filter process killed before naming its pack of small files: the next reader names it from the journal, without the atoms it cannot vouch for', { timeout: 60_000 }, (t) => {
   const work = tempDir('panini-small-', fastTmpdir());
   t.after(work.dispose);
-  const modules = (name: string): string => pathToFileURL(path.join(import.meta.dirname, '..', 'src', 'store', name)).href;
-  const script = `
-    import { createHash } from 'node:crypto';
-    const { LocalStore } = await import(${JSON.stringify(modules('local.js'))});
-    const { SmallFileAtoms } = await import(${JSON.stringify(modules('small-files.js'))});
-    const writer = new SmallFileAtoms(new LocalStore(${JSON.stringify(work.dir)}));
-    for (let i = 0; i < 200; i++) {
-      const block = createHash('sha256').update('small file ' + i).digest();
-      const bytes = Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
-      writer.put(createHash('sha256').update(bytes).digest('hex'), bytes);
-    }
-    process.kill(process.pid, 'SIGKILL');
-  `;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(child.signal, 'SIGKILL', child.stderr);
+  killedBatchWriter(work.dir);
   const leftovers = packsOf(work.dir);
   const journal = leftovers.find((n) => n.endsWith('.journal'));
   const pack = leftovers.find((n) => n.endsWith('.pack'));
@@ -218,28 +233,11 @@ test('a filter process killed before naming its pack of small files: the next re
 test('a filter process killed between giving its pack of small files a name and writing its index: the next reader completes it', { timeout: 60_000 }, (t) => {
   const work = tempDir('panini-small-', fastTmpdir());
   t.after(work.dispose);
-  const modules = (name: string): string => pathToFileURL(path.join(import.meta.dirname, '..', 'src', 'store', name)).href;
   // The writer's last steps, stopped where namePack links the pack under its id: the index never comes.
-  const script = `
-    import { createHash } from 'node:crypto';
-    import { linkSync, readdirSync } from 'node:fs';
-    const { LocalStore } = await import(${JSON.stringify(modules('local.js'))});
-    const { SmallFileAtoms } = await import(${JSON.stringify(modules('small-files.js'))});
-    const { readJournal, journaledPack } = await import(${JSON.stringify(modules('journal.js'))});
-    const { encodeIndex } = await import(${JSON.stringify(modules('pack.js'))});
-    const packs = ${JSON.stringify(path.join(work.dir, 'packs'))};
-    const writer = new SmallFileAtoms(new LocalStore(${JSON.stringify(work.dir)}));
-    for (let i = 0; i < 200; i++) {
-      const block = createHash('sha256').update('small file ' + i).digest();
-      const bytes = Buffer.concat(Array.from({ length: 16 + (i % 7) }, () => block));
-      writer.put(createHash('sha256').update(bytes).digest('hex'), bytes);
-    }
+  killedBatchWriter(work.dir, `
     const journal = packs + '/' + readdirSync(packs).find((n) => n.endsWith('.journal'));
     linkSync(journaledPack(journal), packs + '/' + encodeIndex(readJournal(journal).entries).id + '.pack');
-    process.kill(process.pid, 'SIGKILL');
-  `;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(child.signal, 'SIGKILL', child.stderr);
+  `);
   assert.equal(packsOf(work.dir).filter((n) => n.endsWith('.idx')).length, 0, 'no index yet');
   const store = new LocalStore(work.dir);
   for (let i = 0; i < 200; i++) assert.ok(store.get(sha256(atomBytes(i))).equals(atomBytes(i)), `atom ${i}`);

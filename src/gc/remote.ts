@@ -186,12 +186,12 @@ function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isO
     }
   }
   const small = keptWhole.filter(({ p }) => p.packSize! < MERGE_BELOW_BYTES);
-  const merging = staying > MERGE_ABOVE_PACKS && small.length > 1 ? small : [];
+  const merging = new Set(staying > MERGE_ABOVE_PACKS && small.length > 1 ? small : []);
   for (const { p, dead } of merging) {
     drop(p, dead, true);
     plan.merged++;
   }
-  for (const { dead } of keptWhole.filter((k) => !merging.includes(k))) {
+  for (const { dead } of keptWhole.filter((k) => !merging.has(k))) {
     plan.keptUnreachable.atoms += dead.length;
     plan.keptUnreachable.bytes += dead.reduce((n, e) => n + e.size, 0);
   }
