@@ -2,6 +2,7 @@
  * The launcher bin/git-panini (what `npm install -g` links onto PATH): Node starts without parsing
  * NODE_EXTRA_CA_CERTS, yet HTTPS to an S3 store signed by a private CA named only there still works,
  * for the pre-push hook and for the filter that a clone starts.
+ * A reader closing the pipe early ends any command quietly.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -24,6 +25,13 @@ test('through the launcher, Node starts without reading NODE_EXTRA_CA_CERTS', (t
   assert.equal(launched.status, 0, launched.stderr.toString());
   assert.match(launched.stdout.toString(), /^git-panini /);
   assert.doesNotMatch(launched.stderr.toString(), NODE_WARNING);
+});
+
+test('a reader that closes the pipe early (`| head`) ends the command quietly, with SIGPIPE\'s status', () => {
+  // `true` exits before Node has started, so the first write meets a closed pipe.
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cliPath}" help | true; exit \${PIPESTATUS[0]}`], { env: hermeticEnv() });
+  assert.equal(r.stderr.toString(), '', 'no stack trace');
+  assert.equal(r.status, 141);
 });
 
 test('S3 over HTTPS with a private CA given only in NODE_EXTRA_CA_CERTS: push and clone', { timeout: 120_000 }, async (t) => {

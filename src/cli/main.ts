@@ -47,6 +47,13 @@ async function main(argv: string[]): Promise<number> {
   return (await load()).run(args);
 }
 
+// A reader that stops early (`git panini ls-files | head`) closes the pipe: stop quietly with
+// SIGPIPE's status, as Git does, rather than with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(141);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
