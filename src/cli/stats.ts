@@ -1,3 +1,4 @@
+import { listEntries, readConceptBlobs } from '../git/concepts.js';
 import { computeStats } from '../store/stats.js';
 import { parseArgs } from './args.js';
 import { openContext } from './context.js';
@@ -16,7 +17,8 @@ export function formatBytes(n: number): string {
 export function run(args: string[]): number {
   const { flags } = parseArgs(args, ['json']);
   const ctx = openContext();
-  const s = computeStats(ctx.store);
+  const indexed = ctx.repo?.top ? readConceptBlobs(ctx.repo.top, listEntries(ctx.repo.top).map((e) => e.blob)).concepts.values() : [];
+  const s = computeStats(ctx.store, indexed);
   if (flags.has('json')) {
     process.stdout.write(JSON.stringify({ store: ctx.store.root, ...s }, null, 2) + '\n');
     return 0;

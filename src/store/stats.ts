@@ -1,9 +1,10 @@
 /**
  * Storage statistics in the spirit of the seed's StorageStats, computed from what is on disk: the
- * atoms, and the concepts of every file cleaned into this store (which say what each file needs).
+ * atoms, and the concepts of every file cleaned into this store or checked out from it (which say
+ * what each file needs). A clone cleans nothing: its files are known from the index.
  */
 import { MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
-import { parseConcept } from '../concept/concept.js';
+import { parseConcept, type Concept } from '../concept/concept.js';
 import { decodeManifest, decodeTrackManifest } from '../concept/manifest.js';
 import type { LocalStore } from './local.js';
 
@@ -30,7 +31,8 @@ export interface StorageStats {
   byType: Partial<Record<AtomType, TypeStats>>;
 }
 
-export function computeStats(store: LocalStore): StorageStats {
+/** `checkedOut`: concepts of the repository's index; a file also cleaned here counts once. */
+export function computeStats(store: LocalStore, checkedOut: Iterable<Concept> = []): StorageStats {
   const typeOf = new Map<string, AtomType>();
   const uses = new Map<string, number>();
   const byType: Partial<Record<AtomType, TypeStats>> = {};
@@ -63,19 +65,27 @@ export function computeStats(store: LocalStore): StorageStats {
       // a missing or damaged manifest: fsck reports the damage
     }
   };
+  const counted = new Set<string>();
+  const count = (concept: Concept): void => {
+    if (counted.has(concept.oid)) return;
+    counted.add(concept.oid);
+    files++;
+    logicalBytes += concept.size;
+    for (const ref of concept.refs) visit(ref, 0);
+    for (const c of concept.components ?? []) markTrackManifest(c.hash, c.type, 0);
+  };
   for (const { oid } of store.listConcepts()) {
     const text = store.getConcept(oid);
     if (!text) continue;
+    let concept: Concept;
     try {
-      const concept = parseConcept(text);
-      files++;
-      logicalBytes += concept.size;
-      for (const ref of concept.refs) visit(ref, 0);
-      for (const c of concept.components ?? []) markTrackManifest(c.hash, c.type, 0);
+      concept = parseConcept(text);
     } catch {
-      // not a readable concept: skipped
+      continue; // not a readable concept: skipped
     }
+    count(concept);
   }
+  for (const concept of checkedOut) count(concept);
 
   let totalAtoms = 0;
   let storedBytes = 0;
