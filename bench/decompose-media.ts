@@ -14,7 +14,7 @@
  * Run: `node dist/bench/decompose-media.js`. Prints tables; makes no assertions.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { buildConcept } from '../src/concept/build.js';
 import { cutPoint } from '../src/decompose/cdc.js';
@@ -26,21 +26,10 @@ import { LocalStore } from '../src/store/local.js';
 import { fixturesDir } from '../test/helpers/fixtures.js';
 import { writeSyntheticMp4 } from '../test/helpers/mp4.js';
 import { cores, formatBytes, formatMs, selfPeakRssKb, tempDir, timeIt } from './lib.js';
+import { encodeCourses, hasFfmpeg, type CorpusFile } from './media-corpus.js';
 
 const SYNTHETIC_MB = Number(process.env.PANINI_BENCH_MB ?? 256);
 const WINDOW = 8 * 1024 * 1024;
-/** Length of each course of the encoded corpus (PANINI_BENCH_MEDIA_S). */
-const ENCODED_SECONDS = Number(process.env.PANINI_BENCH_MEDIA_S ?? 60);
-
-interface CorpusFile {
-  name: string;
-  path: string;
-  what: string;
-}
-
-function hasFfmpeg(): boolean {
-  return !spawnSync('ffmpeg', ['-version']).error;
-}
 
 /** The fixtures, plus re-muxes and tag edits made with ffmpeg (stream copy: the same samples). */
 function buildCorpus(dir: string): CorpusFile[] {
@@ -89,39 +78,6 @@ function wholeFileBytes(files: readonly CorpusFile[]): number {
     seen.set(sha256Hex(buf), buf.length);
   }
   return [...seen.values()].reduce((a, b) => a + b, 0);
-}
-
-/** A longer corpus encoded here: two 640x360 courses sharing an intro, and re-muxes and a retag of one. */
-function buildEncodedCorpus(dir: string): CorpusFile[] {
-  const ffmpeg = (args: string[]): void => {
-    const r = spawnSync('ffmpeg', ['-v', 'error', '-y', ...args], { cwd: dir });
-    if (r.status !== 0) throw new Error(`ffmpeg ${args.join(' ')}: ${r.stderr}`);
-  };
-  const encode = (name: string, pattern: string, tone: number, seconds: number): void =>
-    ffmpeg(['-f', 'lavfi', '-i', `${pattern}=size=640x360:rate=25`, '-f', 'lavfi', '-i', `sine=frequency=${tone}:sample_rate=44100`, '-t', String(seconds),
-      '-c:v', 'libx264', '-preset', 'veryfast', '-b:v', '1M', '-g', '50', '-bf', '2', '-c:a', 'aac', '-b:a', '128k', name]);
-  const intro = Math.round(ENCODED_SECONDS / 3);
-  encode('intro.mp4', 'testsrc2', 440, intro);
-  encode('body-a.mp4', 'testsrc', 550, ENCODED_SECONDS - intro);
-  encode('body-b.mp4', 'smptebars', 660, ENCODED_SECONDS - intro);
-  const concat = (out: string, body: string, flags: string[]): void => {
-    const list = path.join(dir, `${out}.txt`);
-    writeFileSync(list, `file 'intro.mp4'\nfile '${body}'\n`);
-    ffmpeg(['-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', ...flags, out]);
-  };
-  concat('long-a.mp4', 'body-a.mp4', ['-movflags', '+faststart']);
-  concat('long-b.mp4', 'body-b.mp4', ['-movflags', '+faststart']);
-  ffmpeg(['-i', 'long-a.mp4', '-map', '0', '-c', 'copy', 'long-a-moov-last.mp4']);
-  ffmpeg(['-i', 'long-a.mp4', '-map', '0', '-c', 'copy', '-movflags', 'frag_keyframe+empty_moov', 'long-a-fragmented.mp4']);
-  ffmpeg(['-i', 'long-a.mp4', '-map', '0', '-c', 'copy', '-metadata', 'title=Lecture 1, corrected', '-movflags', '+faststart', 'long-a-retitled.mp4']);
-  const file = (name: string, what: string): CorpusFile => ({ name, path: path.join(dir, name), what });
-  return [
-    file('long-a.mp4', `${ENCODED_SECONDS} s course: intro + body`),
-    file('long-b.mp4', 'another course, same intro'),
-    file('long-a-moov-last.mp4', 're-mux, moov after mdat'),
-    file('long-a-fragmented.mp4', 're-mux, fragmented'),
-    file('long-a-retitled.mp4', 'title tag edited'),
-  ];
 }
 
 function isManifest(bytes: Buffer): boolean {
@@ -218,7 +174,7 @@ async function main(): Promise<void> {
     if (hasFfmpeg()) {
       const encoded = path.join(work.dir, 'encoded');
       mkdirSync(encoded);
-      storageTable('Encoded corpus', buildEncodedCorpus(encoded), path.join(work.dir, 'store-encoded'));
+      storageTable('Encoded corpus', encodeCourses(encoded), path.join(work.dir, 'store-encoded'));
     } else {
       process.stdout.write('\n(ffmpeg not installed: the encoded corpus and the derived fixture re-muxes are skipped)\n');
     }
