@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { ContentRef } from '../src/atom.js';
 import { buildConcept } from '../src/concept/build.js';
 import { parseConcept, renderConcept, type Concept } from '../src/concept/concept.js';
-import { expandRefs, encodeManifest } from '../src/concept/manifest.js';
+import { decodeManifest, decodeTrackManifest, encodeManifest, expandRefs } from '../src/concept/manifest.js';
 import { PaniniError } from '../src/errors.js';
 import { sha256Hex } from '../src/hash.js';
 import { missingAtoms } from '../src/reconstruct/reconstruct.js';
@@ -315,3 +315,61 @@ describe('a manifest bomb (a few manifests listing the same child over and over)
   });
 });
 
+
+describe('manifest atoms are decoded strictly', () => {
+  const child = sha256Hex(Buffer.from('a child'));
+  const manifest = (...lines: string[]): Buffer => Buffer.from(['panini-manifest 1', ...lines].join('\n') + '\n');
+
+  test('what encodeManifest writes decodes to the same children', () => {
+    const children: ContentRef[] = [
+      { hash: child, type: 'IFrame', offset: 0, size: 123_456_789_012_345 },
+      { hash: sha256Hex(Buffer.from('b')), type: 'AudioChunk', offset: 0, size: 7 },
+    ];
+    assert.deepEqual(decodeManifest(encodeManifest(children), 'm'), children.map(({ hash, type, size }) => ({ hash, type, size })));
+  });
+
+  const refused: [string, Buffer, RegExp][] = [
+    ['another header', Buffer.from(`panini-manifest 2\nRaw 5 ${child}\n`), /unknown header/],
+    ['no final newline', Buffer.from(`panini-manifest 1\nRaw 5 ${child}`), /missing final newline/],
+    ['no children', manifest(), /no children/],
+    ['an unknown type', manifest(`Script 5 ${child}`), /line 2/],
+    ['two spaces', manifest(`Raw  5 ${child}`), /line 2/],
+    ['a space after the size', manifest(`Raw 5  ${child}`), /line 2/],
+    ['a trailing space', manifest(`Raw 5 ${child} `), /line 2/],
+    ['a size of 16 digits', manifest(`Raw 1234567890123456 ${child}`), /line 2/],
+    ['a negative size', manifest(`Raw -5 ${child}`), /line 2/],
+    ['a size of zero', manifest(`Raw 0 ${child}`), /line 2: empty child/],
+    ['uppercase hex', manifest(`Raw 5 ${child.toUpperCase()}`), /line 2/],
+    ['a short hash', manifest(`Raw 5 ${child.slice(1)}`), /line 2/],
+    ['a path for a hash', manifest('Raw 5 ../../../../etc/passwd'), /line 2/],
+    ['a carriage return', manifest(`Raw 5 ${child}\r`), /line 2/],
+    ['an empty line', manifest(`Raw 5 ${child}`, '', `Raw 5 ${child}`), /line 3/],
+  ];
+  for (const [what, bytes, why] of refused) {
+    test(`refused: ${what}`, () => {
+      assert.throws(() => decodeManifest(bytes, 'm'), (err: unknown) => err instanceof PaniniError && /manifest atom m is malformed/.test(err.message) && why.test(err.message));
+    });
+  }
+
+  const track = (...lines: string[]): Buffer => Buffer.from(['panini-manifest 1 track', ...lines].join('\n') + '\n');
+  test('a track manifest: offsets and sizes decoded; each decoder refuses the other kind', () => {
+    assert.deepEqual(decodeTrackManifest(track(`IFrame 40 5 ${child}`, `PFrame 90 7 ${child}`), 't'), [
+      { type: 'IFrame', offset: 40, size: 5, hash: child },
+      { type: 'PFrame', offset: 90, size: 7, hash: child },
+    ]);
+    assert.throws(() => decodeTrackManifest(manifest(`Raw 5 ${child}`), 't'), /unknown header/);
+    assert.throws(() => decodeManifest(track(`Raw 0 5 ${child}`), 'm'), /unknown header/);
+  });
+  const trackRefused: [string, Buffer, RegExp][] = [
+    ['one number', track(`Raw 5 ${child}`), /line 2/],
+    ['three numbers', track(`Raw 1 2 3 ${child}`), /line 2/],
+    ['offsets not increasing', track(`Raw 10 5 ${child}`, `Raw 10 5 ${child}`), /line 3: offsets must increase/],
+    ['a size of zero', track(`Raw 10 0 ${child}`), /line 2: empty child/],
+    ['no children', track(), /no children/],
+  ];
+  for (const [what, bytes, why] of trackRefused) {
+    test(`track manifest refused: ${what}`, () => {
+      assert.throws(() => decodeTrackManifest(bytes, 't'), (err: unknown) => err instanceof PaniniError && /track manifest atom t is malformed/.test(err.message) && why.test(err.message));
+    });
+  }
+});

@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { ContentRef } from '../src/atom.js';
 import { buildConcept } from '../src/concept/build.js';
 import { parseConcept } from '../src/concept/concept.js';
 import { executePrune, planPrune } from '../src/gc/prune.js';
@@ -202,6 +203,48 @@ describe('packs', () => {
     packBytes[entry.offset + 10]! ^= 0xff;
     writeFileSync(pack.packPath, packBytes);
     assert.throws(() => rebuildReleased(), (err: Error) => err.message.includes(leaf.hash));
+  });
+
+  test('rebuilding through pack windows: forward gaps, atoms used again, more packs than windows, an atom larger than a window; no window read into before release', () => {
+    const store = freshStore();
+    // Six packs of atoms of 1–300 KB, and a 5 MiB atom (larger than a 4 MiB window) in the last.
+    const packs: Buffer[][] = [];
+    for (let p = 0; p < 6; p++) {
+      const writer = new PackWriter(store, {});
+      const atoms = Array.from({ length: 8 }, (_, i) => randomBytes(1024 * (1 + ((p * 37 + i * 91) % 300)), 700 + p * 10 + i));
+      if (p === 5) atoms.push(randomBytes(5 * MiB, 799));
+      for (const a of atoms) writer.put(sha256Hex(a), a);
+      assert.ok(writer.finish());
+      packs.push(atoms);
+    }
+    assert.equal(packFiles(store).filter((f) => f.endsWith('.pack')).length, 6);
+    const order: [number, number][] = [
+      [0, 0], [0, 1], [0, 3], [0, 2], [1, 0], [0, 0], [2, 5], [2, 1], [3, 0], [4, 4], [1, 7], // forward, gaps, back, five packs
+      [0, 0], [5, 8], [5, 0], [0, 7], [4, 4], [4, 5], [3, 7], [2, 2], [0, 0], [5, 8], [1, 1], [1, 2],
+    ];
+    const atoms = order.map(([p, i]) => packs[p]![i]!);
+    const file = Buffer.concat(atoms);
+    let offset = 0;
+    const refs: ContentRef[] = atoms.map((a) => {
+      const ref: ContentRef = { hash: sha256Hex(a), type: 'Raw', offset, size: a.length };
+      offset += a.length;
+      return ref;
+    });
+    const concept = { refs, oid: sha256Hex(file), size: file.length };
+    // A writer that keeps what it is given until release(), as the filter's output does: a window
+    // read into too early would change bytes still waiting to be written.
+    const held: Buffer[] = [];
+    const out: Buffer[] = [];
+    const copyHeld = (): void => {
+      for (const b of held.splice(0)) out.push(Buffer.from(b));
+    };
+    let releases = 0;
+    reconstruct(concept, new LocalStore(store.root), (b) => held.push(b), {
+      discardedOnError: true, release: () => (releases++, copyHeld()), whileBlocked: () => undefined,
+    });
+    copyHeld();
+    assert.ok(Buffer.concat(out).equals(file), 'the file, byte-exact');
+    assert.ok(releases < order.length, `${releases} window reads for ${order.length} atoms`);
   });
 
   test('a damaged index is ignored: its atoms are missing, never read from the wrong place', () => {

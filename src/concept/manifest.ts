@@ -8,7 +8,7 @@
  * Children are contiguous; their offsets follow from the parent ref's offset, so a manifest does
  * not depend on where its span sits in the file and identical spans share one manifest atom.
  */
-import { isAtomHash, isAtomType, MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
+import { isAtomType, MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
 import { PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import type { AtomReader, AtomWriter } from '../store/local.js';
@@ -34,25 +34,62 @@ interface ManifestEntry {
   hash: string;
 }
 
+/** 1 for the bytes of lowercase hex digits. */
+const IS_HEX = new Uint8Array(256);
+for (const c of '0123456789abcdef') IS_HEX[c.charCodeAt(0)] = 1;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+
+/**
+ * Reads a manifest's lines after its header, byte by byte (a media file's manifests list thousands
+ * of atoms, decoded at every checkout): each exactly `<type> <number>{numbers} <64 lowercase hex>\n`,
+ * numbers of 1–15 digits. `take` gets each line's fields (`second` is 0 with one number).
+ */
+function readManifestLines(
+  bytes: Buffer, header: Buffer, numbers: 1 | 2, bad: (why: string) => PaniniError,
+  take: (type: AtomType, first: number, second: number, hash: string, line: number) => void,
+): void {
+  if (bytes.length > MAX_MANIFEST_BYTES) throw bad('too large');
+  if (!bytes.subarray(0, header.length).equals(header)) throw bad('unknown header');
+  if (bytes[bytes.length - 1] !== NEWLINE) throw bad('missing final newline');
+  let line = 1;
+  for (let pos = header.length; pos < bytes.length; ) {
+    line++;
+    const typeEnd = bytes.indexOf(SPACE, pos);
+    const type = typeEnd > pos && typeEnd - pos <= 16 ? bytes.toString('latin1', pos, typeEnd) : '';
+    if (!isAtomType(type)) throw bad(`line ${line}`);
+    let at = typeEnd + 1;
+    /** The number at `at`, which must be followed by a space (`at` then after it). */
+    const number = (): number => {
+      const start = at;
+      let value = 0;
+      for (const end = Math.min(bytes.length, start + 16); at < end && bytes[at]! >= 0x30 && bytes[at]! <= 0x39; at++) value = value * 10 + bytes[at]! - 0x30;
+      if (at === start || at - start > 15 || bytes[at] !== SPACE) throw bad(`line ${line}`);
+      at++;
+      return value;
+    };
+    const first = number();
+    const second = numbers === 2 ? number() : 0;
+    const hashEnd = at + 64;
+    if (hashEnd >= bytes.length || bytes[hashEnd] !== NEWLINE) throw bad(`line ${line}`);
+    for (let i = at; i < hashEnd; i++) if (IS_HEX[bytes[i]!] === 0) throw bad(`line ${line}`);
+    take(type, first, second, bytes.toString('latin1', at, hashEnd), line);
+    if (line - 1 > MAX_MANIFEST_CHILDREN) throw bad('too many children');
+    pos = hashEnd + 1;
+  }
+  if (line === 1) throw bad('no children');
+}
+
+const HEADER_LINE = Buffer.from(HEADER + '\n');
+
 export function decodeManifest(bytes: Buffer, hash: string): ManifestEntry[] {
   const bad = (why: string): PaniniError =>
     new PaniniError(`manifest atom ${hash} is malformed: ${why}`, 'the concept or store was damaged or hand-edited; re-add the file, or fetch the atom again');
-  if (bytes.length > MAX_MANIFEST_BYTES) throw bad('too large');
-  const text = bytes.toString('latin1');
-  const lines = text.split('\n');
-  if (lines[0] !== HEADER) throw bad('unknown header');
-  if (lines[lines.length - 1] !== '') throw bad('missing final newline');
   const entries: ManifestEntry[] = [];
-  for (let i = 1; i < lines.length - 1; i++) {
-    const parts = lines[i]!.split(' ');
-    const [type, sizeText, child] = parts;
-    if (parts.length !== 3 || !isAtomType(type) || !isAtomHash(child) || !/^[0-9]{1,15}$/.test(sizeText!)) throw bad(`line ${i + 1}`);
-    const size = Number(sizeText);
-    if (size <= 0) throw bad(`line ${i + 1}: empty child`);
+  readManifestLines(bytes, HEADER_LINE, 1, bad, (type, size, _, child, line) => {
+    if (size <= 0) throw bad(`line ${line}: empty child`);
     entries.push({ type, size, hash: child });
-    if (entries.length > MAX_MANIFEST_CHILDREN) throw bad('too many children');
-  }
-  if (entries.length === 0) throw bad('no children');
+  });
   return entries;
 }
 
@@ -124,7 +161,7 @@ function* expand(
     }
     let offset = ref.offset;
     const children: ContentRef[] = entries.map((e) => {
-      const child = { ...e, offset };
+      const child = { hash: e.hash, type: e.type, offset, size: e.size };
       offset += e.size;
       return child;
     });
@@ -157,26 +194,18 @@ export function encodeTrackManifest(children: readonly ContentRef[]): Buffer {
   return Buffer.from(lines.join('\n') + '\n');
 }
 
+const TRACK_HEADER_LINE = Buffer.from(TRACK_HEADER + '\n');
+
 export function decodeTrackManifest(bytes: Buffer, hash: string): ContentRef[] {
   const bad = (why: string): PaniniError =>
     new PaniniError(`track manifest atom ${hash} is malformed: ${why}`, 'the concept or store was damaged or hand-edited; re-add the file, or fetch the atom again');
-  if (bytes.length > MAX_MANIFEST_BYTES) throw bad('too large');
-  const lines = bytes.toString('latin1').split('\n');
-  if (lines[0] !== TRACK_HEADER) throw bad('unknown header');
-  if (lines[lines.length - 1] !== '') throw bad('missing final newline');
   const entries: ContentRef[] = [];
-  for (let i = 1; i < lines.length - 1; i++) {
-    const parts = lines[i]!.split(' ');
-    const [type, offsetText, sizeText, child] = parts;
-    if (parts.length !== 4 || !isAtomType(type) || !isAtomHash(child) || !/^[0-9]{1,15}$/.test(offsetText!) || !/^[0-9]{1,15}$/.test(sizeText!)) throw bad(`line ${i + 1}`);
-    const entry = { type, offset: Number(offsetText), size: Number(sizeText), hash: child };
-    if (entry.size <= 0) throw bad(`line ${i + 1}: empty child`);
+  readManifestLines(bytes, TRACK_HEADER_LINE, 2, bad, (type, offset, size, child, line) => {
+    if (size <= 0) throw bad(`line ${line}: empty child`);
     const previous = entries[entries.length - 1];
-    if (previous && entry.offset <= previous.offset) throw bad(`line ${i + 1}: offsets must increase`);
-    entries.push(entry);
-    if (entries.length > MAX_MANIFEST_CHILDREN) throw bad('too many children');
-  }
-  if (entries.length === 0) throw bad('no children');
+    if (previous && offset <= previous.offset) throw bad(`line ${line}: offsets must increase`);
+    entries.push({ type, offset, size, hash: child });
+  });
   return entries;
 }
 

@@ -185,10 +185,16 @@ function parseHexLength(buf: Buffer, at: number): number {
   return len;
 }
 
-/** Buffers small packets and writes them in large syscalls. */
+/**
+ * Buffers small packets and writes them in large syscalls. Content fills packets to the maximum
+ * size whatever the pieces it comes in (a media file's atoms are often a few hundred bytes): Git
+ * reads each packet with two system calls, so one per atom would cost it more than the bytes.
+ */
 export class PktWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** The content packet being filled: its header, written once its length is known, and that length so far. */
+  private open: { header: Buffer; length: number } | null = null;
   /**
    * Work to do while sending, a step per call (false: none left), between writes of a pipe's worth
    * and while the pipe is full, instead of waiting in the kernel: Git reads on the other core
@@ -199,20 +205,40 @@ export class PktWriter {
   constructor(private readonly fd: number, private readonly nonBlockingFd = -1) {}
 
   text(line: string): void {
-    this.packet(Buffer.from(line + '\n'));
+    const payload = Buffer.from(line + '\n');
+    this.closePacket();
+    this.queue(Buffer.from((payload.length + 4).toString(16).padStart(4, '0')));
+    this.queue(payload);
+    this.sendIfLarge();
   }
 
   flushPkt(): void {
+    this.closePacket();
     this.queue(FLUSH);
+    this.sendIfLarge();
   }
 
-  /** Content split into maximum-size packets. */
+  /**
+   * Content, in packets of the maximum size. The bytes are not copied: they must stay as they are
+   * until send() (which data() calls itself once a MiB of whole packets is pending) returns.
+   */
   data(bytes: Uint8Array): void {
-    for (let i = 0; i < bytes.length; i += MAX_PAYLOAD) this.packet(bytes.subarray(i, Math.min(bytes.length, i + MAX_PAYLOAD)));
+    for (let at = 0; at < bytes.length; ) {
+      const open = (this.open ??= this.openPacket());
+      const take = Math.min(bytes.length - at, MAX_PAYLOAD - open.length);
+      this.queue(Buffer.from(bytes.buffer, bytes.byteOffset + at, take));
+      open.length += take;
+      at += take;
+      if (open.length === MAX_PAYLOAD) {
+        this.closePacket();
+        this.sendIfLarge(); // between packets: sending closes the one being filled
+      }
+    }
   }
 
   /** Sends everything queued to Git. */
   send(): void {
+    this.closePacket();
     if (this.pendingBytes === 0) return;
     const work = this.whileBlocked;
     if (work && this.nonBlockingFd >= 0) writeFdAllvWorking(this.nonBlockingFd, this.fd, this.pending, work);
@@ -221,14 +247,30 @@ export class PktWriter {
     this.pendingBytes = 0;
   }
 
-  private packet(payload: Uint8Array): void {
-    this.queue(Buffer.from((payload.length + 4).toString(16).padStart(4, '0')));
-    this.queue(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+  private openPacket(): { header: Buffer; length: number } {
+    const header = Buffer.allocUnsafe(4);
+    this.queue(header);
+    return { header, length: 0 };
   }
 
+  private closePacket(): void {
+    if (!this.open) return;
+    this.open.header.write((this.open.length + 4).toString(16).padStart(4, '0'), 'latin1');
+    this.open = null;
+  }
+
+  /** Queues bytes; a piece that continues the last one in memory extends it (one iovec, not two). */
   private queue(b: Buffer): void {
-    this.pending.push(b);
+    const last = this.pending[this.pending.length - 1];
+    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+      this.pending[this.pending.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+    } else {
+      this.pending.push(b);
+    }
     this.pendingBytes += b.length;
+  }
+
+  private sendIfLarge(): void {
     if (this.pendingBytes >= 1024 * 1024) this.send();
   }
 }

@@ -53,8 +53,67 @@ export interface ReconstructOptions {
   whileBlocked?: (work: (() => boolean) | null) => void;
 }
 
-/** The most bytes of consecutive packed atoms read at once. */
-const RUN_BYTES = 4 * 1024 * 1024;
+/** The most bytes of a pack read at once: a window its next leaves are sliced from. */
+const WINDOW_BYTES = 4 * 1024 * 1024;
+/** Windows kept open at once (a file's leaves may lie in a few packs, one after another in each). */
+const MAX_WINDOWS = 4;
+/** Leaves read alone (behind a window) up to this size are kept for their next use... */
+const REPEAT_MAX_BYTES = 64 * 1024;
+/** ...up to this much in all. */
+const REPEAT_CACHE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Packed leaves read through windows of their packs. A leaf inside a window is a slice of it (no
+ * read, no copy); a leaf past the window of its pack moves the window there, reading WINDOW_BYTES
+ * at once, since a file's atoms mostly lie in file order, as its clean wrote them. A leaf behind
+ * the window (an atom used again, as a repeated audio frame is) is read alone, and a small one kept
+ * for its next use. `release` is called before a window's memory is read into again: everything
+ * sliced from it must be written and hashed by then.
+ */
+class PackWindows {
+  private readonly windows: { pack: AtomLocation['pack']; start: number; bytes: Buffer; memory: Buffer }[] = [];
+  private readonly repeats = new Map<string, Buffer>();
+  private repeatBytes = 0;
+
+  constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly release: () => void) {}
+
+  /** The leaf's unverified bytes; null if its pack is gone (gc rewrote it). */
+  read(leaf: ContentRef, at: AtomLocation): Buffer | null {
+    let own = null;
+    for (const w of this.windows) {
+      if (w.pack !== at.pack) continue;
+      const from = at.offset - w.start;
+      if (from >= 0 && from + at.size <= w.bytes.length) return w.bytes.subarray(from, from + at.size);
+      own = w;
+    }
+    const kept = this.repeats.get(leaf.hash);
+    if (kept) return kept;
+    if ((own && at.offset < own.start) || at.size > WINDOW_BYTES) {
+      const bytes = this.store.readPackRange(at, at.size, Buffer.allocUnsafe(at.size));
+      if (bytes && at.size <= REPEAT_MAX_BYTES && this.repeatBytes + at.size <= REPEAT_CACHE_BYTES) {
+        this.repeats.set(leaf.hash, bytes);
+        this.repeatBytes += at.size;
+      }
+      return bytes;
+    }
+    let w = own;
+    if (!w && this.windows.length < MAX_WINDOWS) {
+      w = { pack: at.pack, start: 0, bytes: Buffer.alloc(0), memory: Buffer.allocUnsafe(WINDOW_BYTES) };
+    } else if (!w) {
+      w = this.windows.shift()!; // the least recently opened
+      w.pack = at.pack;
+    } else {
+      this.windows.splice(this.windows.indexOf(w), 1);
+    }
+    this.release();
+    const bytes = this.store.readPackRange(at, WINDOW_BYTES, w.memory, at.size);
+    if (!bytes) return null;
+    w.start = at.offset;
+    w.bytes = bytes;
+    this.windows.push(w);
+    return bytes.subarray(0, at.size);
+  }
+}
 
 /**
  * Writes the file's bytes through `write` in order. Throws (naming the atom) on a missing or
@@ -90,42 +149,40 @@ export function reconstruct(
     if (bytes.length !== leaf.size) throw sizeMismatch(leaf, bytes.length);
     emit(bytes);
   };
-  const release = options.release;
-  const scratch = unchecked && release && store.packedAt && store.readPackRange ? Buffer.allocUnsafe(RUN_BYTES) : null;
-  /** Leaves lying one after another in one pack, not yet written. */
-  let run: { at: AtomLocation; leaves: ContentRef[]; bytes: number } | null = null;
-  const emitRun = (): void => {
-    if (!run) return;
-    const bytes = store.readPackRange!(run.at, run.bytes, scratch!);
-    if (bytes) {
-      emit(bytes);
-      release!();
-      lag?.catchUp(); // `scratch` is read into again next
-    } else {
-      run.leaves.forEach(emitAtom);
-    }
-    run = null;
+  // Leaves that lie one after another in memory (in a window, mostly) are written as one piece.
+  let span: Buffer | null = null;
+  let spanEnd = 0;
+  const emitSpan = (): void => {
+    if (span) emit(Buffer.from(span.buffer, span.byteOffset, spanEnd - span.byteOffset));
+    span = null;
   };
+  const release = options.release;
+  const windows = unchecked && release && store.packedAt && store.readPackRange
+    ? new PackWindows({ readPackRange: store.readPackRange.bind(store) }, () => {
+      emitSpan();
+      release();
+      lag?.catchUp(); // window memory is read into again next
+    })
+    : null;
   let oid: string;
   if (lag) options.whileBlocked!(lag.step);
   try {
     for (const leaf of expandRefs(concept.refs, store)) {
-      const at = scratch && leaf.size <= RUN_BYTES ? store.packedAt!(leaf.hash) : null;
-      if (!at) {
-        emitRun();
+      const at = windows ? store.packedAt!(leaf.hash) : null;
+      if (at && at.size !== leaf.size) throw sizeMismatch(leaf, at.size);
+      const bytes = at ? windows!.read(leaf, at) : null;
+      if (!bytes) {
+        emitSpan();
         emitAtom(leaf);
-        continue;
+      } else if (span && span.buffer === bytes.buffer && spanEnd === bytes.byteOffset) {
+        spanEnd += bytes.length;
+      } else {
+        emitSpan();
+        span = bytes;
+        spanEnd = bytes.byteOffset + bytes.length;
       }
-      if (at.size !== leaf.size) throw sizeMismatch(leaf, at.size);
-      if (run && at.pack === run.at.pack && at.offset === run.at.offset + run.bytes && run.bytes + leaf.size <= RUN_BYTES) {
-        run.leaves.push(leaf);
-        run.bytes += leaf.size;
-        continue;
-      }
-      emitRun();
-      run = { at, leaves: [leaf], bytes: leaf.size };
     }
-    emitRun();
+    emitSpan();
     lag?.catchUp();
     oid = whole.digest();
   } finally {

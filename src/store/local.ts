@@ -35,9 +35,10 @@ export interface AtomReader {
   packedAt?(hash: string): AtomLocation | null;
   /**
    * Optional: `length` unverified bytes of a pack from a location packedAt gave, read with one call
-   * into `into`; null if that pack is gone (gc rewrote it): then read the atoms one by one.
+   * into `into` (fewer where the pack ends, but never fewer than `atLeast`); null if that pack is
+   * gone (gc rewrote it) or shorter: then read the atoms one by one.
    */
-  readPackRange?(at: AtomLocation, length: number, into: Buffer): Buffer | null;
+  readPackRange?(at: AtomLocation, length: number, into: Buffer, atLeast?: number): Buffer | null;
 }
 
 export interface AtomWriter {
@@ -184,9 +185,10 @@ export class LocalStore implements AtomReader, AtomWriter {
     return this.findPacked(hash);
   }
 
-  readPackRange(at: AtomLocation, length: number, into: Buffer): Buffer | null {
+  readPackRange(at: AtomLocation, length: number, into: Buffer, atLeast = length): Buffer | null {
     try {
-      return readFully(this.packFd(at.pack!), into, 0, length, at.offset) === length ? into.subarray(0, length) : null;
+      const got = readFully(this.packFd(at.pack!), into, 0, length, at.offset);
+      return got >= atLeast ? into.subarray(0, got) : null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -531,12 +533,9 @@ export class LocalStore implements AtomReader, AtomWriter {
   private findPacked(hash: string): AtomLocation | null {
     const packs = this.loadedPacks();
     if (packs.size === 0) return null;
-    const key = Buffer.from(hash, 'hex');
     for (const pack of packs.values()) {
-      const i = pack.find(key);
-      if (i < 0) continue;
-      const e = pack.entry(i);
-      return { path: pack.packPath, offset: e.offset, size: e.size, pack };
+      const i = pack.find(hash);
+      if (i >= 0) return { path: pack.packPath, offset: pack.offsetOf(i), size: pack.sizeOf(i), pack };
     }
     return null;
   }

@@ -21,6 +21,8 @@ export const PACK_MAGIC = Buffer.from('PANINI-PACK 1\n\0\0', 'latin1');
 const IDX_MAGIC = Buffer.from('PANINI-IDX 1\n\0\0\0', 'latin1');
 const IDX_HEADER = IDX_MAGIC.length + 8;
 const HASH_BYTES = 32;
+/** Character codes of the lowercase hex digits. */
+const HEX_CODES = [...'0123456789abcdef'].map((c) => c.charCodeAt(0));
 /** An index larger than this (about 24 million atoms) is not one of ours. */
 const MAX_IDX_BYTES = 1024 * 1024 * 1024;
 
@@ -40,6 +42,8 @@ export class PackIndex {
     readonly idxPath: string,
     readonly count: number,
     private readonly hashes: Buffer,
+    /** The first four bytes of each hash: a lookup compares these, and whole hashes only where they are equal. */
+    private readonly prefixes: Uint32Array,
     private readonly offsets: Float64Array,
     private readonly sizes: Uint32Array,
   ) {
@@ -83,6 +87,7 @@ export class PackIndex {
     const count = raw.readUInt32BE(IDX_MAGIC.length);
     if (body.length !== IDX_HEADER + count * (HASH_BYTES + 12)) return null;
     const hashes = raw.subarray(IDX_HEADER, IDX_HEADER + count * HASH_BYTES);
+    const prefixes = new Uint32Array(count);
     const offsets = new Float64Array(count);
     const sizes = new Uint32Array(count);
     const offsetsAt = IDX_HEADER + count * HASH_BYTES;
@@ -91,29 +96,60 @@ export class PackIndex {
       const offset = Number(raw.readBigUInt64BE(offsetsAt + i * 8));
       const size = raw.readUInt32BE(sizesAt + i * 4);
       if (offset < PACK_MAGIC.length || offset + size > packSize || size > MAX_ATOM_BYTES) return null;
-      if (i > 0 && hashes.compare(hashes, i * HASH_BYTES, (i + 1) * HASH_BYTES, (i - 1) * HASH_BYTES, i * HASH_BYTES) >= 0) return null;
+      prefixes[i] = hashes.readUInt32BE(i * HASH_BYTES);
+      // Sorted, no hash twice: each above the one before (the whole hash compared only if the prefixes tie).
+      if (i > 0 && (prefixes[i]! < prefixes[i - 1]! || (prefixes[i] === prefixes[i - 1] && hashes.compare(hashes, i * HASH_BYTES, (i + 1) * HASH_BYTES, (i - 1) * HASH_BYTES, i * HASH_BYTES) >= 0))) return null;
       offsets[i] = offset;
       sizes[i] = size;
     }
-    return new PackIndex(id, packPath, idxPath, count, hashes, offsets, sizes);
+    return new PackIndex(id, packPath, idxPath, count, hashes, prefixes, offsets, sizes);
   }
 
   /** The entry's position in this index, or -1. `key` is the 32-byte hash. */
-  find(key: Buffer): number {
-    let lo = this.fanout[key[0]!]!;
-    let hi = this.fanout[key[0]! + 1]! - 1;
+  /** The position of a hash (64 lowercase hex digits) in the index, or -1. */
+  find(hash: string): number {
+    const prefix = parseInt(hash.slice(0, 8), 16);
+    let lo = this.fanout[prefix >>> 24]!;
+    let hi = this.fanout[(prefix >>> 24) + 1]! - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const c = this.hashes.compare(key, 0, HASH_BYTES, mid * HASH_BYTES, (mid + 1) * HASH_BYTES);
-      if (c === 0) return mid;
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
+      const at = this.prefixes[mid]!;
+      if (at < prefix) lo = mid + 1;
+      else if (at > prefix) hi = mid - 1;
+      else return this.findTied(hash, prefix, mid);
     }
     return -1;
   }
 
+  /** Among the hashes sharing `prefix` around `mid` (almost always `mid` alone), the one equal to `hash`. */
+  private findTied(hash: string, prefix: number, mid: number): number {
+    if (hash.length !== HASH_BYTES * 2) return -1;
+    let i = mid;
+    while (i > 0 && this.prefixes[i - 1] === prefix) i--;
+    for (; i < this.count && this.prefixes[i] === prefix; i++) if (this.holdsAt(i, hash)) return i;
+    return -1;
+  }
+
+  /** Whether entry i's hash is `hash` (lowercase hex), compared in place: a lookup allocates nothing. */
+  private holdsAt(i: number, hash: string): boolean {
+    const at = i * HASH_BYTES;
+    for (let j = 0; j < HASH_BYTES; j++) {
+      const byte = this.hashes[at + j]!;
+      if (hash.charCodeAt(2 * j) !== HEX_CODES[byte >>> 4] || hash.charCodeAt(2 * j + 1) !== HEX_CODES[byte & 15]) return false;
+    }
+    return true;
+  }
+
   entry(i: number): PackEntry {
     return { hash: this.hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES), offset: this.offsets[i]!, size: this.sizes[i]! };
+  }
+
+  offsetOf(i: number): number {
+    return this.offsets[i]!;
+  }
+
+  sizeOf(i: number): number {
+    return this.sizes[i]!;
   }
 
   /** The bytes of all its atoms (without making an entry per atom). */

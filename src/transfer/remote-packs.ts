@@ -118,9 +118,8 @@ export class RemotePacks {
 
   /** Where the atom is packed, if it is (after `list`). */
   find(hash: string): PackedAtom | null {
-    const key = Buffer.from(hash, 'hex');
     for (const p of this.listed ?? []) {
-      const i = p.index?.find(key) ?? -1;
+      const i = p.index?.find(hash) ?? -1;
       if (i >= 0) return { pack: p.index!, entry: p.index!.entry(i) };
     }
     return null;
