@@ -143,7 +143,7 @@ function localPacks(ctx: ReturnType<typeof storeContext>): { ino: number; hashes
   return ctx.store.packIndexes().map((p) => ({ ino: statSync(p.packPath).ino, hashes: [...p.entries()].map((e) => e.hash).sort() }));
 }
 
-test('folder: a fetch that wants most of a pack takes the pack file itself (a hard link), its index naming only the atoms wanted', async () => {
+test('folder: a fetch that wants most of a pack takes the pack file itself (a hard link), its index naming every atom it holds', async () => {
   const { remoteDir, settings, here, file } = await pushedToFolder('adopt', 6 * 1024 * 1024);
   const backend = new FolderBackend(remoteDir);
   const placed = await remoteAtoms(backend);
@@ -165,18 +165,18 @@ test('folder: a fetch that wants most of a pack takes the pack file itself (a ha
   const packs = localPacks(there);
   assert.equal(packs.length, 1);
   assert.equal(packs[0]!.ino, statSync(remotePack).ino, 'the remote pack file, linked');
-  assert.deepEqual(packs[0]!.hashes, [...new Set(wanted.map((l) => l.hash))].sort(), 'named: the atoms wanted, not the one left out');
-  assert.equal(there.store.has(leaves.at(-1)!.hash), false);
-  for (const l of wanted) assert.equal(sha256(there.store.get(l.hash)), l.hash);
+  assert.deepEqual(packs[0]!.hashes, [...placed.keys()].sort(), 'named: every atom of the pack, those not wanted included (their bytes are there, verified)');
+  for (const l of leaves) assert.equal(sha256(there.store.get(l.hash)), l.hash);
   assert.ok(Date.now() - statSync(remotePack).mtimeMs < 60_000, 'its time is its arrival (gc grace period)');
 
-  // The rest comes by range; the file rebuilds.
+  // The file rebuilds, and fetching it moves nothing more.
   await fetchConcepts(there, [file.concept], { quiet: true });
   assertRebuilds(there, file);
+  assert.equal(localPacks(there).length, 1, 'no second pack');
   assert.deepEqual(interruptedWrites(there.store.root).tempFiles, [], 'no temp file left');
 });
 
-test('folder on another file system: the pack file is copied whole (no link possible), only the wanted atoms named', async (t) => {
+test('folder on another file system: the pack file is copied whole (no link possible), every atom named', async (t) => {
   // /dev/shm (tmpfs) and the temp directory are two file systems on most Linux machines, CI's too.
   const other = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(root).dev ? mkdtempSync('/dev/shm/panini-xfs-') : null;
   if (!other) return t.skip('no second file system to put the remote store on');
@@ -201,11 +201,33 @@ test('folder on another file system: the pack file is copied whole (no link poss
     const local = statSync(pack.packPath);
     assert.equal(local.nlink, 1, 'a copy, not a link');
     assert.equal(local.size, statSync(path.join(other, 'packs', remotePacks[0]!)).size, 'the whole file, the atom not wanted included');
-    assert.deepEqual([...pack.entries()].map((e) => e.hash).sort(), [...new Set(wanted.map((l) => l.hash))].sort(), 'named: the atoms wanted');
-    for (const l of wanted) assert.equal(sha256(there.store.get(l.hash)), l.hash);
+    assert.deepEqual([...pack.entries()].map((e) => e.hash).sort(), [...(await remoteAtoms(new FolderBackend(other))).keys()].sort(), 'named: every atom of the pack');
+    for (const l of leaves) assert.equal(sha256(there.store.get(l.hash)), l.hash);
   } finally {
     rmSync(other, { recursive: true, force: true });
   }
+});
+
+test('folder: a pack taken whole with a damaged atom not wanted: its index leaves that atom out', async () => {
+  const { remoteDir, settings, here, file } = await pushedToFolder('adopt-bad-unwanted', 6 * 1024 * 1024);
+  const placed = await remoteAtoms(new FolderBackend(remoteDir));
+  const leaves = leafRefs(file.concept, here.store);
+  const unwanted = leaves.at(-1)!;
+  const at = placed.get(unwanted.hash)!;
+  flipByte(path.join(remoteDir, at.key), at.offset + Math.floor(at.size / 2));
+
+  const there = storeContext(subdir(root, 'adopt-bad-unwanted-there'), settings);
+  const s = await openSession(there, new Progress('test', false));
+  try {
+    await downloadAll(s, leaves.slice(0, -1).map((l) => ({ hash: l.hash, size: l.size })));
+  } finally {
+    await closeSession(s);
+  }
+  const packs = localPacks(there);
+  assert.equal(packs.length, 1, 'the pack file taken');
+  assert.ok(!packs[0]!.hashes.includes(unwanted.hash), 'the damaged atom is not named');
+  assert.equal(there.store.has(unwanted.hash), false);
+  for (const l of leaves.slice(0, -1)) assert.equal(sha256(there.store.get(l.hash)), l.hash);
 });
 
 test('folder: a pack whose wanted atom is damaged is not taken: the download names the atom, the store gets nothing of it', async () => {

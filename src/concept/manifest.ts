@@ -34,59 +34,46 @@ interface ManifestEntry {
   hash: string;
 }
 
-/** 1 for the bytes of lowercase hex digits. */
-const IS_HEX = new Uint8Array(256);
-for (const c of '0123456789abcdef') IS_HEX[c.charCodeAt(0)] = 1;
-const NEWLINE = 0x0a;
-const SPACE = 0x20;
+/**
+ * Manifest lines: `<type> <number> <64 lowercase hex>\n`, or with two numbers (track manifests),
+ * numbers of 1–15 digits. Matched one line at a time where the last ended (sticky): a media file's
+ * manifests list thousands of atoms, and a native regular expression is fast from a process's
+ * first call on, as every checkout is.
+ */
+const LINE = /([A-Za-z]{1,16}) ([0-9]{1,15}) ([0-9a-f]{64})\n/y;
+const TRACK_LINE = /([A-Za-z]{1,16}) ([0-9]{1,15}) ([0-9]{1,15}) ([0-9a-f]{64})\n/y;
 
 /**
- * Reads a manifest's lines after its header, byte by byte (a media file's manifests list thousands
- * of atoms, decoded at every checkout): each exactly `<type> <number>{numbers} <64 lowercase hex>\n`,
- * numbers of 1–15 digits. `take` gets each line's fields (`second` is 0 with one number).
+ * Reads a manifest's lines after its header; `take` gets each line's fields (`second` is 0 with
+ * one number).
  */
 function readManifestLines(
-  bytes: Buffer, header: Buffer, numbers: 1 | 2, bad: (why: string) => PaniniError,
+  bytes: Buffer, header: string, numbers: 1 | 2, bad: (why: string) => PaniniError,
   take: (type: AtomType, first: number, second: number, hash: string, line: number) => void,
 ): void {
   if (bytes.length > MAX_MANIFEST_BYTES) throw bad('too large');
-  if (!bytes.subarray(0, header.length).equals(header)) throw bad('unknown header');
-  if (bytes[bytes.length - 1] !== NEWLINE) throw bad('missing final newline');
+  const text = bytes.toString('latin1');
+  if (!text.startsWith(header + '\n')) throw bad('unknown header');
+  if (!text.endsWith('\n')) throw bad('missing final newline');
+  const pattern = numbers === 1 ? LINE : TRACK_LINE;
   let line = 1;
-  for (let pos = header.length; pos < bytes.length; ) {
+  for (let pos = header.length + 1; pos < text.length; pos = pattern.lastIndex) {
     line++;
-    const typeEnd = bytes.indexOf(SPACE, pos);
-    const type = typeEnd > pos && typeEnd - pos <= 16 ? bytes.toString('latin1', pos, typeEnd) : '';
-    if (!isAtomType(type)) throw bad(`line ${line}`);
-    let at = typeEnd + 1;
-    /** The number at `at`, which must be followed by a space (`at` then after it). */
-    const number = (): number => {
-      const start = at;
-      let value = 0;
-      for (const end = Math.min(bytes.length, start + 16); at < end && bytes[at]! >= 0x30 && bytes[at]! <= 0x39; at++) value = value * 10 + bytes[at]! - 0x30;
-      if (at === start || at - start > 15 || bytes[at] !== SPACE) throw bad(`line ${line}`);
-      at++;
-      return value;
-    };
-    const first = number();
-    const second = numbers === 2 ? number() : 0;
-    const hashEnd = at + 64;
-    if (hashEnd >= bytes.length || bytes[hashEnd] !== NEWLINE) throw bad(`line ${line}`);
-    for (let i = at; i < hashEnd; i++) if (IS_HEX[bytes[i]!] === 0) throw bad(`line ${line}`);
-    take(type, first, second, bytes.toString('latin1', at, hashEnd), line);
+    pattern.lastIndex = pos;
+    const m = pattern.exec(text);
+    const type = m?.[1];
+    if (!m || !isAtomType(type)) throw bad(`line ${line}`);
+    take(type, Number(m[2]), numbers === 2 ? Number(m[3]) : 0, m[numbers + 2]!, line);
     if (line - 1 > MAX_MANIFEST_CHILDREN) throw bad('too many children');
-    pos = hashEnd + 1;
   }
   if (line === 1) throw bad('no children');
 }
-
-const HEADER_LINE = Buffer.from(HEADER + '\n');
 
 export function decodeManifest(bytes: Buffer, hash: string): ManifestEntry[] {
   const bad = (why: string): PaniniError =>
     new PaniniError(`manifest atom ${hash} is malformed: ${why}`, 'the concept or store was damaged or hand-edited; re-add the file, or fetch the atom again');
   const entries: ManifestEntry[] = [];
-  readManifestLines(bytes, HEADER_LINE, 1, bad, (type, size, _, child, line) => {
+  readManifestLines(bytes, HEADER, 1, bad, (type, size, _, child, line) => {
     if (size <= 0) throw bad(`line ${line}: empty child`);
     entries.push({ type, size, hash: child });
   });
@@ -194,13 +181,11 @@ export function encodeTrackManifest(children: readonly ContentRef[]): Buffer {
   return Buffer.from(lines.join('\n') + '\n');
 }
 
-const TRACK_HEADER_LINE = Buffer.from(TRACK_HEADER + '\n');
-
 export function decodeTrackManifest(bytes: Buffer, hash: string): ContentRef[] {
   const bad = (why: string): PaniniError =>
     new PaniniError(`track manifest atom ${hash} is malformed: ${why}`, 'the concept or store was damaged or hand-edited; re-add the file, or fetch the atom again');
   const entries: ContentRef[] = [];
-  readManifestLines(bytes, TRACK_HEADER_LINE, 2, bad, (type, offset, size, child, line) => {
+  readManifestLines(bytes, TRACK_HEADER, 2, bad, (type, offset, size, child, line) => {
     if (size <= 0) throw bad(`line ${line}: empty child`);
     const previous = entries[entries.length - 1];
     if (previous && offset <= previous.offset) throw bad(`line ${line}: offsets must increase`);

@@ -120,7 +120,7 @@ export class RemotePacks {
   find(hash: string): PackedAtom | null {
     for (const p of this.listed ?? []) {
       const i = p.index?.find(hash) ?? -1;
-      if (i >= 0) return { pack: p.index!, entry: p.index!.entry(i) };
+      if (i >= 0) return { pack: p.index!, entry: { hash, offset: p.index!.offsetOf(i), size: p.index!.sizeOf(i) } };
     }
     return null;
   }
@@ -189,8 +189,7 @@ export class RemotePacks {
   }
 
   private plan(wanted: readonly Wanted[], rest: Wanted[] = []): { ranges: PackRange[]; rest: Wanted[] } {
-    const byPack = new Map<PackIndex, Wanted[]>();
-    const entries = new Map<Wanted, PackEntry>();
+    const byPack = new Map<PackIndex, { wanted: Wanted; entry: PackEntry }[]>();
     for (const w of wanted) {
       const at = this.find(w.hash);
       // An index claiming a size other than the ref's is not trusted: the loose copy may be right.
@@ -198,23 +197,23 @@ export class RemotePacks {
         rest.push(w);
         continue;
       }
-      entries.set(w, at.entry);
+      const item = { wanted: w, entry: at.entry };
       const items = byPack.get(at.pack);
-      if (items) items.push(w);
-      else byPack.set(at.pack, [w]);
+      if (items) items.push(item);
+      else byPack.set(at.pack, [item]);
     }
     const ranges: PackRange[] = [];
     for (const [pack, items] of byPack) {
-      items.sort((a, b) => entries.get(a)!.offset - entries.get(b)!.offset);
+      items.sort((a, b) => a.entry.offset - b.entry.offset);
       let current: PackRange | null = null;
-      for (const w of items) {
-        const e = entries.get(w)!;
+      for (const item of items) {
+        const e = item.entry;
         const end = e.offset + e.size;
         if (current && e.offset - current.end <= RANGE_MAX_GAP && end - current.start <= RANGE_MAX_BYTES) {
-          current.items.push({ wanted: w, entry: e });
+          current.items.push(item);
           current.end = Math.max(current.end, end);
         } else {
-          current = { pack, start: e.offset, end, items: [{ wanted: w, entry: e }] };
+          current = { pack, start: e.offset, end, items: [item] };
           ranges.push(current);
         }
       }
@@ -226,11 +225,12 @@ export class RemotePacks {
 
   /**
    * Where the store can hand over a whole pack file (a folder: a hard link, or a copy by the kernel)
-   * and at least WHOLE_PACK_SHARE of its atoms' bytes are wanted, that file becomes a local pack
-   * whose index names the wanted atoms only, as if they had been downloaded: no bytes pass through
-   * this process but to be hashed, and none are written. The wanted atoms are verified first; a
-   * pack that fails is dropped and its ranges downloaded as usual, which names the bad atom.
-   * Returns the ranges of the other packs.
+   * and at least WHOLE_PACK_SHARE of its atoms' bytes are wanted, that file becomes a local pack,
+   * as if its atoms had been downloaded: no bytes pass through this process but to be hashed, and
+   * none are written. Every atom is verified first. The index names those that hold (the others
+   * are there anyway: a later fetch of older versions then finds them); a pack where a wanted one
+   * fails is dropped and its ranges downloaded as usual, which names the bad atom. Returns the
+   * ranges of the other packs.
    */
   private async adoptWholePacks(ranges: PackRange[], stored: (hash: string, size: number) => void): Promise<PackRange[]> {
     if (!this.t.backend.copyTo) return ranges;
@@ -252,7 +252,7 @@ export class RemotePacks {
     return left;
   }
 
-  /** Copies (or links) the remote pack into the local store, verifies `entries`, and names it with them. */
+  /** Copies (or links) the remote pack into the local store, verifies its atoms, and names it with those that hold, if `entries` all do. */
   private async adopt(pack: PackIndex, entries: readonly PackEntry[]): Promise<boolean> {
     const { backend, store } = this.t;
     const listed = this.listed?.find((p) => p.index === pack);
@@ -264,11 +264,13 @@ export class RemotePacks {
       removeQuietly(tmp);
       return false; // not copied: the ranges download it
     }
-    if (!packHolds(tmp, entries, listed.packSize)) {
+    const held = heldEntries(tmp, [...pack.entries()], listed.packSize);
+    const names = new Set(held.map((e) => e.hash));
+    if (!entries.every((e) => names.has(e.hash))) {
       removeQuietly(tmp);
       return false;
     }
-    store.namePack(tmp, entries);
+    store.namePack(tmp, held);
     return true;
   }
 
@@ -434,10 +436,15 @@ const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atom
  * bytes (each hashed to its name). Read in file order through one reused buffer.
  */
 function packHolds(path: string, entries: readonly PackEntry[], size: number): boolean {
+  return heldEntries(path, entries, size).length === entries.length;
+}
+
+/** The entries whose bytes the pack file at `path` holds (none unless it is `size` bytes and starts as a pack does). */
+function heldEntries(path: string, entries: readonly PackEntry[], size: number): PackEntry[] {
   const fd = openSync(path, 'r');
   try {
-    if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return false;
-    return entriesHeld(fd, entries).length === entries.length;
+    if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return [];
+    return entriesHeld(fd, entries);
   } finally {
     closeSync(fd);
   }
