@@ -12,7 +12,7 @@ import { parseConcept, renderConcept, type Concept } from '../src/concept/concep
 import { decodeManifest, decodeTrackManifest, encodeManifest, expandRefs } from '../src/concept/manifest.js';
 import { PaniniError } from '../src/errors.js';
 import { sha256Hex } from '../src/hash.js';
-import { missingAtoms } from '../src/reconstruct/reconstruct.js';
+import { missingAtoms, planLeaves } from '../src/reconstruct/reconstruct.js';
 import { BufferSource } from '../src/source.js';
 import { LocalStore } from '../src/store/local.js';
 import { readFixture } from './helpers/fixtures.js';
@@ -312,6 +312,27 @@ describe('a manifest bomb (a few manifests listing the same child over and over)
     for (const _ of expandRefs([level], counting)) if (++n === 100_000) break;
     assert.equal(n, 100_000);
     assert.equal(reads, 4, 'expansion re-uses decoded manifests');
+    const planning = Date.now();
+    assert.equal(planLeaves({ refs: [level] }, store), null, 'too many leaves to plan: the caller walks twice instead');
+    assert.ok(Date.now() - planning < 2000, `planning gave up after ${Date.now() - planning} ms`);
+  });
+
+  test('a plan lists the leaves in order with the missing ones, or names a missing manifest alone', () => {
+    const { dir, dispose } = tempDir('panini-plan-');
+    after(dispose);
+    const store = new LocalStore(path.join(dir, 'store'));
+    const [a, b] = [Buffer.from('leaf a'), Buffer.from('leaf b, not stored')];
+    const leafA: ContentRef = { hash: sha256Hex(a), type: 'Raw', offset: 0, size: a.length };
+    const leafB: ContentRef = { hash: sha256Hex(b), type: 'Raw', offset: a.length, size: b.length };
+    store.put(leafA.hash, a);
+    const manifest = encodeManifest([leafA, leafB, leafA]);
+    const top: ContentRef = { hash: sha256Hex(manifest), type: 'Manifest', offset: 0, size: 2 * a.length + b.length };
+    assert.deepEqual(planLeaves({ refs: [top] }, store)?.missing, [top.hash], 'the manifest is missing: what lies below it is unknown');
+    store.put(top.hash, manifest);
+    const plan = planLeaves({ refs: [top] }, store)!;
+    assert.deepEqual(plan.leaves.map((l) => [l.hash, l.offset]), [[leafA.hash, 0], [leafB.hash, a.length], [leafA.hash, a.length + b.length]]);
+    assert.deepEqual(plan.missing, [leafB.hash]);
+    assert.deepEqual(plan.missing, missingAtoms({ refs: [top] }, store), 'the same answer as the presence check');
   });
 });
 

@@ -102,9 +102,9 @@ export function buildManifestTree(leaves: readonly ContentRef[], store: AtomWrit
 }
 
 /** Expands manifests into the leaf atoms they reach, in file order, checking that spans add up. */
-export function* expandRefs(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
+export function expandRefs(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
   // Each manifest is read and verified once: a hostile one may be listed many times over.
-  yield* expand(refs, store, [], 0, new Map(), null);
+  return expand(refs, store, new Map(), null);
 }
 
 /**
@@ -114,7 +114,7 @@ export function* expandRefs(refs: readonly ContentRef[], store: AtomReader): Gen
  */
 export function* distinctLeaves(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
   const seen = new Set<string>();
-  for (const leaf of expand(refs, store, [], 0, new Map(), new Set())) {
+  for (const leaf of expand(refs, store, new Map(), new Set())) {
     if (seen.has(leaf.hash)) continue;
     seen.add(leaf.hash);
     yield leaf;
@@ -127,17 +127,26 @@ const cachedEntries = (decoded: Map<string, ManifestEntry[]>): number => {
   return n;
 };
 
-function* expand(
-  refs: readonly ContentRef[], store: AtomReader, path: string[], depth: number,
-  decoded: Map<string, ManifestEntry[]>, visited: Set<string> | null,
-): Generator<ContentRef> {
-  for (const ref of refs) {
+/**
+ * The walk behind expandRefs and distinctLeaves, one generator whatever the depth (a generator per
+ * level would resume each of them for every leaf): `stack` holds the refs being walked at each
+ * level and the manifest they came from.
+ */
+function* expand(refs: readonly ContentRef[], store: AtomReader, decoded: Map<string, ManifestEntry[]>, visited: Set<string> | null): Generator<ContentRef> {
+  const stack: { refs: readonly ContentRef[]; next: number; manifest: string | null }[] = [{ refs, next: 0, manifest: null }];
+  while (stack.length > 0) {
+    const level = stack[stack.length - 1]!;
+    if (level.next === level.refs.length) {
+      stack.pop();
+      continue;
+    }
+    const ref = level.refs[level.next++]!;
     if (!MANIFEST_TYPES.has(ref.type)) {
       yield ref;
       continue;
     }
-    if (depth >= MAX_DEPTH) throw new PaniniError(`manifest tree deeper than ${MAX_DEPTH} levels at atom ${ref.hash}`, 'the concept is not one git-panini wrote; re-add the file');
-    if (path.includes(ref.hash)) throw new PaniniError(`manifest atom ${ref.hash} contains itself (a loop)`, 'the concept is not one git-panini wrote; re-add the file');
+    if (stack.length > MAX_DEPTH) throw new PaniniError(`manifest tree deeper than ${MAX_DEPTH} levels at atom ${ref.hash}`, 'the concept is not one git-panini wrote; re-add the file');
+    if (stack.some((l) => l.manifest === ref.hash)) throw new PaniniError(`manifest atom ${ref.hash} contains itself (a loop)`, 'the concept is not one git-panini wrote; re-add the file');
     const key = `${ref.hash} ${ref.size}`;
     if (visited?.has(key)) continue;
     visited?.add(key);
@@ -155,9 +164,7 @@ function* expand(
     if (offset - ref.offset !== ref.size) {
       throw new PaniniError(`manifest atom ${ref.hash} covers ${offset - ref.offset} bytes but its ref says ${ref.size}`, 'the concept does not match its manifest; re-add the file');
     }
-    path.push(ref.hash);
-    yield* expand(children, store, path, depth + 1, decoded, visited);
-    path.pop();
+    stack.push({ refs: children, next: 0, manifest: ref.hash });
   }
 }
 

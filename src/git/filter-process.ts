@@ -10,7 +10,7 @@ import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept
 import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
-import { missingAtoms, reconstruct, wholeFileAtom, wholeFileRef } from '../reconstruct/reconstruct.js';
+import { missingAtoms, planLeaves, reconstruct, wholeFileAtom, wholeFileRef, type LeafPlan } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 import type { SmallFileAtoms } from '../store/small-files.js';
@@ -203,7 +203,8 @@ async function smudge(
     single = null;
   }
   if (single) return respondContent(writer, (emit) => emit(single));
-  const missing = missingAtoms(concept, ctx.store);
+  const plan = planLeaves(concept, ctx.store);
+  const missing = plan?.missing ?? missingAtoms(concept, ctx.store);
   if (missing.length > 0 && options.fetcher) {
     if (canDelay) {
       delayed.set(pathname, { concept });
@@ -213,14 +214,15 @@ async function smudge(
     await options.fetcher([concept]);
     return serveConcept(ctx, writer, concept); // looks again after the download
   }
-  return serveConcept(ctx, writer, concept, missing);
+  return serveConcept(ctx, writer, concept, missing, plan ?? undefined);
 }
 
-/** `missing`: the concept's missing atoms if just checked; else they are looked up. */
-function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[]): void {
+/** `missing`: the concept's missing atoms if just checked (and `plan`, its leaves found then); else they are looked up. */
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[], plan?: LeafPlan): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
   // Git discards content followed by an error status; sent bytes may be reused.
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, {
+    plan,
     discardedOnError: true,
     release: () => writer.send(),
     whileBlocked: (work) => void (writer.whileBlocked = work),

@@ -33,7 +33,46 @@ export function missingAtoms(concept: Pick<Concept, 'refs'>, store: AtomReader):
   return [...missing];
 }
 
+/** A file's leaves in order and where each lies in a pack (null: not packed), found in one walk, with the atoms missing. */
+export interface LeafPlan {
+  leaves: ContentRef[];
+  at: (AtomLocation | null)[];
+  missing: string[];
+}
+
+/** A file of more leaves is walked twice instead (presence, then output): its plan would hold too much. */
+const MAX_PLANNED_LEAVES = 1 << 18;
+
+/**
+ * The concept's leaves with their locations and the atoms missing (missingAtoms' answer) in one
+ * walk, which reconstruct then follows without walking the manifests or looking atoms up again.
+ * Null for a store without packs' locations, or a file of more than MAX_PLANNED_LEAVES leaves (a
+ * hostile manifest may declare billions).
+ */
+export function planLeaves(concept: Pick<Concept, 'refs'>, store: AtomReader): LeafPlan | null {
+  if (!store.packedAt) return null;
+  const leaves: ContentRef[] = [];
+  const at: (AtomLocation | null)[] = [];
+  const missing = new Set<string>();
+  const loose = new Set<string>();
+  try {
+    for (const leaf of expandRefs(concept.refs, store)) {
+      if (leaves.length === MAX_PLANNED_LEAVES) return null;
+      const location = store.packedAt(leaf.hash);
+      if (!location && !loose.has(leaf.hash) && !missing.has(leaf.hash)) (store.has(leaf.hash) ? loose : missing).add(leaf.hash);
+      leaves.push(leaf);
+      at.push(location);
+    }
+  } catch (err) {
+    if (!(err instanceof AtomError && err.kind === 'missing')) throw err;
+    return { leaves: [], at: [], missing: [err.hash] }; // a manifest: what lies below it is unknown
+  }
+  return { leaves, at, missing: [...missing] };
+}
+
 export interface ReconstructOptions {
+  /** The concept's leaves and their locations (planLeaves), found just before: not looked up again. */
+  plan?: LeafPlan;
   /**
    * Everything written is thrown away if reconstruct throws (Git's filter protocol after an error
    * status, a temp file): then no atom's bytes need checking before they are written. Otherwise
@@ -55,63 +94,73 @@ export interface ReconstructOptions {
 
 /** The most bytes of a pack read at once: a window its next leaves are sliced from. */
 const WINDOW_BYTES = 4 * 1024 * 1024;
-/** Windows kept open at once (a file's leaves may lie in a few packs, one after another in each). */
+/** A window opened where no other ends reads this much; each that continues one reads twice as much. */
+const FIRST_WINDOW_BYTES = 256 * 1024;
+/** A leaf that starts in a window but runs past its end, or starts at most this far after it, continues it. */
+const CONTINUES_WITHIN = 64 * 1024;
+/** Windows kept at once (a file's leaves lie in a few runs: packs, or parts of one). */
 const MAX_WINDOWS = 4;
-/** Leaves read alone (behind a window) up to this size are kept for their next use... */
+/** A leaf that opened a window away from the others, up to this size, is kept for its next use... */
 const REPEAT_MAX_BYTES = 64 * 1024;
 /** ...up to this much in all. */
 const REPEAT_CACHE_BYTES = 16 * 1024 * 1024;
 
+interface Window {
+  pack: AtomLocation['pack'];
+  start: number;
+  bytes: Buffer;
+  memory: Buffer;
+  /** When it last served a leaf (a count of reads). */
+  used: number;
+}
+
 /**
  * Packed leaves read through windows of their packs. A leaf inside a window is a slice of it (no
- * read, no copy); a leaf past the window of its pack moves the window there, reading WINDOW_BYTES
- * at once, since a file's atoms mostly lie in file order, as its clean wrote them. A leaf behind
- * the window (an atom used again, as a repeated audio frame is) is read alone, and a small one kept
- * for its next use. `release` is called before a window's memory is read into again: everything
- * sliced from it must be written and hashed by then.
+ * read, no copy). A file's atoms mostly lie in file order, as its clean wrote them, so a leaf just
+ * past a window moves it on, reading twice as much as before (up to WINDOW_BYTES); a leaf anywhere
+ * else opens a small window there, in the slot least recently used, and a small such leaf (an
+ * atom used again, as a repeated audio frame is) is kept for its next use. `release` is called
+ * before a window's memory is read into again: everything sliced from it must be written and
+ * hashed by then.
  */
 class PackWindows {
-  private readonly windows: { pack: AtomLocation['pack']; start: number; bytes: Buffer; memory: Buffer }[] = [];
+  private readonly windows: Window[] = [];
   private readonly repeats = new Map<string, Buffer>();
   private repeatBytes = 0;
+  private reads = 0;
 
   constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly release: () => void) {}
 
   /** The leaf's unverified bytes; null if its pack is gone (gc rewrote it). */
   read(leaf: ContentRef, at: AtomLocation): Buffer | null {
-    let own = null;
+    this.reads++;
+    let continued: Window | null = null;
     for (const w of this.windows) {
       if (w.pack !== at.pack) continue;
       const from = at.offset - w.start;
-      if (from >= 0 && from + at.size <= w.bytes.length) return w.bytes.subarray(from, from + at.size);
-      own = w;
+      if (from >= 0 && from + at.size <= w.bytes.length) {
+        w.used = this.reads;
+        return w.bytes.subarray(from, from + at.size);
+      }
+      if (from >= 0 && from - w.bytes.length <= CONTINUES_WITHIN) continued = w; // runs past its end, or starts just after
     }
     const kept = this.repeats.get(leaf.hash);
     if (kept) return kept;
-    if ((own && at.offset < own.start) || at.size > WINDOW_BYTES) {
-      const bytes = this.store.readPackRange(at, at.size, Buffer.allocUnsafe(at.size));
-      if (bytes && at.size <= REPEAT_MAX_BYTES && this.repeatBytes + at.size <= REPEAT_CACHE_BYTES) {
-        this.repeats.set(leaf.hash, bytes);
-        this.repeatBytes += at.size;
-      }
-      return bytes;
-    }
-    let w = own;
-    if (!w && this.windows.length < MAX_WINDOWS) {
-      w = { pack: at.pack, start: 0, bytes: Buffer.alloc(0), memory: Buffer.allocUnsafe(WINDOW_BYTES) };
-    } else if (!w) {
-      w = this.windows.shift()!; // the least recently opened
-      w.pack = at.pack;
-    } else {
-      this.windows.splice(this.windows.indexOf(w), 1);
-    }
+    if (at.size > WINDOW_BYTES) return this.store.readPackRange(at, at.size, Buffer.allocUnsafe(at.size));
+    const length = Math.max(at.size, continued ? Math.min(WINDOW_BYTES, 2 * continued.bytes.length) : FIRST_WINDOW_BYTES);
+    const w = continued ?? (this.windows.length < MAX_WINDOWS ? null : this.windows.reduce((a, b) => (b.used < a.used ? b : a)));
+    if (w) this.windows.splice(this.windows.indexOf(w), 1);
     this.release();
-    const bytes = this.store.readPackRange(at, WINDOW_BYTES, w.memory, at.size);
+    const memory = w?.memory ?? Buffer.allocUnsafe(WINDOW_BYTES);
+    const bytes = this.store.readPackRange(at, length, memory, at.size);
     if (!bytes) return null;
-    w.start = at.offset;
-    w.bytes = bytes;
-    this.windows.push(w);
-    return bytes.subarray(0, at.size);
+    this.windows.push({ pack: at.pack, start: at.offset, bytes, memory, used: this.reads });
+    const own = bytes.subarray(0, at.size);
+    if (!continued && at.size <= REPEAT_MAX_BYTES && this.repeatBytes + at.size <= REPEAT_CACHE_BYTES) {
+      this.repeats.set(leaf.hash, Buffer.from(own));
+      this.repeatBytes += at.size;
+    }
+    return own;
   }
 }
 
@@ -167,8 +216,10 @@ export function reconstruct(
   let oid: string;
   if (lag) options.whileBlocked!(lag.step);
   try {
-    for (const leaf of expandRefs(concept.refs, store)) {
-      const at = windows ? store.packedAt!(leaf.hash) : null;
+    const plan = options.plan;
+    let i = 0;
+    for (const leaf of plan?.leaves ?? expandRefs(concept.refs, store)) {
+      const at = !windows ? null : plan ? plan.at[i++]! : store.packedAt!(leaf.hash);
       if (at && at.size !== leaf.size) throw sizeMismatch(leaf, at.size);
       const bytes = at ? windows!.read(leaf, at) : null;
       if (!bytes) {
