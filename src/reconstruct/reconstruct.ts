@@ -40,8 +40,8 @@ export interface LeafPlan {
   missing: string[];
 }
 
-/** A file of more leaves is walked twice instead (presence, then output): its plan would hold too much. */
-const MAX_PLANNED_LEAVES = 1 << 18;
+/** A file of more leaves (8 GiB and more, in 64 KiB chunks) is walked twice instead (presence, then output): its plan would hold too much (~20 MB here). */
+const MAX_PLANNED_LEAVES = 1 << 17;
 
 /**
  * The concept's leaves with their locations and the atoms missing (missingAtoms' answer) in one
