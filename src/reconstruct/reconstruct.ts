@@ -129,7 +129,8 @@ class PackWindows {
   private repeatBytes = 0;
   private reads = 0;
 
-  constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly release: () => void) {}
+  /** `fileSize`: a window never reads past what the rest of the file could need (a small file reads its own bytes). */
+  constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly fileSize: number, private readonly release: () => void) {}
 
   /** The leaf's unverified bytes; null if its pack is gone (gc rewrote it). */
   read(leaf: ContentRef, at: AtomLocation): Buffer | null {
@@ -147,11 +148,12 @@ class PackWindows {
     const kept = this.repeats.get(leaf.hash);
     if (kept) return kept;
     if (at.size > WINDOW_BYTES) return this.store.readPackRange(at, at.size, Buffer.allocUnsafe(at.size));
-    const length = Math.max(at.size, continued ? Math.min(WINDOW_BYTES, 2 * continued.bytes.length) : FIRST_WINDOW_BYTES);
+    const wanted = continued ? Math.min(WINDOW_BYTES, 2 * continued.bytes.length) : FIRST_WINDOW_BYTES;
+    const length = Math.max(at.size, Math.min(wanted, this.fileSize - leaf.offset));
     const w = continued ?? (this.windows.length < MAX_WINDOWS ? null : this.windows.reduce((a, b) => (b.used < a.used ? b : a)));
     if (w) this.windows.splice(this.windows.indexOf(w), 1);
     this.release();
-    const memory = w?.memory ?? Buffer.allocUnsafe(WINDOW_BYTES);
+    const memory = w && w.memory.length >= length ? w.memory : Buffer.allocUnsafe(length);
     const bytes = this.store.readPackRange(at, length, memory, at.size);
     if (!bytes) return null;
     this.windows.push({ pack: at.pack, start: at.offset, bytes, memory, used: this.reads });
@@ -207,7 +209,7 @@ export function reconstruct(
   };
   const release = options.release;
   const windows = unchecked && release && store.packedAt && store.readPackRange
-    ? new PackWindows({ readPackRange: store.readPackRange.bind(store) }, () => {
+    ? new PackWindows({ readPackRange: store.readPackRange.bind(store) }, concept.size, () => {
       emitSpan();
       release();
       lag?.catchUp(); // window memory is read into again next

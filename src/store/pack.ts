@@ -21,8 +21,6 @@ export const PACK_MAGIC = Buffer.from('PANINI-PACK 1\n\0\0', 'latin1');
 const IDX_MAGIC = Buffer.from('PANINI-IDX 1\n\0\0\0', 'latin1');
 const IDX_HEADER = IDX_MAGIC.length + 8;
 const HASH_BYTES = 32;
-/** Character codes of the lowercase hex digits. */
-const HEX_CODES = [...'0123456789abcdef'].map((c) => c.charCodeAt(0));
 /** An index larger than this (about 24 million atoms) is not one of ours. */
 const MAX_IDX_BYTES = 1024 * 1024 * 1024;
 
@@ -131,14 +129,9 @@ export class PackIndex {
     return -1;
   }
 
-  /** Whether entry i's hash is `hash` (lowercase hex), compared in place: a lookup allocates nothing. */
+  /** Whether entry i's hash is `hash` (lowercase hex). */
   private holdsAt(i: number, hash: string): boolean {
-    const at = i * HASH_BYTES;
-    for (let j = 0; j < HASH_BYTES; j++) {
-      const byte = this.hashes[at + j]!;
-      if (hash.charCodeAt(2 * j) !== HEX_CODES[byte >>> 4] || hash.charCodeAt(2 * j + 1) !== HEX_CODES[byte & 15]) return false;
-    }
-    return true;
+    return this.hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES) === hash;
   }
 
   entry(i: number): PackEntry {
