@@ -19,8 +19,11 @@ export const MANIFEST_FANOUT = 1024;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_MANIFEST_CHILDREN = 32768;
 const MAX_DEPTH = 12;
-/** Entries of decoded manifests kept while expanding one file (a few MiB): re-used, not re-read. */
-const MAX_DECODED_ENTRIES = 65_536;
+/**
+ * Entries of decoded manifests kept per store for the process (~100 bytes each): a checkout walks
+ * the manifests its fetch just read, and a manifest listed many times over is read once.
+ */
+const MAX_DECODED_ENTRIES = 131_072;
 
 export function encodeManifest(children: readonly ContentRef[]): Buffer {
   const lines = [HEADER];
@@ -104,7 +107,7 @@ export function buildManifestTree(leaves: readonly ContentRef[], store: AtomWrit
 /** Expands manifests into the leaf atoms they reach, in file order, checking that spans add up. */
 export function expandRefs(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
   // Each manifest is read and verified once: a hostile one may be listed many times over.
-  return expand(refs, store, new Map(), null);
+  return expand(refs, store, null);
 }
 
 /**
@@ -114,25 +117,44 @@ export function expandRefs(refs: readonly ContentRef[], store: AtomReader): Gene
  */
 export function* distinctLeaves(refs: readonly ContentRef[], store: AtomReader): Generator<ContentRef> {
   const seen = new Set<string>();
-  for (const leaf of expand(refs, store, new Map(), new Set())) {
+  for (const leaf of expand(refs, store, new Set())) {
     if (seen.has(leaf.hash)) continue;
     seen.add(leaf.hash);
     yield leaf;
   }
 }
 
-const cachedEntries = (decoded: Map<string, ManifestEntry[]>): number => {
-  let n = 0;
-  for (const e of decoded.values()) n += e.length;
-  return n;
-};
+/** Decoded manifests of each store, oldest first, and how many entries they hold. */
+const decodedByStore = new WeakMap<AtomReader, { manifests: Map<string, ManifestEntry[]>; entries: number }>();
+
+/**
+ * The children of the file-order manifest atom `hash`, read from the store (verified) and decoded
+ * once per process while they fit in MAX_DECODED_ENTRIES: content addressing makes the answer the
+ * same every time.
+ */
+export function readManifest(store: AtomReader, hash: string): ManifestEntry[] {
+  let cache = decodedByStore.get(store);
+  const cached = cache?.manifests.get(hash);
+  if (cached) return cached;
+  const entries = decodeManifest(store.get(hash), hash);
+  if (entries.length > MAX_DECODED_ENTRIES) return entries;
+  if (!cache) decodedByStore.set(store, (cache = { manifests: new Map(), entries: 0 }));
+  for (const [oldest, held] of cache.manifests) {
+    if (cache.entries + entries.length <= MAX_DECODED_ENTRIES) break;
+    cache.manifests.delete(oldest);
+    cache.entries -= held.length;
+  }
+  cache.manifests.set(hash, entries);
+  cache.entries += entries.length;
+  return entries;
+}
 
 /**
  * The walk behind expandRefs and distinctLeaves, one generator whatever the depth (a generator per
  * level would resume each of them for every leaf): `stack` holds the refs being walked at each
  * level and the manifest they came from.
  */
-function* expand(refs: readonly ContentRef[], store: AtomReader, decoded: Map<string, ManifestEntry[]>, visited: Set<string> | null): Generator<ContentRef> {
+function* expand(refs: readonly ContentRef[], store: AtomReader, visited: Set<string> | null): Generator<ContentRef> {
   const stack: { refs: readonly ContentRef[]; next: number; manifest: string | null }[] = [{ refs, next: 0, manifest: null }];
   while (stack.length > 0) {
     const level = stack[stack.length - 1]!;
@@ -150,11 +172,7 @@ function* expand(refs: readonly ContentRef[], store: AtomReader, decoded: Map<st
     const key = `${ref.hash} ${ref.size}`;
     if (visited?.has(key)) continue;
     visited?.add(key);
-    let entries = decoded.get(ref.hash);
-    if (!entries) {
-      entries = decodeManifest(store.get(ref.hash), ref.hash);
-      if (cachedEntries(decoded) + entries.length <= MAX_DECODED_ENTRIES) decoded.set(ref.hash, entries);
-    }
+    const entries = readManifest(store, ref.hash);
     let offset = ref.offset;
     const children: ContentRef[] = entries.map((e) => {
       const child = { hash: e.hash, type: e.type, offset, size: e.size };

@@ -6,7 +6,7 @@
  */
 import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
-import { decodeManifest, decodeTrackManifest } from '../concept/manifest.js';
+import { decodeTrackManifest, readManifest } from '../concept/manifest.js';
 import { PaniniError } from '../errors.js';
 import type { AtomReader } from '../store/local.js';
 
@@ -56,9 +56,8 @@ export async function collectAtoms(
         unreadable.push(hash);
         continue;
       }
-      const bytes = store.get(hash);
-      if (kind === 'file') for (const child of decodeManifest(bytes, hash)) visit(child, 'file');
-      else for (const child of decodeTrackManifest(bytes, hash)) visit(child, 'track');
+      if (kind === 'file') for (const child of readManifest(store, hash)) visit(child, 'file');
+      else for (const child of decodeTrackManifest(store.get(hash), hash)) visit(child, 'track');
     }
   }
   return { leaves, manifests, unreadable };
