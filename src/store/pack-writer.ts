@@ -315,7 +315,8 @@ class BackgroundWrites {
     const channel = new MessageChannel();
     this.names = channel.port1;
     this.names.unref(); // read synchronously, never listened to: it must not keep the process alive
-    this.worker = new Worker(new URL('./pack-writer-worker.js', import.meta.url), {
+    // Named from dist/src/<dir>/, so that the CLI bundle (dist/src/cli/git-panini.cjs) finds it too.
+    this.worker = new Worker(new URL('../store/pack-writer-worker.js', import.meta.url), {
       workerData: { state: this.state.buffer, ring: this.ring, ringAt: RING_AT, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest, names: channel.port2 },
       transferList: [channel.port2],
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.

@@ -161,7 +161,7 @@ export function dirBytes(dir: string): number {
 
 /** True for the filter process as the launcher runs it: node running the CLI with `filter-process`. */
 export function isFilterProcess(argv: string[]): boolean {
-  return argv.some((a) => a.endsWith('/cli/main.js')) && argv.includes('filter-process'); // Node, not the launcher's shell before its exec
+  return argv.some((a) => a.endsWith('/cli/git-panini.cjs')) && argv.includes('filter-process'); // Node, not the launcher's shell before its exec
 }
 
 export interface StoreCheck {
