@@ -104,7 +104,6 @@ export class PackIndex {
     return new PackIndex(id, packPath, idxPath, count, hashes, prefixes, offsets, sizes);
   }
 
-  /** The entry's position in this index, or -1. `key` is the 32-byte hash. */
   /** The position of a hash (64 lowercase hex digits) in the index, or -1. */
   find(hash: string): number {
     const prefix = parseInt(hash.slice(0, 8), 16);
