@@ -27,7 +27,7 @@ export function run(args: string[]): number {
   const out = [
     `store:            ${ctx.store.root}`,
     `files:            ${s.files}`,
-    `atoms:            ${s.totalAtoms} (${s.sharedAtoms} shared, ${s.unreferencedAtoms} unreferenced)`,
+    `atoms:            ${s.totalAtoms} (${s.sharedAtoms} shared, ${s.unreferencedAtoms} used by no file cleaned or checked out here)`,
     `logical bytes:    ${formatBytes(s.logicalBytes)} (${s.logicalBytes})`,
     `stored bytes:     ${formatBytes(s.storedBytes)} (${s.storedBytes})`,
     `dedup ratio:      ${s.dedupRatio.toFixed(2)}x, saving ${formatBytes(s.dedupSavings)} (${pct}%)`,

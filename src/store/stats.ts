@@ -23,7 +23,10 @@ export interface StorageStats {
   logicalBytes: number;
   /** Atoms used by more than one file, or more than once in one. */
   sharedAtoms: number;
-  /** Atoms no recorded file uses (left by an interrupted add, or awaiting gc). */
+  /**
+   * Atoms that neither a file cleaned here nor a checked-out file uses: older versions fetched,
+   * atoms left by an interrupted add, or atoms awaiting gc (which knows the history).
+   */
   unreferencedAtoms: number;
   dedupSavings: number;
   /** logicalBytes / storedBytes. */
