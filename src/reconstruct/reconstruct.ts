@@ -81,8 +81,8 @@ export interface ReconstructOptions {
   discardedOnError?: boolean;
   /**
    * With discardedOnError: `write` is done with the bytes it is given once release() returns, so
-   * atoms lying one after another in a pack may be read together into one reused buffer (fewer
-   * reads, no allocation per atom) and written at once.
+   * packed atoms are read through windows of their packs (PackWindows: fewer reads, no allocation
+   * per atom), whose memory is read into again only after a release().
    */
   release?: () => void;
   /**
