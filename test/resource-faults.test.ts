@@ -28,7 +28,12 @@ function run(cmd: string, args: string[]): { ok: boolean; out: string } {
  * A tmpfs of `size` at `dir`, unmounted by the returned function (lazily if busy). Null, with the
  * test skipped and the reason given, where mounting is not allowed.
  */
-function mountTmpfs(t: TestContext, dir: string, size: string): { remount(options: string): void; unmount(): void } | null {
+interface Tmpfs {
+  remount(options: string): void;
+  unmount(): void;
+}
+
+function mountTmpfs(t: TestContext, dir: string, size: string): Tmpfs | null {
   mkdirSync(dir, { recursive: true });
   const r = run('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir]);
   if (!r.ok) {
@@ -47,6 +52,20 @@ function mountTmpfs(t: TestContext, dir: string, size: string): { remount(option
       if (!run('umount', [dir]).ok) run('umount', ['-l', dir]);
     },
   };
+}
+
+/**
+ * Runs `body` with a tmpfs of `size` mounted at `sb.path(name)`, unmounted after whatever happens;
+ * the test is skipped where mounting is not allowed.
+ */
+async function onTmpfs(t: TestContext, sb: GitSandbox, name: string, size: string, body: (disk: Tmpfs) => void | Promise<void>): Promise<void> {
+  const disk = mountTmpfs(t, sb.path(name), size);
+  if (!disk) return;
+  try {
+    await body(disk);
+  } finally {
+    disk.unmount();
+  }
 }
 
 /** A PNG signature and header, then random bytes: structured by its head (not chunked as it arrives). */
@@ -81,9 +100,7 @@ function stateOf(sb: GitSandbox, repo: string, files: string[]): Record<string, 
 
 test('a full disk under the store: git add fails clearly, no partial atom, index and worktree unchanged; then it succeeds', { timeout: 120_000 }, (t) => {
   const sb = new GitSandbox(t.after.bind(t));
-  const disk = mountTmpfs(t, sb.path('store-disk'), '8m');
-  if (!disk) return;
-  try {
+  return onTmpfs(t, sb, 'store-disk', '8m', (disk) => {
     const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     sb.git(repo, ['config', 'panini.gc.exclusiveStore', 'true']); // no other repository uses it: gc may run
     const small: Record<string, Buffer> = { 'a.bin': randomBytes(200_000), 'b.bin': randomBytes(1 * MiB) };
@@ -134,16 +151,12 @@ test('a full disk under the store: git add fails clearly, no partial atom, index
       assert.equal(sha256(readFileSync(path.join(repo, f))), sha256(bytes), f);
     }
     assert.equal(sb.git(repo, ['status', '--porcelain']), '');
-  } finally {
-    disk.unmount();
-  }
+  });
 });
 
 test('a full disk during a bulk add of small files (their atoms batched in one journaled pack): it fails clearly, loses nothing, and the next add succeeds', { timeout: 120_000 }, (t) => {
   const sb = new GitSandbox(t.after.bind(t));
-  const disk = mountTmpfs(t, sb.path('store-disk'), '6m');
-  if (!disk) return;
-  try {
+  return onTmpfs(t, sb, 'store-disk', '6m', (disk) => {
     const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     sb.git(repo, ['config', 'panini.gc.exclusiveStore', 'true']);
     sb.git(repo, ['add', '.gitattributes']);
@@ -171,16 +184,12 @@ test('a full disk during a bulk add of small files (their atoms batched in one j
     for (const f of Object.keys(files)) rmSync(path.join(repo, f));
     sb.git(repo, ['checkout', '--', '.']);
     for (const [f, bytes] of Object.entries(files)) assert.ok(readFileSync(path.join(repo, f)).equals(bytes), f);
-  } finally {
-    disk.unmount();
-  }
+  });
 });
 
 test('a full disk under a download\'s pack (written behind, by the thread pool): it fails clearly and leaves no temp file', async (t) => {
   const sb = new GitSandbox(t.after.bind(t));
-  const disk = mountTmpfs(t, sb.path('store-disk'), '4m');
-  if (!disk) return;
-  try {
+  return onTmpfs(t, sb, 'store-disk', '4m', async () => {
     const store = new LocalStore(path.join(sb.path('store-disk'), 'store'));
     const writer = new PackWriter(store, { writeBehind: true });
     for (let i = 0; i < 64; i++) {
@@ -190,16 +199,12 @@ test('a full disk under a download\'s pack (written behind, by the thread pool):
     await assert.rejects(writer.written(), /the disk holding the atom store is full/);
     writer.abort();
     assert.deepEqual(readdirSync(store.packsDir), [], 'the partial pack is gone');
-  } finally {
-    disk.unmount();
-  }
+  });
 });
 
 test('a read-only store: git add fails clearly naming the store, nothing written; reading still works; then it succeeds', { timeout: 90_000 }, (t) => {
   const sb = new GitSandbox(t.after.bind(t));
-  const disk = mountTmpfs(t, sb.path('store-disk'), '64m');
-  if (!disk) return;
-  try {
+  return onTmpfs(t, sb, 'store-disk', '64m', (disk) => {
     const { repo, storeRoot } = repoStoringOn(sb, 'store-disk');
     const a = randomBytes(300_000);
     writeFileSync(path.join(repo, 'a.bin'), a);
@@ -239,9 +244,7 @@ test('a read-only store: git add fails clearly naming the store, nothing written
     const fsck = sb.tryGit(repo, ['panini', 'fsck']);
     assert.equal(fsck.status, 0, fsck.stdout.toString() + fsck.stderr);
     assertStoreClean(storeRoot);
-  } finally {
-    disk.unmount();
-  }
+  });
 });
 
 test('a full disk under the worktree during checkout: Git fails clearly, no file passes for complete, the store is intact; then it succeeds', { timeout: 90_000 }, (t) => {
@@ -253,9 +256,7 @@ test('a full disk under the worktree during checkout: Git fails clearly, no file
   sb.git(source, ['commit', '-q', '-m', 'files']);
   const storeRoot = path.join(source, '.git', 'panini');
 
-  const disk = mountTmpfs(t, sb.path('worktree-disk'), '8m');
-  if (!disk) return;
-  try {
+  return onTmpfs(t, sb, 'worktree-disk', '8m', (disk) => {
     // Worktree on the small disk; its git dir and the store (the source's) on the big one.
     const wt = path.join(sb.path('worktree-disk'), 'wt');
     sb.git(sb.root, ['clone', '-q', '--no-checkout', `--separate-git-dir=${sb.path('victim.git')}`, source, wt]);
@@ -281,7 +282,5 @@ test('a full disk under the worktree during checkout: Git fails clearly, no file
     sb.git(wt, ['checkout', '-f', 'main']);
     for (const [f, bytes] of Object.entries(files)) assert.equal(sha256(readFileSync(path.join(wt, f))), sha256(bytes), f);
     assert.equal(sb.git(wt, ['status', '--porcelain']), '');
-  } finally {
-    disk.unmount();
-  }
+  });
 });

@@ -411,9 +411,11 @@ export class LocalStore implements AtomReader, AtomWriter {
     return [...this.loadedPacks().values()];
   }
 
-  /** Makes a pack just written visible to this process. */
-  addPack(id: string): void {
-    const pack = PackIndex.load(this.packsDir, id);
+  /** Makes a pack just named visible to this process, from the index bytes it was named with (not read back). */
+  private addPack(id: string, idx: Buffer): void {
+    const packPath = join(this.packsDir, `${id}.pack`);
+    const size = statOrNull(packPath)?.size;
+    const pack = size === undefined ? null : PackIndex.parse(idx, id, size, packPath, join(this.packsDir, `${id}.idx`));
     if (pack) this.loadedPacks().set(id, pack);
   }
 
@@ -466,7 +468,7 @@ export class LocalStore implements AtomReader, AtomWriter {
     }
     if (linked) removeQuietly(tmp);
     if (journal) removeQuietly(journal);
-    this.addPack(id);
+    this.addPack(id, bytes);
     return id;
   }
 

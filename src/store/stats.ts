@@ -5,7 +5,7 @@
  */
 import { MANIFEST_TYPES, type AtomType, type ContentRef } from '../atom.js';
 import { parseConcept, type Concept } from '../concept/concept.js';
-import { decodeManifest, decodeTrackManifest } from '../concept/manifest.js';
+import { decodeTrackManifest, readManifest } from '../concept/manifest.js';
 import type { LocalStore } from './local.js';
 
 export interface TypeStats {
@@ -52,7 +52,7 @@ export function computeStats(store: LocalStore, checkedOut: Iterable<Concept> = 
     }
     if (depth > 12 || uses.get(ref.hash)! > 1) return; // a shared manifest's children were counted once
     try {
-      for (const e of decodeManifest(store.get(ref.hash), ref.hash)) visit({ ...e, offset: 0 }, depth + 1);
+      for (const e of readManifest(store, ref.hash)) visit({ ...e, offset: 0 }, depth + 1);
     } catch {
       // a missing or damaged manifest: stats report what can be seen; fsck reports the damage
     }

@@ -342,7 +342,7 @@ export class RemotePacks {
       const entries = [...pack.entries()].filter((e) => wanted.has(e.hash));
       if (entries.length === 0 || !mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
-      if (packSize === undefined || !packHolds(pack.packPath, entries, packSize)) continue;
+      if (packSize === undefined || heldEntries(pack.packPath, entries, packSize).length !== entries.length) continue;
       await this.uploadWith(entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
       for (const h of names) wanted.delete(h); // an atom in two local packs goes once
@@ -432,14 +432,9 @@ const atomBytes = (entries: readonly PackEntry[]): number => entries.reduce((n, 
 const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atomBytes(entries) >= pack.atomBytes() * WHOLE_PACK_SHARE;
 
 /**
- * Whether the pack file at `path` is `size` bytes, starts as a pack does, and holds every entry's
- * bytes (each hashed to its name). Read in file order through one reused buffer.
+ * The entries whose bytes the pack file at `path` holds, each hashed to its name, read in file order
+ * through one reused buffer; none unless the file is `size` bytes and starts as a pack does.
  */
-function packHolds(path: string, entries: readonly PackEntry[], size: number): boolean {
-  return heldEntries(path, entries, size).length === entries.length;
-}
-
-/** The entries whose bytes the pack file at `path` holds (none unless it is `size` bytes and starts as a pack does). */
 function heldEntries(path: string, entries: readonly PackEntry[], size: number): PackEntry[] {
   const fd = openSync(path, 'r');
   try {
