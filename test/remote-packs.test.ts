@@ -166,6 +166,8 @@ test('folder: a fetch that wants most of a pack takes the pack file itself (a ha
   assert.equal(packs.length, 1);
   assert.equal(packs[0]!.ino, statSync(remotePack).ino, 'the remote pack file, linked');
   assert.deepEqual(packs[0]!.hashes, [...placed.keys()].sort(), 'named: every atom of the pack, those not wanted included (their bytes are there, verified)');
+  const remoteIdx = remotePack.replace(/\.pack$/, '.idx');
+  assert.ok(readFileSync(there.store.packIndexes()[0]!.idxPath).equals(readFileSync(remoteIdx)), 'every atom held: the index is the remote pack\'s, byte for byte');
   for (const l of leaves) assert.equal(sha256(there.store.get(l.hash)), l.hash);
   assert.ok(Date.now() - statSync(remotePack).mtimeMs < 60_000, 'its time is its arrival (gc grace period)');
 
@@ -226,6 +228,7 @@ test('folder: a pack taken whole with a damaged atom not wanted: its index leave
   const packs = localPacks(there);
   assert.equal(packs.length, 1, 'the pack file taken');
   assert.ok(!packs[0]!.hashes.includes(unwanted.hash), 'the damaged atom is not named');
+  assert.ok(!readdirSync(path.join(remoteDir, 'packs')).includes(path.basename(there.store.packIndexes()[0]!.idxPath)), 'an index of its own, not the remote one');
   assert.equal(there.store.has(unwanted.hash), false);
   for (const l of leaves.slice(0, -1)) assert.equal(sha256(there.store.get(l.hash)), l.hash);
 });

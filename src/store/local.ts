@@ -16,7 +16,7 @@ import type { ChunkWindows } from '../decompose/cdc.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
-import { encodeIndex, entriesHeld, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type PackEntry } from './pack.js';
+import { encodeIndex, entriesHeld, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from './pack.js';
 import { journaledPack, readJournal, isJournalName } from './journal.js';
 import { liveWriterSince } from './writers.js';
 import { readFully } from '../source.js';
@@ -76,6 +76,10 @@ export interface AtomLocation {
   pack?: PackIndex;
 }
 
+function packedLocation(pack: PackIndex, i: number): AtomLocation {
+  return { path: pack.packPath, offset: pack.offsetOf(i), size: pack.sizeOf(i), pack };
+}
+
 /** Open pack file descriptors kept for reads; beyond this the oldest is closed. */
 const MAX_OPEN_PACKS = 32;
 
@@ -91,6 +95,8 @@ export class LocalStore implements AtomReader, AtomWriter {
   private readonly knownDirs = new Set<string>();
   /** Loaded pack indexes by id; null until first needed. */
   private packs: Map<string, PackIndex> | null = null;
+  /** The pack of the last atom found: a file's atoms mostly lie in one pack, looked in first. */
+  private lastHit: PackIndex | null = null;
   private readonly openPacks = new Map<string, number>();
   /** Loose shard directories seen, by first-level name: lets a writer skip a lookup bound to fail. */
   private readonly looseShards = new Map<string, Set<string>>();
@@ -440,14 +446,15 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /**
-   * Names a complete pack written at `tmp` (in the packs directory) with an index of `entries`: the
-   * index last, as its arrival is what makes the pack's atoms visible. Returns the pack's id. A pack
+   * Names a complete pack written at `tmp` (in the packs directory) with an index of `entries` (or
+   * that index, already encoded): the index last, as its arrival is what makes the pack's atoms
+   * visible. Returns the pack's id. A pack
    * with a `journal` keeps its temp name (a second link) until its index is written, so that
    * whenever this process dies the journal still finds it (journal.ts); if it cannot be named it
    * stays, for a later reader to name. Another pack is removed.
    */
-  namePack(tmp: string, entries: readonly PackEntry[], journal?: string): string {
-    const { id, bytes } = encodeIndex(entries);
+  namePack(tmp: string, entries: readonly PackEntry[] | EncodedIndex, journal?: string): string {
+    const { id, bytes } = 'bytes' in entries ? entries : encodeIndex(entries);
     const packPath = join(this.packsDir, `${id}.pack`);
     const linked = journal !== undefined && linkPack(tmp, packPath);
     if (!linked) {
@@ -535,9 +542,16 @@ export class LocalStore implements AtomReader, AtomWriter {
   private findPacked(hash: string): AtomLocation | null {
     const packs = this.loadedPacks();
     if (packs.size === 0) return null;
+    const last = this.lastHit;
+    const first = last && packs.get(last.id) === last ? last : null; // not one a reload dropped
+    const i = first ? first.find(hash) : -1;
+    if (i >= 0) return packedLocation(first!, i);
     for (const pack of packs.values()) {
-      const i = pack.find(hash);
-      if (i >= 0) return { path: pack.packPath, offset: pack.offsetOf(i), size: pack.sizeOf(i), pack };
+      if (pack === first) continue;
+      const j = pack.find(hash);
+      if (j < 0) continue;
+      this.lastHit = pack;
+      return packedLocation(pack, j);
     }
     return null;
   }

@@ -30,6 +30,12 @@ export interface PackEntry {
   size: number;
 }
 
+/** An index's bytes and its id (their checksum). */
+export interface EncodedIndex {
+  id: string;
+  bytes: Buffer;
+}
+
 /** A loaded pack index: lookups by binary search within the bucket of the hash's first byte. */
 export class PackIndex {
   private readonly fanout = new Uint32Array(257);
@@ -44,6 +50,7 @@ export class PackIndex {
     private readonly prefixes: Uint32Array,
     private readonly offsets: Float64Array,
     private readonly sizes: Uint32Array,
+    private readonly raw: Buffer,
   ) {
     for (let i = 0; i < count; i++) this.fanout[hashes[i * HASH_BYTES]! + 1]!++;
     for (let b = 1; b <= 256; b++) this.fanout[b]! += this.fanout[b - 1]!;
@@ -101,7 +108,12 @@ export class PackIndex {
       offsets[i] = offset;
       sizes[i] = size;
     }
-    return new PackIndex(id, packPath, idxPath, count, hashes, prefixes, offsets, sizes);
+    return new PackIndex(id, packPath, idxPath, count, hashes, prefixes, offsets, sizes, raw);
+  }
+
+  /** The bytes it was parsed from: the same pack copied elsewhere needs no index built again. */
+  encoded(): EncodedIndex {
+    return { id: this.id, bytes: this.raw };
   }
 
   /** The position of a hash (64 lowercase hex digits) in the index, or -1. */
@@ -158,7 +170,7 @@ export class PackIndex {
 }
 
 /** The index of `entries` (any order; hashes distinct), and its id. */
-export function encodeIndex(entries: readonly PackEntry[]): { id: string; bytes: Buffer } {
+export function encodeIndex(entries: readonly PackEntry[]): EncodedIndex {
   // Sorted by the engine's own string order (no comparator called per pair): for hex, byte order.
   const byHash = new Map(entries.map((e) => [e.hash, e]));
   const sorted = [...byHash.keys()].sort().map((hash) => byHash.get(hash)!);

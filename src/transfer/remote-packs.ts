@@ -270,7 +270,7 @@ export class RemotePacks {
       removeQuietly(tmp);
       return false;
     }
-    store.namePack(tmp, held);
+    store.namePack(tmp, held.length === pack.count ? pack.encoded() : held); // the store's own index if every atom holds
     return true;
   }
 
