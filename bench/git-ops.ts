@@ -3,6 +3,9 @@
  * `git add` and `git checkout` of 2,000 files of 8–64 KB, and `git add` and `git checkout` of one
  * large file (1 GiB; PANINI_BENCH_BIG_MB changes it). Run: `node dist/bench/git-ops.js`.
  *
+ * The small-file checkout is also timed with a filter that does nothing but send each file's bytes
+ * (floor-filter.ts): the least a Node filter process takes here, Node's start and Git's own work.
+ *
  * Each operation runs in PANINI_BENCH_ROUNDS rounds (3 by default), each on fresh repositories and
  * stores, the two tools taking turns (which goes first alternates), and the median of each is shown:
  * on a shared 2-core machine one run of either tool can be off by half.
@@ -11,7 +14,7 @@ import { linkSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import {
-  cores, ensureGitLfs, formatBytes, measure, paniniEnvironment, printTable, setupRepo, tempDir, writeRandomFile, writeSmallFiles,
+  cores, ensureGitLfs, floorFilterCommand, formatBytes, measure, paniniEnvironment, printTable, setupRepo, tempDir, writeRandomFile, writeSmallFiles,
   type Measured, type Row, type Tool,
 } from './lib.js';
 
@@ -26,7 +29,7 @@ type Operation = (typeof OPERATIONS)[number];
 type Timings = Map<Operation, Map<Tool, Measured[]>>;
 
 /** One round: fresh repositories under `dir`, each operation for both tools, one after the other. */
-function round(tools: readonly Tool[], dir: string, env: NodeJS.ProcessEnv, bigFile: string, timings: Timings): void {
+function round(tools: readonly Tool[], dir: string, env: NodeJS.ProcessEnv, bigFile: string, timings: Timings, floor: Measured[]): void {
   const git = (cwd: string, args: string[]): Measured => measure('git', args, { cwd, env });
   const small = (tool: Tool): string => path.join(dir, `${tool}-small`);
   const big = (tool: Tool): string => path.join(dir, `${tool}-big`);
@@ -49,6 +52,11 @@ function round(tools: readonly Tool[], dir: string, env: NodeJS.ProcessEnv, bigF
   for (const tool of tools) {
     const status = git(small(tool), ['status', '--porcelain']).stdout;
     if (status !== '') throw new Error(`${tool}: worktree not clean after checkout:\n${status.slice(0, 500)}`);
+  }
+  if (tools.includes('lfs')) {
+    // The same checkout again, each file answered from Git LFS's finished one by floor-filter.ts.
+    git(small('panini'), ['checkout', '-q', 'empty']);
+    floor.push(git(small('panini'), ['-c', `filter.panini.process=${floorFilterCommand(small('lfs'))}`, 'checkout', '-q', 'main']));
   }
   record('add big', (tool) => git(big(tool), ['add', 'big.bin']));
   for (const tool of tools) {
@@ -77,10 +85,11 @@ function main(): void {
 
     const tools: Tool[] = lfsVersion ? ['panini', 'lfs'] : ['panini'];
     const timings: Timings = new Map(OPERATIONS.map((op) => [op, new Map(tools.map((t) => [t, []]))]));
+    const floor: Measured[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       const dir = path.join(work.dir, `round-${i}`);
       mkdirSync(dir);
-      round(i % 2 === 0 ? tools : [...tools].reverse(), dir, env, bigFile, timings);
+      round(i % 2 === 0 ? tools : [...tools].reverse(), dir, env, bigFile, timings, floor);
       rmSync(dir, { recursive: true, force: true }); // a round holds several GiB on tmpfs
     }
 
@@ -91,13 +100,18 @@ function main(): void {
       'add big': `git add, one ${formatBytes(BIG_BYTES)} random file`,
       'checkout big': 'git checkout of that file',
     };
-    const rows: Row[] = OPERATIONS.map((op) => {
+    const spread = (panini: Measured[], lfs: Measured[]): string => {
+      const ratios = lfs.length > 0 ? panini.map((p, i) => p.ms / lfs[i]!.ms).sort((a, b) => a - b) : [];
+      return ratios.length > 1 ? `ratio per round ${ratios[0]!.toFixed(2)}–${ratios[ratios.length - 1]!.toFixed(2)}` : '';
+    };
+    const rows: Row[] = OPERATIONS.flatMap((op) => {
       const panini = timings.get(op)!.get('panini')!;
       const lfs = timings.get(op)!.get('lfs') ?? [];
-      const ratios = lfs.length > 0 ? panini.map((p, i) => p.ms / lfs[i]!.ms).sort((a, b) => a - b) : [];
-      const spread = ratios.length > 1 ? `ratio per round ${ratios[0]!.toFixed(2)}–${ratios[ratios.length - 1]!.toFixed(2)}` : '';
       const rates = op.endsWith('big') ? `panini ${rate(median(panini))}, lfs ${rate(lfs.length > 0 ? median(lfs) : null)}` : '';
-      return { name: names[op], panini: median(panini), lfs: lfs.length > 0 ? median(lfs) : null, note: [rates, spread].filter(Boolean).join('; ') };
+      const row: Row = { name: names[op], panini: median(panini), lfs: lfs.length > 0 ? median(lfs) : null, note: [rates, spread(panini, lfs)].filter(Boolean).join('; ') };
+      if (op !== 'checkout small' || floor.length === 0) return [row];
+      const floorNote = `in the git-panini column: a Node filter that only sends each file's bytes (floor-filter.ts); ${spread(floor, lfs)}`;
+      return [row, { name: '  the same, least a Node filter takes', panini: median(floor), lfs: median(lfs), note: floorNote }];
     });
     printTable(`Git operations: git-panini vs Git LFS (median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'})`, rows);
   } finally {

@@ -13,6 +13,18 @@ import { fileURLToPath } from 'node:url';
 
 /** bin/git-panini, the launcher `npm install -g` puts on PATH */
 const launcherPath = fileURLToPath(new URL('../../bin/git-panini', import.meta.url));
+const floorFilterPath = fileURLToPath(new URL('./floor-filter.js', import.meta.url));
+
+/**
+ * A `filter.panini.process` value that runs floor-filter.ts: every file Git asks for is answered
+ * with its bytes from `checkout`, nothing else done (the least a Node filter process takes). Node
+ * starts without NODE_EXTRA_CA_CERTS, as git-panini's launcher starts it (parsing a system bundle
+ * costs ~60 ms).
+ */
+export function floorFilterCommand(checkout: string): string {
+  const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  return ['env', '-u', 'NODE_EXTRA_CA_CERTS', process.execPath, floorFilterPath, checkout].map(quote).join(' ');
+}
 
 export const cores = cpus().length;
 

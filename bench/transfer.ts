@@ -15,8 +15,10 @@
  * the bytes each way, HTTP headers included; timed clones bypass it); Git LFS pushes to a bare
  * repository over a local path (its own local transfer: bytes are what it stores in the remote's
  * lfs/objects, and what a clone puts in its own). Clones check out the newest commit; each is timed
- * PANINI_BENCH_ROUNDS times (5 by default), the tools taking turns, and the median shown. Then, in
- * the last clone, every version of every file is fetched once per tool. Run:
+ * PANINI_BENCH_ROUNDS times (5 by default), the tools taking turns, and the median shown; so is a
+ * clone of the folder's repository whose filter only sends each file's bytes from the pushing
+ * worktree (floor-filter.ts: the least a Node filter process takes). Then, in the last clone, every
+ * version of every file is fetched once per tool. Run:
  * `node dist/bench/transfer.js`.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { S3_CREDENTIALS, startS3Server, type S3Fixture } from '../test/helpers/s3-server.js';
 import { dirBytes } from '../test/helpers/stress.js';
-import { ensureGitLfs, formatBytes, formatMs, measure, paniniEnvironment, randomBytesStream, tempDir, writeRandomFile } from './lib.js';
+import { ensureGitLfs, floorFilterCommand, formatBytes, formatMs, measure, paniniEnvironment, randomBytesStream, tempDir, writeRandomFile } from './lib.js';
 import { COURSE_SECONDS, encodeCourses, hasFfmpeg } from './media-corpus.js';
 
 const BIG_MB = Number(process.env.PANINI_BENCH_MB ?? 64);
@@ -95,6 +97,8 @@ interface Outcome {
   stored: number;
   /** One more clone, into a fresh directory: its time. */
   cloneAgain(): number;
+  /** git-panini: the same clone with floor-filter.ts as the filter (it answers from the pushing worktree). */
+  floorClone?(): number;
   /** In the last clone, every version of every file fetched (`git panini fetch --all`, `git lfs fetch --all`). */
   fetchAll(): Promise<{ ms: number; bytes: number }>;
 }
@@ -169,6 +173,7 @@ async function benchPanini(root: string, corpus: Corpus, baseEnv: NodeJS.Process
     cloneBytes: pulled?.received ?? held(),
     stored,
     cloneAgain: () => cloneWith(store.timedClone ?? {}),
+    floorClone: () => cloneWith({ 'filter.panini.process': floorFilterCommand(repo) }),
     async fetchAll() {
       const before = held();
       await store.traffic();
@@ -246,7 +251,11 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
   const lfs = lfsVersion ? benchLfs(path.join(work, 'lfs'), corpus, env) : null;
   const all = [folder, s3Result, ...(lfs ? [lfs] : [])];
   // Each tool in turn until each has CLONE_ROUNDS timed clones (S3's first, through the proxy, is not one).
-  for (let i = 1; i <= CLONE_ROUNDS; i++) for (const o of i % 2 === 0 ? all : [...all].reverse()) if (o.cloneMs.length < CLONE_ROUNDS) o.cloneMs.push(o.cloneAgain());
+  const floorMs: number[] = [];
+  for (let i = 1; i <= CLONE_ROUNDS; i++) {
+    for (const o of i % 2 === 0 ? all : [...all].reverse()) if (o.cloneMs.length < CLONE_ROUNDS) o.cloneMs.push(o.cloneAgain());
+    if (lfs) floorMs.push(folder.floorClone!());
+  }
   const median = (runs: number[]): number => [...runs].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)]!;
   const history = new Map<Outcome, { ms: number; bytes: number }>();
   for (const o of all) history.set(o, await o.fetchAll());
@@ -271,6 +280,7 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
     'S3 bytes are measured on the wire (HTTP headers included) by a proxy in front of s3rver; S3 clones are timed without it (the push and the fetch of every version go through it). Folder and LFS bytes are what the stores hold.',
     corpus.note,
     `Clone times, each tool in turn: ${all.map((o, i) => `${['folder', 'S3', 'Git LFS'][i]} ${[...o.cloneMs].sort((a, b) => a - b).map((ms) => formatMs(ms)).join(', ')}`).join('; ')}.`,
+    ...(lfs ? [`The least a Node filter takes: the folder's clone with a filter that only sends each file's bytes (floor-filter.ts), median ${formatMs(median(floorMs))}, ${ratio(median(floorMs), median(lfs.cloneMs))} of Git LFS's.`] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
