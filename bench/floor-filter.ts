@@ -1,8 +1,8 @@
 /**
- * The least a Node filter process can take, for bench/git-ops.ts: Git's long-running filter
- * protocol, answered with the files' bytes read from a finished checkout (the directory given as
- * the argument) through git-panini's own pkt-line reader and writer, and nothing else: no store,
- * no concept, no hash. Run by Git as `filter.panini.process=node floor-filter.js <checkout>`.
+ * The least a Node filter process can take, for bench/git-ops.ts and bench/transfer.ts: Git's
+ * long-running filter protocol, answered with the files' bytes read from a finished checkout (the
+ * directory given as the argument) through git-panini's own pkt-line reader and writer, and nothing
+ * else: no store, no concept, no hash. Git runs it as lib.ts's floorFilterCommand says.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -156,10 +156,10 @@ async function benchPanini(root: string, corpus: Corpus, baseEnv: NodeJS.Process
   const pushed = await store.traffic();
   const stored = await store.stored();
   const clone = path.join(root, 'clone');
-  const cloneWith = (settings: Record<string, string>): number => {
-    rmSync(clone, { recursive: true, force: true });
+  const cloneWith = (settings: Record<string, string>, into = clone): number => {
+    rmSync(into, { recursive: true, force: true });
     const config = Object.entries(settings).flatMap(([k, v]) => ['--config', `${k}=${v}`]);
-    return measure('git', ['clone', '-q', ...config, origin, clone], { env }).ms;
+    return measure('git', ['clone', '-q', ...config, origin, into], { env }).ms;
   };
   // As a user with git-panini installed globally clones (as for Git LFS below: installed once, untimed).
   measure('git', ['panini', 'install', '--skip-repo'], { env });
@@ -173,7 +173,7 @@ async function benchPanini(root: string, corpus: Corpus, baseEnv: NodeJS.Process
     cloneBytes: pulled?.received ?? held(),
     stored,
     cloneAgain: () => cloneWith(store.timedClone ?? {}),
-    floorClone: () => cloneWith({ 'filter.panini.process': floorFilterCommand(repo) }),
+    floorClone: () => cloneWith({ 'filter.panini.process': floorFilterCommand(repo) }, path.join(root, 'floor-clone')), // not the clone fetchAll uses
     async fetchAll() {
       const before = held();
       await store.traffic();
