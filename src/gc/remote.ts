@@ -147,7 +147,7 @@ function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isO
     keptUnreachable: { atoms: 0, bytes: 0 }, incomplete: { count: 0, bytes: 0 },
   };
   /** Old packs kept whole, with their unreachable atoms: what merging may rewrite. */
-  const keptWhole: { p: ListedPack; dead: PackEntry[] }[] = [];
+  const keptWhole: { p: ListedPack; dead: PackEntry[]; deadBytes: number }[] = [];
   let staying = 0;
   const drop = (p: ListedPack, dead: readonly PackEntry[], live: boolean): void => {
     if (live) plan.rewrite.push(p);
@@ -181,7 +181,7 @@ function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isO
     } else if (dead.length > 0 && (dead.length === entries.length || deadBytes >= REWRITE_SHARE * (p.packSize - PACK_MAGIC.length))) {
       drop(p, dead, dead.length < entries.length);
     } else {
-      keptWhole.push({ p, dead });
+      keptWhole.push({ p, dead, deadBytes });
       staying++;
     }
   }
@@ -191,9 +191,9 @@ function planPacks(listed: readonly ListedPack[], live: ReadonlySet<string>, isO
     drop(p, dead, true);
     plan.merged++;
   }
-  for (const { dead } of keptWhole.filter((k) => !merging.has(k))) {
+  for (const { dead, deadBytes } of keptWhole.filter((k) => !merging.has(k))) {
     plan.keptUnreachable.atoms += dead.length;
-    plan.keptUnreachable.bytes += dead.reduce((n, e) => n + e.size, 0);
+    plan.keptUnreachable.bytes += deadBytes;
   }
   return plan;
 }

@@ -597,20 +597,7 @@ export function rewritePacks(store: LocalStore, drop: (hash: string, pack: PackI
       result.refreshedPacks++;
       continue;
     }
-    const kept = entries.filter((e) => !drop(e.hash, pack)).sort((a, b) => a.offset - b.offset);
-    const writer = new PackWriter(store, { dedup: false });
-    try {
-      const fd = openSync(pack.packPath, 'r');
-      try {
-        for (const e of kept) writer.put(e.hash, readPackBytes(fd, e.offset, e.size));
-      } finally {
-        closeSync(fd);
-      }
-      writer.finish();
-    } catch (err) {
-      writer.abort();
-      throw err;
-    }
+    copyIntoNewPack(store, [{ pack, entries: entries.filter((e) => !drop(e.hash, pack)) }]);
     const outcome = cutoffMs === undefined ? (removeQuietly(pack.packPath), 'removed') : removeUnlessRefreshed(pack.packPath, cutoffMs);
     if (outcome === 'refreshed') {
       result.refreshedPacks++; // keep both: the new pack only repeats atoms the old one has
@@ -666,27 +653,16 @@ export function mergeSmallPacks(store: LocalStore, budgetBytes = Infinity): Merg
     bytes += p.st!.size;
   }
   for (const g of groups.filter((g) => g.length > 1)) {
-    const writer = new PackWriter(store, { dedup: false });
     const written = new Set<string>();
-    let id: string | null;
-    try {
-      for (const { pack } of g) {
-        const fd = openSync(pack.packPath, 'r');
-        try {
-          for (const e of [...pack.entries()].sort((a, b) => a.offset - b.offset)) {
-            if (written.has(e.hash)) continue;
-            written.add(e.hash);
-            writer.put(e.hash, readPackBytes(fd, e.offset, e.size));
-          }
-        } finally {
-          closeSync(fd);
-        }
-      }
-      id = writer.finish();
-    } catch (err) {
-      writer.abort();
-      throw err;
-    }
+    const sources = g.map(({ pack }) => ({
+      pack,
+      entries: [...pack.entries()].filter((e) => {
+        if (written.has(e.hash)) return false; // an atom in two packs goes once
+        written.add(e.hash);
+        return true;
+      }),
+    }));
+    const id = copyIntoNewPack(store, sources);
     if (id === null) continue;
     const newest = new Date(Math.max(...g.map(({ st }) => st!.mtimeMs)));
     utimesSync(join(store.packsDir, `${id}.pack`), newest, newest);
@@ -699,6 +675,25 @@ export function mergeSmallPacks(store: LocalStore, budgetBytes = Infinity): Merg
   }
   store.reloadPacks();
   return result;
+}
+
+/** A new pack of the given atoms of existing packs, each pack's read in file order; its id, null if none. */
+function copyIntoNewPack(store: LocalStore, sources: readonly { pack: PackIndex; entries: readonly PackEntry[] }[]): string | null {
+  const writer = new PackWriter(store, { dedup: false });
+  try {
+    for (const { pack, entries } of sources) {
+      const fd = openSync(pack.packPath, 'r');
+      try {
+        for (const e of [...entries].sort((a, b) => a.offset - b.offset)) writer.put(e.hash, readPackBytes(fd, e.offset, e.size));
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return writer.finish();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
 }
 
 /**

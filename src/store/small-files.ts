@@ -3,9 +3,9 @@
  * otherwise loose). The first LOOSE_ATOMS new ones of a session go loose, one file each; past that
  * (a bulk add) the rest go into one pack, appended as they come and named by seal(): when Git asks
  * for anything but a clean, when it has sent nothing for 20 ms (it is done cleaning, and may run
- * hooks that read the store), when it closes the pipe, and every PACK_MAX_ATOMS or PACK_MAX_BYTES. A file's concept goes to Git before that
- * pack is named, so the pack is journaled (journal.ts): if this process dies first, the next one
- * to read the store names it.
+ * hooks that read the store), when it closes the pipe, and every PACK_MAX_ATOMS or PACK_MAX_BYTES.
+ * A file's concept goes to Git before that pack is named, so the pack is journaled (journal.ts): if
+ * this process dies first, the next one to read the store names it.
  *
  * Measured (README, "Choices made by measurement"): `git add` of 2,000 files of 8–64 KB took
  * 0.70–0.73 s instead of 0.75–0.80 s; a loose atom costs a file creation, a rename and, in a young
