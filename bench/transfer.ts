@@ -17,8 +17,9 @@
  * lfs/objects, and what a clone puts in its own). Clones check out the newest commit; each is timed
  * PANINI_BENCH_ROUNDS times (5 by default), the tools taking turns, and the median shown; so is a
  * clone of the folder's repository whose filter only sends each file's bytes from the pushing
- * worktree (floor-filter.ts: the least a Node filter process takes). Then, in the last clone, every
- * version of every file is fetched once per tool. Run:
+ * worktree (floor-filter.ts: the least a Node filter process takes). Then, in the last clone, the
+ * files are removed and checked out again (as many times, in turn), and every version of every
+ * file is fetched once per tool. Run:
  * `node dist/bench/transfer.js`.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -99,8 +100,18 @@ interface Outcome {
   cloneAgain(): number;
   /** git-panini: the same clone with floor-filter.ts as the filter (it answers from the pushing worktree). */
   floorClone?(): number;
+  /** In the last clone, its files removed and checked out again (their atoms or objects local): the time. */
+  checkoutAgain(): number;
+  /** Every timed checkout; the table shows the median. */
+  checkoutMs: number[];
   /** In the last clone, every version of every file fetched (`git panini fetch --all`, `git lfs fetch --all`). */
   fetchAll(): Promise<{ ms: number; bytes: number }>;
+}
+
+/** `git checkout -- .` in `clone` after removing the corpus's files from its worktree. */
+function checkoutAgain(clone: string, corpus: Corpus, env: NodeJS.ProcessEnv): number {
+  for (const file of new Set(corpus.commits.flatMap((c) => Object.keys(c)))) rmSync(path.join(clone, file), { force: true });
+  return measure('git', ['checkout', '--', '.'], { cwd: clone, env }).ms;
 }
 
 /** Clones timed per tool, the tools taking turns (PANINI_BENCH_ROUNDS, 5 by default). */
@@ -173,6 +184,8 @@ async function benchPanini(root: string, corpus: Corpus, baseEnv: NodeJS.Process
     cloneBytes: pulled?.received ?? held(),
     stored,
     cloneAgain: () => cloneWith(store.timedClone ?? {}),
+    checkoutAgain: () => checkoutAgain(clone, corpus, env),
+    checkoutMs: [],
     floorClone: () => cloneWith({ 'filter.panini.process': floorFilterCommand(repo) }, path.join(root, 'floor-clone')), // not the clone fetchAll uses
     async fetchAll() {
       const before = held();
@@ -207,6 +220,8 @@ function benchLfs(root: string, corpus: Corpus, env: NodeJS.ProcessEnv): Outcome
   const held = (): number => dirBytes(path.join(clone, '.git', 'lfs', 'objects'));
   return {
     pushMs: push.ms, pushBytes: stored, cloneMs: [cloneMs], cloneBytes: held(), stored, cloneAgain,
+    checkoutAgain: () => checkoutAgain(clone, corpus, env),
+    checkoutMs: [],
     async fetchAll() {
       const before = held();
       const { ms } = measure('git', ['lfs', 'fetch', '--all'], { cwd: clone, env });
@@ -256,6 +271,8 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
     for (const o of i % 2 === 0 ? all : [...all].reverse()) if (o.cloneMs.length < CLONE_ROUNDS) o.cloneMs.push(o.cloneAgain());
     if (lfs) floorMs.push(folder.floorClone!());
   }
+  // Then, in each tool's last clone, its files checked out again (a branch switch, a reset).
+  for (let i = 1; i <= CLONE_ROUNDS; i++) for (const o of i % 2 === 0 ? all : [...all].reverse()) o.checkoutMs.push(o.checkoutAgain());
   const median = (runs: number[]): number => [...runs].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)]!;
   const history = new Map<Outcome, { ms: number; bytes: number }>();
   for (const o of all) history.set(o, await o.fetchAll());
@@ -274,6 +291,7 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
     row('remote store after push', (o) => o.stored, formatBytes),
     row('clone: bytes received', (o) => o.cloneBytes, formatBytes),
     row(`clone: time (with checkout), median of ${CLONE_ROUNDS}`, (o) => median(o.cloneMs), formatMs),
+    row(`then its files checked out again: time, median of ${CLONE_ROUNDS}`, (o) => median(o.checkoutMs), formatMs),
     row('then every version fetched: bytes', (o) => history.get(o)!.bytes, formatBytes),
     row('then every version fetched: time', (o) => history.get(o)!.ms, formatMs),
     '',

@@ -2,7 +2,8 @@
  * A large packed file checked out by real Git, through a real pipe: the filter process writes it
  * while Git reads, hashing the bytes it has written whenever the pipe is full (PktWriter.whileBlocked),
  * so the file's hash runs behind its output. The bytes must come out exact; a damaged atom must
- * still fail the checkout, name the atom, and leave no file behind.
+ * still fail the checkout, name the atom, and leave no file behind, also when the file is read
+ * through its layout (store/layout.ts), which is then dropped.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ test('a 24 MiB packed file through real Git pipes: exact bytes; a damaged atom f
 
   const concept = parseConcept(Buffer.from(sb.git(repo, ['cat-file', 'blob', 'HEAD:big.bin'])));
   const store = new LocalStore(path.join(repo, '.git', 'panini'));
+  assert.ok(store.layoutOf(concept.oid, concept.size), 'the checkout recorded its layout: the next one reads through it');
   const leaves = [...expandRefs(concept.refs, store)];
   assert.ok(leaves.length > 100, 'the file is many atoms');
   const victim = leaves[Math.floor(leaves.length * 0.6)]!;
@@ -42,8 +44,10 @@ test('a 24 MiB packed file through real Git pipes: exact bytes; a damaged atom f
   assert.notEqual(damaged.status, 0, 'the checkout fails');
   assert.match(damaged.stderr, new RegExp(`${victim.hash}.*corrupt`), 'naming the damaged atom');
   assert.equal(existsSync(file), false, 'Git kept none of the bytes it received');
+  assert.equal(store.layoutOf(concept.oid, concept.size), null, 'the layout was dropped');
 
   flipByte(at.path, at.offset + (victim.size >> 1));
   sb.git(repo, ['checkout', '--', 'big.bin']);
   assert.equal(sha256(readFileSync(file)), sha256(bytes), 'repaired, it checks out again');
+  assert.ok(store.layoutOf(concept.oid, concept.size), 'and its layout is recorded again');
 });

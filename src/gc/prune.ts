@@ -32,10 +32,12 @@ export interface PrunePlan {
   temps: FileEntry[];
   /** Concept registry entries (by file oid) of files nothing reaches, last written before the cutoff. */
   concepts: FileEntry[];
+  /** The files whose layouts stay, if their packs do (the others are rebuilt from atoms, if ever). */
+  liveOids: ReadonlySet<string>;
 }
 
 export function planPrune(store: LocalStore, live: ReadonlySet<string>, liveOids: ReadonlySet<string>, cutoffMs: number, nowMs: number, onListed?: (n: number) => void): PrunePlan {
-  const plan: PrunePlan = { atoms: [], recent: { count: 0, bytes: 0 }, stored: 0, temps: [], concepts: [] };
+  const plan: PrunePlan = { atoms: [], recent: { count: 0, bytes: 0 }, stored: 0, temps: [], concepts: [], liveOids };
   const tempCutoff = nowMs - TEMP_FILE_EXPIRY_MS;
   const considerTemp = (path: string): void => {
     const st = statOrNull(path);
@@ -93,10 +95,12 @@ export interface PruneResult {
   merged: MergeResult;
   temps: number;
   concepts: number;
+  /** Layouts of files nothing reaches, or naming packs rewritten or merged (store/layout.ts). */
+  layouts: number;
 }
 
 export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: number, onDeleted?: (done: number, total: number) => void): PruneResult {
-  const result: PruneResult = { atoms: [], refreshed: 0, duplicates: { count: 0, bytes: 0 }, merged: { packs: 0, into: 0 }, temps: 0, concepts: 0 };
+  const result: PruneResult = { atoms: [], refreshed: 0, duplicates: { count: 0, bytes: 0 }, merged: { packs: 0, into: 0 }, temps: 0, concepts: 0, layouts: 0 };
   const doomed = new Set<string>();
   for (const [i, atom] of plan.atoms.entries()) {
     const outcome = removeUnlessRefreshed(store.atomPath(atom.hash), cutoffMs);
@@ -114,6 +118,7 @@ export function executePrune(store: LocalStore, plan: PrunePlan, cutoffMs: numbe
   for (const e of packed.removed) if (!loose.has(e.hash)) result.atoms.push({ hash: e.hash, size: e.size });
   result.duplicates = dropDuplicateCopies(store);
   result.merged = mergeSmallPacks(store);
+  result.layouts = store.pruneLayouts(plan.liveOids, Date.now() - TEMP_FILE_EXPIRY_MS);
   for (const t of plan.temps) if (removeFile(t.path)) result.temps++;
   for (const c of plan.concepts) {
     const st = statOrNull(c.path);

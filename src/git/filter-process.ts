@@ -12,6 +12,7 @@ import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, planLeaves, reconstruct, wholeFileAtom, wholeFileRef, type LeafPlan } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
+import type { AtomLocation } from '../store/local.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 import type { SmallFileAtoms } from '../store/small-files.js';
 
@@ -203,6 +204,9 @@ async function smudge(
     single = null;
   }
   if (single) return respondContent(writer, (emit) => emit(single));
+  // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up.
+  const layout = ctx.store.layoutOf(concept.oid, concept.size);
+  if (layout) return serveConcept(ctx, writer, concept, [], undefined, layout);
   const plan = planLeaves(concept, ctx.store);
   const missing = plan?.missing ?? missingAtoms(concept, ctx.store);
   if (missing.length > 0 && options.fetcher) {
@@ -217,12 +221,13 @@ async function smudge(
   return serveConcept(ctx, writer, concept, missing, plan ?? undefined);
 }
 
-/** `missing`: the concept's missing atoms if just checked (and `plan`, its leaves found then); else they are looked up. */
-function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[], plan?: LeafPlan): void {
+/** `missing`: the concept's missing atoms if just checked (and `plan` or `layout`, its leaves found then); else they are looked up. */
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[], plan?: LeafPlan, layout?: AtomLocation[]): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
   // Git discards content followed by an error status; sent bytes may be reused.
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, {
     plan,
+    layout,
     discardedOnError: true,
     release: () => writer.send(),
     whileBlocked: (work) => void (writer.whileBlocked = work),

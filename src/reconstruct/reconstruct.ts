@@ -7,6 +7,7 @@ import type { Concept } from '../concept/concept.js';
 import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
 import type { AtomLocation, AtomReader } from '../store/local.js';
+import { LayoutBuilder } from '../store/layout.js';
 import { FileHasher } from '../store/pack-writer.js';
 
 /**
@@ -73,6 +74,8 @@ export function planLeaves(concept: Pick<Concept, 'refs'>, store: AtomReader): L
 export interface ReconstructOptions {
   /** The concept's leaves and their locations (planLeaves), found just before: not looked up again. */
   plan?: LeafPlan;
+  /** The file's layout (AtomReader.layoutOf), found just before: not looked up again. */
+  layout?: AtomLocation[];
   /**
    * Everything written is thrown away if reconstruct throws (Git's filter protocol after an error
    * status, a temp file): then no atom's bytes need checking before they are written. Otherwise
@@ -132,8 +135,11 @@ class PackWindows {
   /** `fileSize`: a window never reads past what the rest of the file could need (a small file reads its own bytes). */
   constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly fileSize: number, private readonly release: () => void) {}
 
-  /** The leaf's unverified bytes; null if its pack is gone (gc rewrote it). */
-  read(leaf: ContentRef, at: AtomLocation): Buffer | null {
+  /**
+   * The unverified bytes at `at`, which start at `fileOffset` in the file; null if its pack is gone
+   * (gc rewrote it). `atom`: the leaf's hash, when they are one atom's (a small one may be kept).
+   */
+  read(at: AtomLocation, fileOffset: number, atom?: string): Buffer | null {
     this.reads++;
     let continued: Window | null = null;
     for (const w of this.windows) {
@@ -145,11 +151,11 @@ class PackWindows {
       }
       if (from >= 0 && from - w.bytes.length <= CONTINUES_WITHIN) continued = w; // runs past its end, or starts just after
     }
-    const kept = this.repeats.get(leaf.hash);
+    const kept = atom === undefined ? undefined : this.repeats.get(atom);
     if (kept) return kept;
     if (at.size > WINDOW_BYTES) return this.store.readPackRange(at, at.size, Buffer.allocUnsafe(at.size));
     const wanted = continued ? Math.min(WINDOW_BYTES, 2 * continued.bytes.length) : FIRST_WINDOW_BYTES;
-    const length = Math.max(at.size, Math.min(wanted, this.fileSize - leaf.offset));
+    const length = Math.max(at.size, Math.min(wanted, this.fileSize - fileOffset));
     const w = continued ?? (this.windows.length < MAX_WINDOWS ? null : this.windows.reduce((a, b) => (b.used < a.used ? b : a)));
     if (w) this.windows.splice(this.windows.indexOf(w), 1);
     this.release();
@@ -158,8 +164,8 @@ class PackWindows {
     if (!bytes) return null;
     this.windows.push({ pack: at.pack, start: at.offset, bytes, memory, used: this.reads });
     const own = bytes.subarray(0, at.size);
-    if (!continued && at.size <= REPEAT_MAX_BYTES && this.repeatBytes + at.size <= REPEAT_CACHE_BYTES) {
-      this.repeats.set(leaf.hash, Buffer.from(own));
+    if (atom !== undefined && !continued && at.size <= REPEAT_MAX_BYTES && this.repeatBytes + at.size <= REPEAT_CACHE_BYTES) {
+      this.repeats.set(atom, Buffer.from(own));
       this.repeatBytes += at.size;
     }
     return own;
@@ -215,24 +221,46 @@ export function reconstruct(
       lag?.catchUp(); // window memory is read into again next
     })
     : null;
+  const take = (bytes: Buffer): void => {
+    if (span && span.buffer === bytes.buffer && spanEnd === bytes.byteOffset) {
+      spanEnd += bytes.length;
+    } else {
+      emitSpan();
+      span = bytes;
+      spanEnd = bytes.byteOffset + bytes.length;
+    }
+  };
+  // A file rebuilt before through windows has its runs of pack bytes recorded (layout.ts): read
+  // them, and neither manifests nor atoms are looked at. Its hash below checks them as it checks atoms.
+  const layout = !windows ? null : options.layout ?? (options.plan ? null : store.layoutOf?.(concept.oid, concept.size) ?? null);
+  const recording = windows && !layout && store.recordLayout ? new LayoutBuilder() : null;
   let oid: string;
   if (lag) options.whileBlocked!(lag.step);
   try {
-    const plan = options.plan;
-    let i = 0;
-    for (const leaf of plan?.leaves ?? expandRefs(concept.refs, store)) {
-      const at = !windows ? null : plan ? plan.at[i++]! : store.packedAt!(leaf.hash);
-      if (at && at.size !== leaf.size) throw sizeMismatch(leaf, at.size);
-      const bytes = at ? windows!.read(leaf, at) : null;
-      if (!bytes) {
-        emitSpan();
-        emitAtom(leaf);
-      } else if (span && span.buffer === bytes.buffer && spanEnd === bytes.byteOffset) {
-        spanEnd += bytes.length;
-      } else {
-        emitSpan();
-        span = bytes;
-        spanEnd = bytes.byteOffset + bytes.length;
+    if (layout) {
+      let fileOffset = 0;
+      for (const run of layout) {
+        for (let done = 0; done < run.size; done += WINDOW_BYTES) {
+          const size = Math.min(WINDOW_BYTES, run.size - done);
+          const bytes = windows!.read({ ...run, offset: run.offset + done, size }, fileOffset);
+          if (!bytes) throw new PaniniError(`pack ${run.pack!.id} was cut short while it was read`, 'run `git panini fsck`, then the command again');
+          take(bytes);
+          fileOffset += size;
+        }
+      }
+    } else {
+      const plan = options.plan;
+      let i = 0;
+      for (const leaf of plan?.leaves ?? expandRefs(concept.refs, store)) {
+        const at = !windows ? null : plan ? plan.at[i++]! : store.packedAt!(leaf.hash);
+        if (at && at.size !== leaf.size) throw sizeMismatch(leaf, at.size);
+        const bytes = at ? windows!.read(at, leaf.offset, leaf.hash) : null;
+        recording?.add(bytes ? at!.pack!.id : null, at?.offset ?? 0, leaf.size);
+        if (bytes) take(bytes);
+        else {
+          emitSpan();
+          emitAtom(leaf);
+        }
       }
     }
     emitSpan();
@@ -243,9 +271,11 @@ export function reconstruct(
     whole.stop();
   }
   if (written !== concept.size || oid !== concept.oid) {
+    if (layout) store.forgetLayout?.(concept.oid);
     for (const leaf of expandRefs(concept.refs, store)) store.get(leaf.hash); // throws naming a damaged atom
     throw new PaniniError(`reconstructed bytes do not match the concept (sha256:${oid}, ${written} bytes; expected sha256:${concept.oid}, ${concept.size} bytes)`, 'the concept was edited or the store is damaged; run `git panini fsck`');
   }
+  if (recording?.worthRecording()) store.recordLayout!(concept.oid, concept.size, recording.runs);
 }
 
 /**

@@ -18,6 +18,7 @@ import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
 import { encodeIndex, entriesHeld, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from './pack.js';
 import { journaledPack, readJournal, isJournalName } from './journal.js';
+import { decodeLayout, encodeLayout, layoutPacks, type LayoutRun } from './layout.js';
 import { liveWriterSince } from './writers.js';
 import { readFully } from '../source.js';
 
@@ -39,6 +40,16 @@ export interface AtomReader {
    * gone (gc rewrote it) or shorter: then read the atoms one by one.
    */
   readPackRange?(at: AtomLocation, length: number, into: Buffer, atLeast?: number): Buffer | null;
+  /**
+   * Optional: where file `oid` of `size` bytes lies in packs, in file order, as recordLayout left
+   * it (layout.ts); null if none is recorded or it names a pack that is gone. Its packs are open
+   * from then on: a gc removing them meanwhile does not cut the reads short.
+   */
+  layoutOf?(oid: string, size: number): AtomLocation[] | null;
+  /** Optional: records a file's layout (quietly not, in a store that cannot be written). */
+  recordLayout?(oid: string, size: number, runs: readonly LayoutRun[]): void;
+  /** Optional: drops a file's layout (its bytes did not match: the file is then read atom by atom). */
+  forgetLayout?(oid: string): void;
 }
 
 export interface AtomWriter {
@@ -91,6 +102,7 @@ export class LocalStore implements AtomReader, AtomWriter {
   readonly atomsDir: string;
   readonly conceptsDir: string;
   readonly tmpDir: string;
+  readonly layoutsDir: string;
   readonly packsDir: string;
   private readonly knownDirs = new Set<string>();
   /** Loaded pack indexes by id; null until first needed. */
@@ -107,6 +119,7 @@ export class LocalStore implements AtomReader, AtomWriter {
     this.atomsDir = join(root, 'atoms');
     this.conceptsDir = join(root, 'concepts');
     this.tmpDir = join(root, 'tmp');
+    this.layoutsDir = join(root, 'layouts');
     this.packsDir = join(root, 'packs');
   }
 
@@ -202,6 +215,82 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
+  private layoutPath(oid: string): string {
+    return join(this.layoutsDir, oid.slice(0, 2), oid);
+  }
+
+  layoutOf(oid: string, size: number): AtomLocation[] | null {
+    let raw: Buffer;
+    try {
+      raw = readFileSync(this.layoutPath(oid));
+    } catch {
+      return null;
+    }
+    const runs = decodeLayout(raw, oid, size);
+    if (!runs) return null;
+    const packs = new Map<string, { pack: PackIndex; size: number }>();
+    const located: AtomLocation[] = [];
+    try {
+      for (const run of runs) {
+        let open = packs.get(run.pack);
+        if (!open) {
+          const pack = this.loadedPacks().get(run.pack);
+          if (!pack) return null;
+          packs.set(run.pack, (open = { pack, size: fstatSync(this.packFd(pack)).size }));
+        }
+        if (run.offset + run.size > open.size) return null;
+        located.push({ path: open.pack.packPath, offset: run.offset, size: run.size, pack: open.pack });
+      }
+    } catch {
+      return null; // a pack removed since its index was loaded
+    }
+    return located;
+  }
+
+  recordLayout(oid: string, size: number, runs: readonly LayoutRun[]): void {
+    const path = this.layoutPath(oid);
+    try {
+      writeAtomically(this.ensureDir(path), path, encodeLayout(oid, size, runs));
+    } catch {
+      // a read-only or full store: the file is rebuilt from its atoms next time too
+    }
+  }
+
+  forgetLayout(oid: string): void {
+    removeQuietly(this.layoutPath(oid));
+  }
+
+  /**
+   * Removes the layouts of files `keep` does not name and those naming a pack no longer in the
+   * store (gc rewrote or merged it), and temp files of interrupted writes older than `tempCutoffMs`.
+   * Returns how many layouts went.
+   */
+  pruneLayouts(keep: ReadonlySet<string>, tempCutoffMs: number): number {
+    let removed = 0;
+    this.reloadPacks(); // as gc left them
+    const packs = this.loadedPacks();
+    for (const a of listDir(this.layoutsDir)) {
+      const dir = join(this.layoutsDir, a);
+      for (const name of listDir(dir)) {
+        const path = join(dir, name);
+        if (!isAtomHash(name)) {
+          if ((statOrNull(path)?.mtimeMs ?? Infinity) < tempCutoffMs) removeQuietly(path);
+          continue;
+        }
+        let named: string[] | null = null;
+        try {
+          named = layoutPacks(readFileSync(path));
+        } catch {
+          continue; // removed meanwhile
+        }
+        if (keep.has(name) && named?.every((id) => packs.has(id))) continue;
+        removeQuietly(path);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   readRaw(hash: string): Buffer {
     const path = this.atomPath(hash); // checks the name first
     const packed = this.findPacked(hash);
