@@ -116,6 +116,17 @@ class FilterClient {
     return this.list();
   }
 
+  /**
+   * stderr once it contains `text` (or READ_TIMEOUT_MS passed): the filter logs a file's error
+   * before its status, but the two pipes reach this process in either order.
+   */
+  async logged(text: string | RegExp): Promise<string> {
+    const deadline = Date.now() + READ_TIMEOUT_MS;
+    const found = (): boolean => (typeof text === 'string' ? this.stderr.includes(text) : text.test(this.stderr));
+    while (!found() && !this.ended && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    return this.stderr;
+  }
+
   async close(): Promise<number | null> {
     this.child.stdin.end();
     return withTimeout(this.exited, 'filter process exit');
@@ -275,14 +286,15 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     const sameSize = await c.response();
     assert.equal(sameSize.status, 'success', 'the status goes out before the content');
     assert.equal(sameSize.finalStatus, 'error', 'and the error after it');
-    assert.match(c.stderr, new RegExp(`^git-panini: small/f1\\.bin: atom ${sha256(files[1]!.bytes)} is corrupt`, 'm'));
+    const corrupt = new RegExp(`^git-panini: small/f1\\.bin: atom ${sha256(files[1]!.bytes)} is corrupt`, 'm');
+    assert.match(await c.logged(corrupt), corrupt);
     writeFileSync(atom, files[1]!.bytes); // as it was: served again
     await c.request('smudge', files[1]!.name, concepts[1]!);
     const again = await c.response();
     assert.ok(again.content!.equals(files[1]!.bytes));
     assert.equal(again.finalStatus, null);
     assert.equal(await c.close(), 0);
-    assert.match(c.stderr, /^git-panini: small\/f1\.bin: .*corrupt/m);
+    assert.match(await c.logged(/^git-panini: small\/f1\.bin: .*corrupt/m), /^git-panini: small\/f1\.bin: .*corrupt/m);
   });
 
   it('the atoms of many small files cleaned in one process are named before a smudge there, and when Git closes the pipe', async () => {
@@ -419,7 +431,8 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
       const r = await c.response();
       assert.equal(r.status, 'success', 'the status goes out before the content');
       assert.equal(r.finalStatus, 'error', 'and the error after it: Git discards what it received');
-      assert.match(c.stderr, new RegExp(`damaged\\.bin.*${ref.hash}.*corrupt|damaged\\.bin.*corrupt.*${ref.hash}`));
+      const named = new RegExp(`damaged\\.bin.*${ref.hash}.*corrupt|damaged\\.bin.*corrupt.*${ref.hash}`);
+      assert.match(await c.logged(named), named);
     } finally {
       writeFileSync(file, saved);
     }
@@ -436,12 +449,12 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     const broken = Buffer.from('---\npanini: 1\noid: sha256:nothex\nsize: -5\ncontent_refs:\n  - {uri: "atom://sha256:12", type: Raw, offset: 0, size: 9}\n---\n');
     await c.request('smudge', 'broken.png', broken);
     assert.equal((await c.response()).status, 'error');
-    assert.match(c.stderr, /broken\.png/, 'the log names the file');
+    assert.match(await c.logged(/broken\.png/), /broken\.png/, 'the log names the file');
     // A request's values are UTF-8 and run from the first '=' to the end of the line.
     const odd = 'dossier/été = bilan=final.png';
     await c.request('smudge', odd, broken);
     assert.equal((await c.response()).status, 'error');
-    assert.ok(c.stderr.includes(`git-panini: ${odd}: `), `the log names ${odd} exactly:\n${c.stderr}`);
+    assert.ok((await c.logged(`git-panini: ${odd}: `)).includes(`git-panini: ${odd}: `), `the log names ${odd} exactly:\n${c.stderr}`);
 
     await c.request('smudge', 'photo.png', photoConcept);
     const next = await c.response();
@@ -467,7 +480,7 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     await c.handshake();
     await c.request('smudge', 'photo.png', photoConcept, ['can-delay=1']);
     assert.equal((await c.response()).status, 'error', 'no remote to wait for: not delayed');
-    assert.match(c.stderr, /^git-panini: photo\.png: \d+ atoms? missing from the local store/m, 'one line naming the file once');
+    assert.match(await c.logged(/^git-panini: photo\.png: \d+ atoms? missing from the local store/m), /^git-panini: photo\.png: \d+ atoms? missing from the local store/m, 'one line naming the file once');
     assert.match(c.stderr, /panini\.url|PANINI_SKIP_SMUDGE/, 'says what to do');
 
     await c.request('smudge', 'note.txt', Buffer.from('plain\n'));

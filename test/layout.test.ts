@@ -2,7 +2,8 @@
  * Layouts (store/layout.ts): a file of many atoms rebuilt through real Git records where its bytes
  * lie in the packs; its next rebuild reads those runs without decoding a manifest or looking up an
  * atom, and comes out byte for byte. A damaged, foreign or stale layout is ignored and recorded
- * again; gc drops the layouts of files nothing reaches and of packs that are gone.
+ * again; gc drops the layouts of files nothing reaches and of packs that are gone. Small packs a
+ * file needs much of are read whole, once per process.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -145,4 +146,21 @@ test('gc drops the layouts of files nothing reaches and of packs no longer in th
   rmSync(file);
   sb.git(repo, ['checkout', '--', 'big.bin']);
   assert.equal(sha256(readFileSync(file)), concept.oid, 'and still serves its file');
+});
+
+test('a small pack a file needs much of is read whole once per process, and files rebuilt from it come out exact', { timeout: 60_000 }, (t) => {
+  const { root, concept } = setup(t);
+  const store = new LocalStore(root);
+  const packs = store.packIndexes();
+  assert.equal(packs.length, 2);
+  for (const pack of packs) {
+    const bytes = readFileSync(pack.packPath);
+    const half = Math.ceil(bytes.length / 2);
+    assert.equal(store.wholePack(pack, half - 1), null, 'less than half of it needed: read through windows');
+    const whole = store.wholePack(pack, half);
+    assert.ok(whole?.equals(bytes), 'half of it needed: read whole');
+    assert.equal(store.wholePack(pack, 1), whole, 'then kept: the same bytes, not read again, whatever is needed');
+  }
+  assert.equal(sha256(rebuild(concept, store)), concept.oid, 'rebuilt from atoms through the whole packs');
+  assert.equal(sha256(rebuild(concept, store)), concept.oid, 'and through its layout');
 });

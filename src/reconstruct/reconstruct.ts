@@ -128,18 +128,33 @@ interface Window {
  */
 class PackWindows {
   private readonly windows: Window[] = [];
+  /** Packs read whole (AtomReader.wholePack): leaves in them are slices, never read again. */
+  private readonly wholes = new Map<AtomLocation['pack'], Buffer>();
   private readonly repeats = new Map<string, Buffer>();
   private repeatBytes = 0;
   private reads = 0;
 
   /** `fileSize`: a window never reads past what the rest of the file could need (a small file reads its own bytes). */
-  constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>>, private readonly fileSize: number, private readonly release: () => void) {}
+  constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>> & Pick<AtomReader, 'wholePack'>, private readonly fileSize: number, private readonly release: () => void) {}
+
+  /** Reads whole the small packs of which `locations` (the file's, in order) need much (AtomReader.wholePack). */
+  readWhole(locations: readonly (AtomLocation | null)[]): void {
+    if (!this.store.wholePack) return;
+    const needed = new Map<AtomLocation['pack'], number>();
+    for (const at of locations) if (at) needed.set(at.pack, (needed.get(at.pack) ?? 0) + at.size);
+    for (const [pack, bytes] of needed) {
+      const whole = this.store.wholePack(pack!, bytes);
+      if (whole) this.wholes.set(pack, whole);
+    }
+  }
 
   /**
    * The unverified bytes at `at`, which start at `fileOffset` in the file; null if its pack is gone
    * (gc rewrote it). `atom`: the leaf's hash, when they are one atom's (a small one may be kept).
    */
   read(at: AtomLocation, fileOffset: number, atom?: string): Buffer | null {
+    const whole = this.wholes.get(at.pack);
+    if (whole && at.offset + at.size <= whole.length) return whole.subarray(at.offset, at.offset + at.size);
     this.reads++;
     let continued: Window | null = null;
     for (const w of this.windows) {
@@ -215,7 +230,7 @@ export function reconstruct(
   };
   const release = options.release;
   const windows = unchecked && release && store.packedAt && store.readPackRange
-    ? new PackWindows({ readPackRange: store.readPackRange.bind(store) }, concept.size, () => {
+    ? new PackWindows({ readPackRange: store.readPackRange.bind(store), wholePack: store.wholePack?.bind(store) }, concept.size, () => {
       emitSpan();
       release();
       lag?.catchUp(); // window memory is read into again next
@@ -238,6 +253,7 @@ export function reconstruct(
   if (lag) options.whileBlocked!(lag.step);
   try {
     if (layout) {
+      windows!.readWhole(layout);
       let fileOffset = 0;
       for (const run of layout) {
         for (let done = 0; done < run.size; done += WINDOW_BYTES) {
@@ -250,6 +266,7 @@ export function reconstruct(
       }
     } else {
       const plan = options.plan;
+      if (plan) windows?.readWhole(plan.at);
       let i = 0;
       for (const leaf of plan?.leaves ?? expandRefs(concept.refs, store)) {
         const at = !windows ? null : plan ? plan.at[i++]! : store.packedAt!(leaf.hash);

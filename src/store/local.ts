@@ -46,6 +46,13 @@ export interface AtomReader {
    * from then on: a gc removing them meanwhile does not cut the reads short.
    */
   layoutOf?(oid: string, size: number): AtomLocation[] | null;
+  /**
+   * Optional: the whole of a small pack (up to 32 MiB) of which a file needs `needed` bytes, read
+   * once and kept for the process (up to 64 MiB of packs), if it is worth it: at least half of it
+   * needed, or already read. A file's runs jump about its packs (frames shared with other files,
+   * tracks stored apart), and windows read the same bytes again for each file. Null otherwise.
+   */
+  wholePack?(pack: PackIndex, needed: number): Buffer | null;
   /** Optional: records a file's layout (quietly not, in a store that cannot be written). */
   recordLayout?(oid: string, size: number, runs: readonly LayoutRun[]): void;
   /** Optional: drops a file's layout (its bytes did not match: the file is then read atom by atom). */
@@ -91,6 +98,11 @@ function packedLocation(pack: PackIndex, i: number): AtomLocation {
   return { path: pack.packPath, offset: pack.offsetOf(i), size: pack.sizeOf(i), pack };
 }
 
+/** Packs up to this size may be read whole and kept (wholePack)... */
+const MAX_WHOLE_PACK = 32 * 1024 * 1024;
+/** ...up to this much of them at a time. */
+const MAX_WHOLE_PACKS = 64 * 1024 * 1024;
+
 /** Open pack file descriptors kept for reads; beyond this the oldest is closed. */
 const MAX_OPEN_PACKS = 32;
 
@@ -109,6 +121,8 @@ export class LocalStore implements AtomReader, AtomWriter {
   private packs: Map<string, PackIndex> | null = null;
   /** The pack of the last atom found: a file's atoms mostly lie in one pack, looked in first. */
   private lastHit: PackIndex | null = null;
+  /** Small packs read whole (wholePack), least recently used first. */
+  private readonly wholePacks = new Map<string, Buffer>();
   private readonly openPacks = new Map<string, number>();
   /** Loose shard directories seen, by first-level name: lets a writer skip a lookup bound to fail. */
   private readonly looseShards = new Map<string, Set<string>>();
@@ -215,6 +229,33 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /** The stored bytes without verification (for fsck, which reports rather than throws). */
+  wholePack(pack: PackIndex, needed: number): Buffer | null {
+    const kept = this.wholePacks.get(pack.id);
+    if (kept) {
+      this.wholePacks.delete(pack.id); // most recently used last
+      this.wholePacks.set(pack.id, kept);
+      return kept;
+    }
+    try {
+      const fd = this.packFd(pack);
+      const size = fstatSync(fd).size;
+      if (size > MAX_WHOLE_PACK || needed * 2 < size) return null;
+      const bytes = Buffer.allocUnsafe(size);
+      if (readFully(fd, bytes, 0, size, 0) !== size) return null;
+      let held = size;
+      for (const b of this.wholePacks.values()) held += b.length;
+      for (const [id, b] of this.wholePacks) {
+        if (held <= MAX_WHOLE_PACKS) break;
+        this.wholePacks.delete(id);
+        held -= b.length;
+      }
+      this.wholePacks.set(pack.id, bytes);
+      return bytes;
+    } catch {
+      return null; // gone: its atoms are read one by one
+    }
+  }
+
   private layoutPath(oid: string): string {
     return join(this.layoutsDir, oid.slice(0, 2), oid);
   }
