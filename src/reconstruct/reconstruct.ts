@@ -6,7 +6,7 @@ import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
 import { distinctLeaves, expandRefs } from '../concept/manifest.js';
 import { AtomError, PaniniError } from '../errors.js';
-import type { AtomLocation, AtomReader } from '../store/local.js';
+import { MAX_WHOLE_PACKS, type AtomLocation, type AtomReader } from '../store/local.js';
 import { LayoutBuilder } from '../store/layout.js';
 import { FileHasher } from '../store/pack-writer.js';
 
@@ -137,14 +137,20 @@ class PackWindows {
   /** `fileSize`: a window never reads past what the rest of the file could need (a small file reads its own bytes). */
   constructor(private readonly store: Required<Pick<AtomReader, 'readPackRange'>> & Pick<AtomReader, 'wholePack'>, private readonly fileSize: number, private readonly release: () => void) {}
 
-  /** Reads whole the small packs of which `locations` (the file's, in order) need much (AtomReader.wholePack). */
+  /**
+   * Reads whole the small packs of which `locations` (the file's, in order) need much
+   * (AtomReader.wholePack), up to MAX_WHOLE_PACKS for the file.
+   */
   readWhole(locations: readonly (AtomLocation | null)[]): void {
     if (!this.store.wholePack) return;
     const needed = new Map<AtomLocation['pack'], number>();
     for (const at of locations) if (at) needed.set(at.pack, (needed.get(at.pack) ?? 0) + at.size);
+    let held = 0;
     for (const [pack, bytes] of needed) {
       const whole = this.store.wholePack(pack!, bytes);
-      if (whole) this.wholes.set(pack, whole);
+      if (!whole) continue;
+      if ((held += whole.length) > MAX_WHOLE_PACKS) return;
+      this.wholes.set(pack, whole);
     }
   }
 
@@ -259,7 +265,10 @@ export function reconstruct(
         for (let done = 0; done < run.size; done += WINDOW_BYTES) {
           const size = Math.min(WINDOW_BYTES, run.size - done);
           const bytes = windows!.read({ ...run, offset: run.offset + done, size }, fileOffset);
-          if (!bytes) throw new PaniniError(`pack ${run.pack!.id} was cut short while it was read`, 'run `git panini fsck`, then the command again');
+          if (!bytes) {
+            store.forgetLayout?.(concept.oid);
+            throw new PaniniError(`pack ${run.pack!.id} was cut short while it was read`, 'run `git panini fsck`, then the command again');
+          }
           take(bytes);
           fileOffset += size;
         }

@@ -100,8 +100,8 @@ function packedLocation(pack: PackIndex, i: number): AtomLocation {
 
 /** Packs up to this size may be read whole and kept (wholePack)... */
 const MAX_WHOLE_PACK = 32 * 1024 * 1024;
-/** ...up to this much of them at a time. */
-const MAX_WHOLE_PACKS = 64 * 1024 * 1024;
+/** ...up to this much of them at a time (and for one file). */
+export const MAX_WHOLE_PACKS = 64 * 1024 * 1024;
 
 /** Open pack file descriptors kept for reads; beyond this the oldest is closed. */
 const MAX_OPEN_PACKS = 32;
