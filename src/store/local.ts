@@ -228,7 +228,6 @@ export class LocalStore implements AtomReader, AtomWriter {
     }
   }
 
-  /** The stored bytes without verification (for fsck, which reports rather than throws). */
   wholePack(pack: PackIndex, needed: number): Buffer | null {
     const kept = this.wholePacks.get(pack.id);
     if (kept) {
@@ -332,6 +331,7 @@ export class LocalStore implements AtomReader, AtomWriter {
     return removed;
   }
 
+  /** The stored bytes without verification (for fsck, which reports rather than throws). */
   readRaw(hash: string): Buffer {
     const path = this.atomPath(hash); // checks the name first
     const packed = this.findPacked(hash);
