@@ -185,6 +185,11 @@ function parseHexLength(buf: Buffer, at: number): number {
   return len;
 }
 
+/** The four hex digits that start a packet of `payloadBytes`. */
+function pktHeader(payloadBytes: number): string {
+  return (payloadBytes + 4).toString(16).padStart(4, '0');
+}
+
 /**
  * Buffers small packets and writes them in large syscalls. Content fills packets to the maximum
  * size whatever the pieces it comes in (a media file's atoms are often a few hundred bytes): Git
@@ -207,7 +212,7 @@ export class PktWriter {
   text(line: string): void {
     const payload = Buffer.from(line + '\n');
     this.closePacket();
-    this.queue(Buffer.from((payload.length + 4).toString(16).padStart(4, '0')));
+    this.queue(Buffer.from(pktHeader(payload.length), 'latin1'));
     this.queue(payload);
     this.sendIfLarge();
   }
@@ -255,7 +260,7 @@ export class PktWriter {
 
   private closePacket(): void {
     if (!this.open) return;
-    this.open.header.write((this.open.length + 4).toString(16).padStart(4, '0'), 'latin1');
+    this.open.header.write(pktHeader(this.open.length), 'latin1');
     this.open = null;
   }
 

@@ -11,7 +11,7 @@
  *   its offset in that pack (u64 BE) and its length (u32 BE), then the SHA-256 of all before it.
  */
 import { sha256Hex } from '../hash.js';
-import { PACK_MAGIC } from './pack.js';
+import { getUint64, PACK_MAGIC, setUint64 } from './pack.js';
 
 const MAGIC = Buffer.from('PANINI-LAYOUT 1\n', 'latin1');
 const HEADER = MAGIC.length + 32 + 8 + 8;
@@ -68,17 +68,18 @@ export function encodeLayout(oid: string, size: number, runs: readonly LayoutRun
   const packs = [...new Set(runs.map((r) => r.pack))];
   const number = new Map(packs.map((id, i) => [id, i]));
   const out = Buffer.alloc(HEADER + packs.length * 32 + runs.length * RUN_BYTES + SUM_BYTES);
+  const view = new DataView(out.buffer, out.byteOffset, out.length);
   MAGIC.copy(out, 0);
   out.write(oid, MAGIC.length, 'hex');
-  out.writeBigUInt64BE(BigInt(size), MAGIC.length + 32);
-  out.writeUInt32BE(packs.length, MAGIC.length + 40);
-  out.writeUInt32BE(runs.length, MAGIC.length + 44);
+  setUint64(view, MAGIC.length + 32, size);
+  view.setUint32(MAGIC.length + 40, packs.length);
+  view.setUint32(MAGIC.length + 44, runs.length);
   let at = HEADER;
   for (const id of packs) at += out.write(id, at, 'hex');
   for (const r of runs) {
-    out.writeUInt32BE(number.get(r.pack)!, at);
-    out.writeBigUInt64BE(BigInt(r.offset), at + 4);
-    out.writeUInt32BE(r.size, at + 12);
+    view.setUint32(at, number.get(r.pack)!);
+    setUint64(view, at + 4, r.offset);
+    view.setUint32(at + 12, r.size);
     at += RUN_BYTES;
   }
   out.write(sha256Hex(out.subarray(0, at)), at, 'hex');
@@ -94,18 +95,19 @@ export function decodeLayout(raw: Buffer, oid: string, size: number): LayoutRun[
   if (raw.length < HEADER + SUM_BYTES || !raw.subarray(0, MAGIC.length).equals(MAGIC)) return null;
   const body = raw.subarray(0, raw.length - SUM_BYTES);
   if (sha256Hex(body) !== raw.toString('hex', body.length)) return null;
-  if (raw.toString('hex', MAGIC.length, MAGIC.length + 32) !== oid || Number(raw.readBigUInt64BE(MAGIC.length + 32)) !== size) return null;
-  const packCount = raw.readUInt32BE(MAGIC.length + 40);
-  const runCount = raw.readUInt32BE(MAGIC.length + 44);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
+  if (raw.toString('hex', MAGIC.length, MAGIC.length + 32) !== oid || getUint64(view, MAGIC.length + 32) !== size) return null;
+  const packCount = view.getUint32(MAGIC.length + 40);
+  const runCount = view.getUint32(MAGIC.length + 44);
   if (packCount > MAX_LAYOUT_PACKS || runCount > MAX_LAYOUT_RUNS || body.length !== HEADER + packCount * 32 + runCount * RUN_BYTES) return null;
   const packs: string[] = [];
   for (let i = 0; i < packCount; i++) packs.push(raw.toString('hex', HEADER + i * 32, HEADER + (i + 1) * 32));
   const runs: LayoutRun[] = [];
   let covered = 0;
   for (let at = HEADER + packCount * 32; at < body.length; at += RUN_BYTES) {
-    const pack = packs[raw.readUInt32BE(at)];
-    const offset = Number(raw.readBigUInt64BE(at + 4));
-    const length = raw.readUInt32BE(at + 12);
+    const pack = packs[view.getUint32(at)];
+    const offset = getUint64(view, at + 4);
+    const length = view.getUint32(at + 12);
     if (pack === undefined || offset < PACK_MAGIC.length || length === 0) return null;
     runs.push({ pack, offset, size: length });
     covered += length;
@@ -115,8 +117,8 @@ export function decodeLayout(raw: Buffer, oid: string, size: number): LayoutRun[
 
 /** The pack ids a layout names (for gc), or null if it is not a whole layout. */
 export function layoutPacks(raw: Buffer): string[] | null {
-  if (raw.length < HEADER + SUM_BYTES || !raw.subarray(0, MAGIC.length).equals(MAGIC)) return null;
-  const oid = raw.toString('hex', MAGIC.length, MAGIC.length + 32);
-  const runs = decodeLayout(raw, oid, Number(raw.readBigUInt64BE(MAGIC.length + 32)));
+  if (raw.length < HEADER) return null;
+  // The file's oid and size as the layout states them: decodeLayout checks the rest.
+  const runs = decodeLayout(raw, raw.toString('hex', MAGIC.length, MAGIC.length + 32), getUint64(new DataView(raw.buffer, raw.byteOffset, raw.length), MAGIC.length + 32));
   return runs && [...new Set(runs.map((r) => r.pack))];
 }
