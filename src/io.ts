@@ -54,11 +54,14 @@ const IDLE_CHECK_MS = 0.1;
  * filter its next request within a fraction of a millisecond, so polling that long finds it
  * there. Only worth it with a core to spare: Git runs on the other one meanwhile.
  *
+ * `ahead`, if given, is done first when nothing has come yet: work for the likely next request,
+ * done while Git works on the last answer on the other core.
+ *
  * With pending `idle` work, the reader then keeps looking every 0.1 ms, asleep in between, and
  * does the work if nothing came for `idle.afterMs`, before it sleeps in the kernel.
  */
-export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number, idle?: IdleWork): number {
-  const start = performance.now();
+export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number, idle?: IdleWork, ahead?: () => void): number {
+  let start = performance.now();
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0; // each empty poll throws EAGAIN: no stack to capture
   const tryRead = (): number | null => {
@@ -72,10 +75,13 @@ export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number,
     }
   };
   try {
-    let got: number | null;
-    do {
+    let got = tryRead();
+    if (got === null && ahead) {
+      ahead();
+      start = performance.now();
       got = tryRead();
-    } while (got === null && performance.now() < start + pollMs);
+    }
+    while (got === null && performance.now() < start + pollMs) got = tryRead();
     if (got === null && idle?.pending()) {
       while (got === null && performance.now() < start + idle.afterMs) {
         Atomics.wait(pause, 0, 0, IDLE_CHECK_MS);

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { chmodSync, closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { LocalStore } from '../src/store/local.js';
 import { cliPath, git, hermeticEnv, tempDir, tempRepo, type TempRepo } from './helpers/cli.js';
 import { readFixture } from './helpers/fixtures.js';
 import { sha256 } from './helpers/git.js';
+import { flipByte } from './helpers/store-files.js';
 
 const MAX_PAYLOAD = 65516;
 const READ_TIMEOUT_MS = 30_000;
@@ -36,8 +38,11 @@ class FilterClient {
   private wake: (() => void) | null = null;
   readonly exited: Promise<number | null>;
 
-  constructor(cwd: string, env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [cliPath, 'filter-process'], { cwd, env: hermeticEnv(env), stdio: 'pipe' });
+  /** `throughPipe`: the filter reads a real pipe, as from Git (fed by `cat`), where it polls for requests. */
+  constructor(cwd: string, env: NodeJS.ProcessEnv = {}, throughPipe = false) {
+    this.child = throughPipe
+      ? spawn('sh', ['-c', 'cat | "$0" "$1" filter-process', process.execPath, cliPath], { cwd, env: hermeticEnv(env), stdio: 'pipe' })
+      : spawn(process.execPath, [cliPath, 'filter-process'], { cwd, env: hermeticEnv(env), stdio: 'pipe' });
     this.child.stdout.on('data', (d: Buffer) => {
       this.chunks.push(d);
       this.available += d.length;
@@ -189,8 +194,8 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
   /** A repository whose store is empty: concepts from `repo` have no atoms there. */
   let emptyRepo: TempRepo;
   const clients: FilterClient[] = [];
-  const open = (dir = repo.dir, env: NodeJS.ProcessEnv = {}): FilterClient => {
-    const c = new FilterClient(dir, env);
+  const open = (dir = repo.dir, env: NodeJS.ProcessEnv = {}, throughPipe = false): FilterClient => {
+    const c = new FilterClient(dir, env, throughPipe);
     clients.push(c);
     return c;
   };
@@ -324,6 +329,61 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
       const store = new LocalStore(fresh.store);
       assert.equal(store.packIndexes().length, 2);
       for (const { bytes } of cleaned) assert.ok(store.get(sha256(bytes)).equals(bytes));
+    } finally {
+      fresh.dispose();
+    }
+  });
+
+  it('small files are read ahead in pack order while Git is busy, and sent verified; a damaged one read ahead is still an error naming its file', async () => {
+    const fresh = tempRepo();
+    try {
+      const c = open(fresh.dir);
+      await c.handshake();
+      const files: { name: string; bytes: Buffer; concept: Buffer }[] = [];
+      for (let i = 0; i < 160; i++) { // past the first 128 new atoms, which are loose: these are packed, in this order
+        const bytes = randomBytesSeeded(3000 + i * 97, 9000 + i);
+        await c.request('clean', `f${i}.bin`, bytes);
+        const r = await c.response();
+        assert.equal(r.status, 'success', c.stderr);
+        files.push({ name: `f${i}.bin`, bytes, concept: r.content! });
+      }
+      assert.equal(await c.close(), 0);
+      // Git writes each file before it asks for the next: a pause here lets the filter read ahead.
+      const smudgeInTurn = async (client: FilterClient, from: number, to: number): Promise<{ status: string; content: Buffer | null; finalStatus: string | null }[]> => {
+        const responses = [];
+        for (let i = from; i < to; i++) {
+          await client.request('smudge', files[i]!.name, files[i]!.concept, ['can-delay=1']);
+          responses.push(await client.response());
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        return responses;
+      };
+      const readsAhead = availableParallelism() > 1; // only with a core to spare (it polls for Git's requests)
+      const traced = open(fresh.dir, { PANINI_TRACE: '1' }, true);
+      await traced.handshake();
+      for (const [i, r] of (await smudgeInTurn(traced, 130, 150)).entries()) {
+        assert.equal(r.status, 'success', traced.stderr);
+        assert.ok(r.content!.equals(files[130 + i]!.bytes), `${files[130 + i]!.name}: exact bytes`);
+        assert.equal(r.finalStatus, null);
+      }
+      assert.equal(await traced.close(), 0);
+      const sent = Number(/(\d+) small files sent as read ahead/.exec(await traced.logged('read ahead'))?.[1]);
+      if (readsAhead) assert.ok(sent >= 10, `most of the 19 files after the first were read ahead: ${traced.stderr}`);
+      else assert.equal(sent, 0);
+
+      const damaged = files[140]!;
+      const at = new LocalStore(fresh.store).packedAt(sha256(damaged.bytes));
+      assert.ok(at, 'a packed atom');
+      flipByte(at.path, at.offset + 1000);
+      const again = open(fresh.dir, { PANINI_TRACE: '1' }, true);
+      await again.handshake();
+      const responses = await smudgeInTurn(again, 137, 142);
+      for (const i of [0, 1, 2, 4]) assert.ok(responses[i]!.content!.equals(files[137 + i]!.bytes), `${files[137 + i]!.name}: exact bytes`);
+      const bad = responses[3]!;
+      assert.ok(bad.status === 'error' || bad.finalStatus === 'error', 'the damaged atom is not sent as the file: Git discards it');
+      const corrupt = new RegExp(`^git-panini: f140\\.bin: atom ${sha256(damaged.bytes)} is corrupt`, 'm');
+      assert.match(await again.logged(corrupt), corrupt);
+      assert.equal(await again.close(), 0);
     } finally {
       fresh.dispose();
     }

@@ -16,6 +16,7 @@ import { leafRefs, reconstruct } from '../src/reconstruct/reconstruct.js';
 import { BufferSource } from '../src/source.js';
 import { ingest, ingestStream } from '../src/store/ingest.js';
 import { LocalStore } from '../src/store/local.js';
+import * as packModule from '../src/store/pack.js';
 import { PackWriter, rewritePacks } from '../src/store/pack-writer.js';
 import { tempDir } from './helpers/cli.js';
 import { prng } from './helpers/fixtures.js';
@@ -392,6 +393,36 @@ describe('packs', () => {
     assert.equal(reader.has(victim.hash), false);
     for (const leaf of leaves) if (leaf.hash !== victim.hash) assert.equal(reader.get(leaf.hash).length, leaf.size);
   });
+});
+
+test('the atom written after another: found from its pack index whatever the hash order, none after the last one or across a gap', () => {
+  const store = freshStore();
+  const atoms = [5000, 0, 124, 70_000, 4].map((size, i) => randomBytes(size, 600 + i));
+  const writer = new PackWriter(store);
+  for (const bytes of atoms) writer.put(sha256Hex(bytes), bytes);
+  writer.finish();
+  const hashes = atoms.map((a) => sha256Hex(a));
+  // The empty atom starts where the next one does: after atom 0 comes one of the two.
+  assert.ok([hashes[1], hashes[2]].includes(store.packedAfter(hashes[0]!)?.hash ?? ''));
+  for (const i of [2, 3]) {
+    const next = store.packedAfter(hashes[i]!);
+    assert.equal(next?.hash, hashes[i + 1]);
+    assert.equal(next?.size, atoms[i + 1]!.length);
+    assert.ok(store.readPackRange(next!, next!.size, Buffer.alloc(next!.size))!.equals(atoms[i + 1]!));
+  }
+  assert.equal(store.packedAfter(hashes[4]!), null, 'the last atom of the pack');
+  assert.equal(store.packedAfter(sha256Hex(Buffer.from('not stored'))), null);
+
+  const { encodeIndex, PackIndex } = packModule;
+  const entries = [{ hash: 'a'.repeat(64), offset: 16, size: 10 }, { hash: 'b'.repeat(64), offset: 40, size: 5 }, { hash: '0'.repeat(64), offset: 26, size: 14 }];
+  const { id, bytes } = encodeIndex(entries);
+  const index = PackIndex.parse(bytes, id, 45, 'p', 'i')!;
+  const at = (hash: string): number => index.find(hash);
+  assert.equal(index.following(at('a'.repeat(64))), at('0'.repeat(64)));
+  assert.equal(index.following(at('0'.repeat(64))), at('b'.repeat(64)));
+  assert.equal(index.following(at('b'.repeat(64))), -1);
+  const gap = encodeIndex([{ hash: 'a'.repeat(64), offset: 16, size: 10 }, { hash: 'b'.repeat(64), offset: 27, size: 5 }]);
+  assert.equal(PackIndex.parse(gap.bytes, gap.id, 32, 'p', 'i')!.following(0), -1, 'bytes between them: not the next atom');
 });
 
 test('more than 16 packs: gc merges the small ones into one, every atom still there, with the newest time of those it replaced', () => {

@@ -42,6 +42,7 @@ export async function run(): Promise<number> {
     },
     skipSmudge: skipSmudge(),
     log: (line) => process.stderr.write(line + '\n'),
+    trace: Boolean(process.env.PANINI_TRACE),
   });
   await mergePacksIfMany(ctx);
   return 0;

@@ -52,7 +52,7 @@ Cleaning up:
 Environment:
   PANINI_STORAGE     atom store directory (outside a repository, or to override panini.storage)
   PANINI_SKIP_SMUDGE=1  check out concepts instead of files
-  PANINI_TRACE=1     print stack traces on errors
+  PANINI_TRACE=1     print stack traces on errors, and what the filter process did as it ends
 `;
 
 export function run(): number {

@@ -7,12 +7,13 @@
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
+import { MANIFEST_TYPES } from '../atom.js';
 import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, planLeaves, reconstruct, wholeFileAtom, wholeFileRef, type LeafPlan } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
-import type { AtomLocation } from '../store/local.js';
+import type { AtomLocation, LocalStore } from '../store/local.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 import type { SmallFileAtoms } from '../store/small-files.js';
 
@@ -25,6 +26,8 @@ export interface FilterOptions {
   /** Leave concepts in the worktree (PANINI_SKIP_SMUDGE). */
   skipSmudge: boolean;
   log?: (line: string) => void;
+  /** Log what the process did as it ends (PANINI_TRACE). */
+  trace?: boolean;
 }
 
 const CAPABILITIES = ['clean', 'smudge', 'delay'];
@@ -39,6 +42,58 @@ const SEAL_WHEN_IDLE_MS = 20;
 /** A small file's atom is read into this buffer, reused from file to file (sent before the next). */
 const SMALL_ATOM_BYTES = 1024 * 1024;
 let smallAtomBuffer: Buffer | undefined;
+
+/** Past this many more misses than hits, SmallAtomsAhead stops guessing (files not in pack order). */
+const MAX_AHEAD_MISSES = 32;
+
+/**
+ * The small files of a checkout are asked for in Git's index order, which is the order `git add`
+ * cleaned them in, so the order of their atoms in the pack of small files. While Git writes one
+ * file (on the other core), the atom after it in its pack is read and hashed; if Git asks for it
+ * next, it is sent at once, verified already. A wrong guess costs that work, done while waiting.
+ */
+class SmallAtomsAhead {
+  private buffer: Buffer | undefined;
+  private prepared: { hash: string; bytes: Buffer } | null = null;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly store: LocalStore, private readonly reader: PktReader) {}
+
+  /** The atom's bytes, verified, if they are the ones prepared. */
+  take(hash: string, size: number): Buffer | null {
+    const prepared = this.prepared;
+    this.prepared = null;
+    if (!prepared) return null;
+    if (prepared.hash !== hash || prepared.bytes.length !== size) {
+      this.misses++;
+      return null;
+    }
+    this.hits++;
+    return prepared.bytes;
+  }
+
+  /**
+   * The concept's file was just sent: if it lists its atoms itself (no manifest), the atom after its
+   * last one is prepared while the reader waits for Git's next request.
+   */
+  sent(concept: Pick<Concept, 'refs'>): void {
+    const last = concept.refs[concept.refs.length - 1];
+    if (!last || MANIFEST_TYPES.has(last.type) || this.misses > this.hits + MAX_AHEAD_MISSES) return;
+    const hash = last.hash;
+    this.reader.ahead = () => {
+      try {
+        const next = this.store.packedAfter(hash);
+        const buffer = (this.buffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
+        if (!next || next.size === 0 || next.size >= buffer.length) return;
+        const bytes = this.store.readPackRange(next, next.size, buffer);
+        if (bytes && sha256Hex(bytes) === next.hash) this.prepared = { hash: next.hash, bytes };
+      } catch {
+        // only a guess: the request, when it comes, reads the atom as usual and reports any error
+      }
+    };
+  }
+}
 
 let cleanModule: typeof import('../cli/clean.js') | undefined;
 /** Files to clean that fit in memory are received here, reused from file to file (each is disposed of before the next). */
@@ -64,10 +119,13 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
     }
   };
   reader.idle = { afterMs: SEAL_WHEN_IDLE_MS, pending: () => smallFiles?.unnamed ?? false, run: sealSmallFiles };
+  const ahead = new SmallAtomsAhead(ctx.store, reader);
   for (;;) {
     const request = reader.readKeyValues();
+    reader.ahead = null; // the guess is for the request that was still to come
     if (request === undefined) {
       sealSmallFiles();
+      if (options.trace) options.log?.(`git-panini: filter-process: ${ahead.hits} small files sent as read ahead, ${ahead.misses} read ahead for nothing`);
       if (unrecorded) options.log?.(`git-panini: ${unrecorded.pathname}: ${errorMessage(storeFailure(unrecorded.err, ctx.store.root))}`);
       return; // Git closed the pipe: done
     }
@@ -143,7 +201,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
           unrecorded = { pathname, err };
         }
       } else {
-        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried);
+        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried, ahead);
       }
     } catch (err) {
       if (!contentEnded) drainContent(reader); // a streamed input failed half-way
@@ -159,7 +217,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
 
 async function smudge(
   ctx: Context, writer: PktWriter, options: FilterOptions, input: SpooledInput, pathname: string, canDelay: boolean,
-  delayed: Map<string, { concept: Concept; error?: string }>, retried: { failed: number },
+  delayed: Map<string, { concept: Concept; error?: string }>, retried: { failed: number }, ahead: SmallAtomsAhead,
 ): Promise<void> {
   const wasDelayed = delayed.get(pathname);
   if (wasDelayed && input.source.size === 0) {
@@ -191,11 +249,17 @@ async function smudge(
   // always does (a delay, a fetch, or the error).
   const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
   const only = wholeFileRef(concept);
+  const verified = only && ahead.take(only.hash, only.size);
+  if (only && verified) {
+    respondContent(writer, (emit) => emit(verified));
+    return ahead.sent(concept);
+  }
   const unchecked = only && ctx.store.readUnchecked(only.hash, only.size, scratch);
   if (only && unchecked) {
-    return respondContent(writer, (emit) => emit(unchecked), () => {
+    respondContent(writer, (emit) => emit(unchecked), () => {
       if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');
     });
+    return ahead.sent(concept);
   }
   let single: Buffer | null = null;
   try {
@@ -203,7 +267,10 @@ async function smudge(
   } catch {
     single = null;
   }
-  if (single) return respondContent(writer, (emit) => emit(single));
+  if (single) {
+    respondContent(writer, (emit) => emit(single));
+    return ahead.sent(concept);
+  }
   // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up.
   const layout = ctx.store.layoutOf(concept.oid, concept.size);
   if (layout) return serveConcept(ctx, writer, concept, [], undefined, layout);
@@ -218,7 +285,8 @@ async function smudge(
     await options.fetcher([concept]);
     return serveConcept(ctx, writer, concept); // looks again after the download
   }
-  return serveConcept(ctx, writer, concept, missing, plan ?? undefined);
+  serveConcept(ctx, writer, concept, missing, plan ?? undefined);
+  ahead.sent(concept);
 }
 
 /** `missing`: the concept's missing atoms if just checked (and `plan` or `layout`, its leaves found then); else they are looked up. */

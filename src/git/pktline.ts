@@ -32,6 +32,8 @@ export class PktReader {
 
   /** Done while waiting for the next request, once Git has sent nothing for a while (readFdPolling). */
   idle: IdleWork | undefined;
+  /** Done once, while waiting for the next request if it has not come yet (readFdPolling); only when polling. */
+  ahead: (() => void) | null = null;
 
   /** Next packet's payload, null for a flush packet, undefined at end of input. */
   read(): Buffer | null | undefined {
@@ -160,8 +162,13 @@ export class PktReader {
         this.end -= this.start;
         this.start = 0;
       }
+      let ahead: (() => void) | undefined;
+      if (poll && this.pollMs > 0 && this.ahead) {
+        ahead = this.ahead;
+        this.ahead = null;
+      }
       const got = poll && this.nonBlockingFd >= 0
-        ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end, this.idle)
+        ? readFdPolling(this.fd, this.nonBlockingFd, this.pollMs, this.buf, this.end, this.buf.length - this.end, this.idle, ahead)
         : readFd(this.fd, this.buf, this.end, this.buf.length - this.end);
       if (got === 0) {
         if (this.end === this.start) return false;

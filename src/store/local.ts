@@ -214,6 +214,13 @@ export class LocalStore implements AtomReader, AtomWriter {
     return bytes?.length === size ? bytes : null;
   }
 
+  /** The atom written right after this one in its pack, if it is packed (PackIndex.following). */
+  packedAfter(hash: string): (AtomLocation & { hash: string }) | null {
+    const at = this.locatePacked(hash);
+    const next = at ? at.pack.following(at.i) : -1;
+    return next >= 0 ? { ...packedLocation(at!.pack, next), hash: at!.pack.hashAt(next) } : null;
+  }
+
   packedAt(hash: string): AtomLocation | null {
     return this.findPacked(hash);
   }
@@ -670,18 +677,24 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   private findPacked(hash: string): AtomLocation | null {
+    const found = this.locatePacked(hash);
+    return found && packedLocation(found.pack, found.i);
+  }
+
+  /** The pack holding the atom and its entry there; the pack of the last hit is tried first. */
+  private locatePacked(hash: string): { pack: PackIndex; i: number } | null {
     const packs = this.loadedPacks();
     if (packs.size === 0) return null;
     const last = this.lastHit;
     const first = last && packs.get(last.id) === last ? last : null; // not one a reload dropped
     const i = first ? first.find(hash) : -1;
-    if (i >= 0) return packedLocation(first!, i);
+    if (i >= 0) return { pack: first!, i };
     for (const pack of packs.values()) {
       if (pack === first) continue;
       const j = pack.find(hash);
       if (j < 0) continue;
       this.lastHit = pack;
-      return packedLocation(pack, j);
+      return { pack, i: j };
     }
     return null;
   }
