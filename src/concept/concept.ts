@@ -183,6 +183,52 @@ export function parseConcept(input: Buffer | string): Concept {
   return { version: CONCEPT_VERSION, oid, size, format, info, refs, body: parsed.body, extra, ...(components ? { components } : {}) };
 }
 
+const WHOLE_ATOM_START = '---\npanini: 1\noid: sha256:';
+
+/**
+ * The canonical front matter of a concept of one whole-file atom, its hash and size left out. The
+ * concept of another such file whose front matter differs only there (a checkout of small files
+ * gets thousands of them) is then read by comparing bytes, with the result parseConcept gives: the
+ * filter process knows which atom should come next, so hash and size are compared, not parsed.
+ */
+export class WholeAtomFrontMatter {
+  private constructor(
+    /** The bytes between the slots: before the oid, before the size, before the uri's hash, before the ref's size, the closing fence. */
+    private readonly parts: readonly Buffer[],
+    private readonly concept: Concept,
+  ) {}
+
+  /** The front matter of `raw`, parsed as `concept`, if it is rendered as ours for one whole-file atom; else null. */
+  static of(raw: Buffer, concept: Concept): WholeAtomFrontMatter | null {
+    const ref = concept.refs.length === 1 ? concept.refs[0]! : null;
+    if (!ref || ref.hash !== concept.oid || ref.offset !== 0 || ref.size !== concept.size || concept.components || Object.keys(concept.extra).length > 0) return null;
+    const size = String(concept.size);
+    const sizeLine = `\nsize: ${size}\n`;
+    const refsOpen = 'content_refs:\n  - {uri: "atom://sha256:';
+    const refTail = `", type: ${ref.type}, offset: 0, size: `;
+    const text = raw.toString('latin1', 0, Math.min(raw.length, 64 * 1024)); // one byte per character: offsets are byte offsets
+    const middleAt = WHOLE_ATOM_START.length + 64 + sizeLine.length;
+    const middleEnd = text.indexOf(`\n${refsOpen}${concept.oid}${refTail}${size}}\n---\n`, middleAt - 1) + 1;
+    if (middleEnd <= 0 || !text.startsWith(`${WHOLE_ATOM_START}${concept.oid}${sizeLine}`) || !parseCanonical(text)) return null;
+    const parts = [WHOLE_ATOM_START, '\nsize: ', `\n${text.slice(middleAt, middleEnd)}${refsOpen}`, refTail, '}\n---\n'].map((p) => Buffer.from(p, 'latin1'));
+    return new WholeAtomFrontMatter(parts, concept);
+  }
+
+  /** The concept in `raw` if its front matter is this one with `hash` and `size` in it; else null. */
+  match(raw: Buffer, hash: string, size: number): Concept | null {
+    if (raw.length > MAX_CONCEPT_BYTES || !isAtomHash(hash) || !Number.isSafeInteger(size) || size <= 0) return null;
+    const [start, beforeSize, beforeUri, beforeRefSize, fence] = this.parts;
+    let at = 0;
+    for (const piece of [start!, hash, beforeSize!, String(size), beforeUri!, hash, beforeRefSize!, String(size), fence!]) {
+      const end = at + piece.length;
+      if (end > raw.length || (typeof piece === 'string' ? raw.toString('latin1', at, end) !== piece : raw.compare(piece, 0, piece.length, at, end) !== 0)) return null;
+      at = end;
+    }
+    const c = this.concept;
+    return { ...c, oid: hash, size, refs: [{ ...c.refs[0]!, hash, size }], body: raw.toString('utf8', at), extra: {} };
+  }
+}
+
 function parseComponents(value: unknown, size: number, bad: (why: string) => PaniniError): TrackComponent[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) throw bad('components must be a list');

@@ -6,7 +6,7 @@
  */
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
-import { looksLikeConcept, parseConcept, type Concept } from '../concept/concept.js';
+import { looksLikeConcept, parseConcept, WholeAtomFrontMatter, type Concept } from '../concept/concept.js';
 import { MANIFEST_TYPES } from '../atom.js';
 import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
@@ -50,15 +50,32 @@ const MAX_AHEAD_MISSES = 32;
  * The small files of a checkout are asked for in Git's index order, which is the order `git add`
  * cleaned them in, so the order of their atoms in the pack of small files. While Git writes one
  * file (on the other core), the atom after it in its pack is read and hashed; if Git asks for it
- * next, it is sent at once, verified already. A wrong guess costs that work, done while waiting.
+ * next, its concept is compared with the last one instead of parsed, and the atom sent at once,
+ * verified already. A wrong guess costs that work, done while waiting.
  */
 class SmallAtomsAhead {
   private buffer: Buffer | undefined;
   private prepared: { hash: string; bytes: Buffer } | null = null;
+  /** The front matter of the last concept of one whole-file atom parsed: the next ones are likely alike. */
+  private frontMatter: WholeAtomFrontMatter | null = null;
   hits = 0;
   misses = 0;
 
   constructor(private readonly store: LocalStore, private readonly reader: PktReader) {}
+
+  /**
+   * The concept in `raw`: compared with the last one parsed, for the atom prepared, when there is
+   * one (no parsing); else parsed (and kept to compare the next ones with).
+   */
+  parse(raw: Buffer): Concept {
+    const prepared = this.prepared;
+    const alike = prepared && this.frontMatter?.match(raw, prepared.hash, prepared.bytes.length);
+    if (alike) return alike;
+    const concept = parseConcept(raw);
+    // Made again only where it would have been used (an atom was prepared): else once.
+    if ((prepared || !this.frontMatter) && wholeFileRef(concept)) this.frontMatter = WholeAtomFrontMatter.of(raw, concept) ?? this.frontMatter;
+    return concept;
+  }
 
   /** The atom's bytes, verified, if they are the ones prepared. */
   take(hash: string, size: number): Buffer | null {
@@ -242,7 +259,7 @@ async function smudge(
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
-  const concept = parseConcept(input.source.read(0, input.source.size));
+  const concept = ahead.parse(input.source.read(0, input.source.size));
   // Most small files are one atom: read at once (no presence check first) into a reused buffer and
   // sent, then hashed while Git reads them (a mismatch ends the content with status=error, and Git
   // discards it). If the atom cannot be read so, the path below finds out why and answers as it
