@@ -4,10 +4,10 @@
  * `checkout` or `clone`. Smudges whose atoms must be downloaded are answered `delayed`, then fetched
  * together when Git asks `list_available_blobs`.
  */
+import { MANIFEST_TYPES } from '../atom.js';
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
 import { looksLikeConcept, parseConcept, WholeAtomFrontMatter, type Concept } from '../concept/concept.js';
-import { MANIFEST_TYPES } from '../atom.js';
 import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
