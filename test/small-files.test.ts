@@ -84,6 +84,27 @@ test('git add of many small files: the first 128 new atoms loose, the rest in on
   sandbox.panini(repo, ['fsck']); // fails on any problem
 });
 
+test('a clone of many small files from a folder store: their atoms fetched in one batch, most then sent read ahead, every file exact', { timeout: 120_000 }, (t) => {
+  const sandbox = new GitSandbox(t.after.bind(t));
+  const work = sandbox.initRepo('work');
+  sandbox.panini(work, ['track', '*.bin']);
+  writeFileSync(path.join(work, '.paniniconfig'), `[panini]\n\turl = ${pathToFileURL(sandbox.path('store')).href}\n`);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 300; i++) files.set(`f${i}.bin`, atomBytes(2000 + i));
+  for (const [name, bytes] of files) writeFileSync(path.join(work, name), bytes);
+  sandbox.git(work, ['add', '.']);
+  sandbox.git(work, ['commit', '-q', '-m', 'small files']);
+  const origin = sandbox.initRepo('origin.git', { bare: true });
+  sandbox.git(work, ['push', '-q', origin, 'main']);
+  const { dir, checkout } = sandbox.clone(origin, 'clone', { env: { PANINI_TRACE: '1' } });
+  assert.equal(checkout.status, 0, checkout.stderr);
+  for (const [name, bytes] of files) assert.ok(readFileSync(path.join(dir, name)).equals(bytes), name);
+  const ahead = /(\d+) small files sent as read ahead/.exec(checkout.stderr);
+  assert.ok(ahead, checkout.stderr);
+  if (availableParallelism() > 1) assert.ok(Number(ahead[1]) > 0, `the fetched files are served as a checkout's are: ${checkout.stderr}`);
+  assert.equal(sandbox.git(dir, ['status', '--porcelain']), '');
+});
+
 test('git add whose filter process is killed once Git has written the index: the next command names the pack from its journal, and every file checks out', { timeout: 120_000 }, (t) => {
   const sandbox = new GitSandbox(t.after.bind(t));
   const repo = sandbox.initRepo('work');

@@ -254,6 +254,7 @@ async function smudge(
         throw new PaniniError(`could not download the atoms of ${pathname}: ${errorMessage(err)}`);
       }
     }
+    if (serveSmall(ctx, writer, concept, ahead)) return;
     // A fetch that succeeded stored every atom the concept needs: no need to look for them again.
     return serveConcept(ctx, writer, concept, error ? undefined : []);
   }
@@ -261,34 +262,7 @@ async function smudge(
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
   const concept = ahead.parse(input.source.read(0, input.source.size));
-  // Most small files are one atom: read at once (no presence check first) into a reused buffer and
-  // sent, then hashed while Git reads them (a mismatch ends the content with status=error, and Git
-  // discards it). If the atom cannot be read so, the path below finds out why and answers as it
-  // always does (a delay, a fetch, or the error).
-  const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
-  const only = wholeFileRef(concept);
-  const verified = only && ahead.take(only.hash, only.size);
-  if (only && verified) {
-    respondContent(writer, (emit) => emit(verified));
-    return ahead.sent(concept);
-  }
-  const unchecked = only && ctx.store.readUnchecked(only.hash, only.size, scratch);
-  if (only && unchecked) {
-    respondContent(writer, (emit) => emit(unchecked), () => {
-      if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');
-    });
-    return ahead.sent(concept);
-  }
-  let single: Buffer | null = null;
-  try {
-    single = wholeFileAtom(concept, ctx.store, scratch);
-  } catch {
-    single = null;
-  }
-  if (single) {
-    respondContent(writer, (emit) => emit(single));
-    return ahead.sent(concept);
-  }
+  if (serveSmall(ctx, writer, concept, ahead)) return;
   // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up. A
   // concept that lists fewer atoms than a layout needs, and no manifest, has none.
   const layout = concept.refs.length >= MIN_LAYOUT_ATOMS || concept.refs.some((r) => MANIFEST_TYPES.has(r.type)) ? ctx.store.layoutOf(concept.oid, concept.size) : null;
@@ -306,6 +280,46 @@ async function smudge(
   }
   serveConcept(ctx, writer, concept, missing, plan ?? undefined);
   ahead.sent(concept);
+}
+
+/**
+ * Most small files are one atom, served here: the atom read ahead (verified already), else read at
+ * once (no presence check first) into a reused buffer and sent, then hashed while Git reads it (a
+ * mismatch ends the content with status=error, and Git discards it). False if the file is not one
+ * atom or its atom cannot be read so: the caller finds out why and answers as it always does (a
+ * delay, a fetch, or the error).
+ */
+function serveSmall(ctx: Context, writer: PktWriter, concept: Concept, ahead: SmallAtomsAhead): boolean {
+  const only = wholeFileRef(concept);
+  if (!only) return false;
+  const verified = ahead.take(only.hash, only.size);
+  if (verified) {
+    respondContent(writer, (emit) => emit(verified));
+    ahead.sent(concept);
+    return true;
+  }
+  const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
+  const unchecked = ctx.store.readUnchecked(only.hash, only.size, scratch);
+  if (unchecked) {
+    respondContent(writer, (emit) => emit(unchecked), () => {
+      if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');
+    });
+    ahead.sent(concept);
+    return true;
+  }
+  // Not readable so: too large for the buffer, or damaged, or missing (then nothing to try: a
+  // checkout of a fresh clone asks for thousands of files whose atoms are still to be fetched).
+  if (!ctx.store.has(only.hash)) return false;
+  let single: Buffer | null = null;
+  try {
+    single = wholeFileAtom(concept, ctx.store, scratch);
+  } catch {
+    return false;
+  }
+  if (!single) return false;
+  respondContent(writer, (emit) => emit(single));
+  ahead.sent(concept);
+  return true;
 }
 
 /** `missing`: the concept's missing atoms if just checked (and `plan` or `layout`, its leaves found then); else they are looked up. */
