@@ -184,12 +184,38 @@ export function parseConcept(input: Buffer | string): Concept {
 }
 
 const WHOLE_ATOM_START = '---\npanini: 1\noid: sha256:';
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+/** Front matters of concepts of one whole-file atom kept by a ConceptReader (a checkout mixes a few kinds of file). */
+const MAX_MODELS = 4;
 
 /**
- * The canonical front matter of a concept of one whole-file atom, its hash and size left out. The
- * concept of another such file whose front matter differs only there (a checkout of small files
- * gets thousands of them) is then read by comparing bytes, with the result parseConcept gives: the
- * filter process knows which atom should come next, so hash and size are compared, not parsed.
+ * Reads concepts one after another: parseConcept, except that a concept of one whole-file atom
+ * whose front matter is that of one read before but for its hash and size (a checkout of small
+ * files gets thousands of them) is read by comparing bytes, with the same result.
+ */
+export class ConceptReader {
+  private readonly models: WholeAtomFrontMatter[] = [];
+
+  read(raw: Buffer): Concept {
+    for (const model of this.models) {
+      const concept = model.read(raw);
+      if (concept) return concept;
+    }
+    const concept = parseConcept(raw);
+    const model = WholeAtomFrontMatter.of(raw, concept);
+    if (model) {
+      if (this.models.length >= MAX_MODELS) this.models.pop();
+      this.models.unshift(model);
+    }
+    return concept;
+  }
+}
+
+/**
+ * The canonical front matter of a concept of one whole-file atom, its hash and size left out: the
+ * concept of another such file whose front matter is the same but there is read by comparing
+ * bytes, with the result parseConcept gives.
  */
 export class WholeAtomFrontMatter {
   private constructor(
@@ -214,16 +240,40 @@ export class WholeAtomFrontMatter {
     return new WholeAtomFrontMatter(parts, concept);
   }
 
-  /** The concept in `raw` if its front matter is this one with `hash` and `size` in it; else null. */
-  match(raw: Buffer, hash: string, size: number): Concept | null {
-    if (raw.length > MAX_CONCEPT_BYTES || !isAtomHash(hash) || !Number.isSafeInteger(size) || size <= 0) return null;
-    const [start, beforeSize, beforeUri, beforeRefSize, fence] = this.parts;
+  /**
+   * The concept in `raw` if its front matter is this one with a hash (64 lowercase hex digits, the
+   * same twice) and a size (a positive decimal number as we write it, the same twice) in the slots;
+   * else null.
+   */
+  read(raw: Buffer): Concept | null {
+    if (raw.length > MAX_CONCEPT_BYTES) return null;
+    const [start, beforeSize, beforeUri, beforeRefSize, fence] = this.parts as [Buffer, Buffer, Buffer, Buffer, Buffer];
     let at = 0;
-    for (const piece of [start!, hash, beforeSize!, String(size), beforeUri!, hash, beforeRefSize!, String(size), fence!]) {
-      const end = at + piece.length;
-      if (end > raw.length || (typeof piece === 'string' ? raw.toString('latin1', at, end) !== piece : raw.compare(piece, 0, piece.length, at, end) !== 0)) return null;
+    const part = (p: Buffer): boolean => {
+      const end = at + p.length;
+      if (end > raw.length || raw.compare(p, 0, p.length, at, end) !== 0) return false;
       at = end;
-    }
+      return true;
+    };
+    const hex = (): string | null => {
+      const end = at + 64;
+      const text = end <= raw.length ? raw.toString('latin1', at, end) : '';
+      at = end;
+      return isAtomHash(text) ? text : null;
+    };
+    const digits = (): string => {
+      const from = at;
+      while (at < raw.length && at - from < 16 && raw[at]! >= DIGIT_0 && raw[at]! <= DIGIT_9) at++;
+      return raw.toString('latin1', from, at);
+    };
+    if (!part(start)) return null;
+    const hash = hex();
+    if (hash === null || !part(beforeSize)) return null;
+    const sizeText = digits();
+    if (!part(beforeUri) || hex() !== hash || !part(beforeRefSize) || digits() !== sizeText || !part(fence)) return null;
+    const size = Number(sizeText);
+    // As parseCanonical and parseConcept take it: no leading zero, a whole file of at least one byte.
+    if (!/^[1-9][0-9]{0,14}$/.test(sizeText) || size > MAX_FILE_SIZE) return null;
     const c = this.concept;
     return { ...c, oid: hash, size, refs: [{ ...c.refs[0]!, hash, size }], body: raw.toString('utf8', at), extra: {} };
   }

@@ -7,7 +7,7 @@
 import { MANIFEST_TYPES } from '../atom.js';
 import { assertAtomsPresent } from '../cli/smudge.js';
 import type { Context } from '../cli/context.js';
-import { looksLikeConcept, parseConcept, WholeAtomFrontMatter, type Concept } from '../concept/concept.js';
+import { ConceptReader, looksLikeConcept, type Concept } from '../concept/concept.js';
 import { AtomError, errorMessage, PaniniError, StoreError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
@@ -51,32 +51,15 @@ const MAX_AHEAD_MISSES = 32;
  * The small files of a checkout are asked for in Git's index order, which is the order `git add`
  * cleaned them in, so the order of their atoms in the pack of small files. While Git writes one
  * file (on the other core), the atom after it in its pack is read and hashed; if Git asks for it
- * next, its concept is compared with the last one instead of parsed, and the atom sent at once,
- * verified already. A wrong guess costs that work, done while waiting.
+ * next, it is sent at once, verified already. A wrong guess costs that work, done while waiting.
  */
 class SmallAtomsAhead {
   private buffer: Buffer | undefined;
   private prepared: { hash: string; bytes: Buffer } | null = null;
-  /** The front matter of the last concept of one whole-file atom parsed: the next ones are likely alike. */
-  private frontMatter: WholeAtomFrontMatter | null = null;
   hits = 0;
   misses = 0;
 
   constructor(private readonly store: LocalStore, private readonly reader: PktReader) {}
-
-  /**
-   * The concept in `raw`: compared with the last one parsed, for the atom prepared, when there is
-   * one (no parsing); else parsed (and kept to compare the next ones with).
-   */
-  parse(raw: Buffer): Concept {
-    const prepared = this.prepared;
-    const alike = prepared && this.frontMatter?.match(raw, prepared.hash, prepared.bytes.length);
-    if (alike) return alike;
-    const concept = parseConcept(raw);
-    // Made again only where it would have been used (an atom was prepared): else once.
-    if ((prepared || !this.frontMatter) && wholeFileRef(concept)) this.frontMatter = WholeAtomFrontMatter.of(raw, concept) ?? this.frontMatter;
-    return concept;
-  }
 
   /** The atom's bytes, verified, if they are the ones prepared. */
   take(hash: string, size: number): Buffer | null {
@@ -116,6 +99,8 @@ class SmallAtomsAhead {
 let cleanModule: typeof import('../cli/clean.js') | undefined;
 /** Files to clean that fit in memory are received here, reused from file to file (each is disposed of before the next). */
 let cleanBuffer: Buffer | undefined;
+/** Most concepts to smudge are alike but for their atom: read so, not parsed (ConceptReader). */
+const concepts = new ConceptReader();
 /** Concepts to smudge are received here, reused from file to file (parsed before the next). */
 const CONCEPT_BUFFER_BYTES = 64 * 1024;
 let conceptBuffer: Buffer | undefined;
@@ -261,7 +246,7 @@ async function smudge(
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
-  const concept = ahead.parse(input.source.read(0, input.source.size));
+  const concept = concepts.read(input.source.read(0, input.source.size));
   if (serveSmall(ctx, writer, concept, ahead)) return;
   // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up. A
   // concept that lists fewer atoms than a layout needs, and no manifest, has none.
