@@ -1,7 +1,9 @@
 /**
  * Everyday Git operations, git-panini against Git LFS in the same run on the same bytes:
- * `git add` and `git checkout` of 2,000 files of 8–64 KB, and `git add` and `git checkout` of one
- * large file (1 GiB; PANINI_BENCH_BIG_MB changes it). Run: `node dist/bench/git-ops.js`.
+ * `git add`, `git checkout` and `git clone` of 2,000 files of 8–64 KB, and `git add` and
+ * `git checkout` of one large file (1 GiB; PANINI_BENCH_BIG_MB changes it). The clone is of a
+ * bare origin through a file:// URL, git-panini's atoms in a folder store, Git LFS's objects in the
+ * origin (its local transfer). Run: `node dist/bench/git-ops.js`.
  *
  * The small-file checkout is also timed with a filter that does nothing but send each file's bytes
  * (floor-filter.ts): the least a Node filter process takes here, Node's start and Git's own work.
@@ -24,7 +26,7 @@ const SMALL_MAX = 64 * 1024;
 const BIG_BYTES = Number(process.env.PANINI_BENCH_BIG_MB ?? 1024) * 1024 * 1024;
 const ROUNDS = Number(process.env.PANINI_BENCH_ROUNDS ?? 3);
 
-const OPERATIONS = ['add small', 'checkout small', 'add big', 'checkout big'] as const;
+const OPERATIONS = ['add small', 'checkout small', 'clone small', 'add big', 'checkout big'] as const;
 type Operation = (typeof OPERATIONS)[number];
 type Timings = Map<Operation, Map<Tool, Measured[]>>;
 
@@ -57,6 +59,24 @@ function round(tools: readonly Tool[], dir: string, env: NodeJS.ProcessEnv, bigF
     // The same checkout again, each file answered from Git LFS's finished one by floor-filter.ts.
     git(small('panini'), ['checkout', '-q', 'empty']);
     floor.push(git(small('panini'), ['-c', `filter.panini.process=${floorFilterCommand(small('lfs'))}`, 'checkout', '-q', 'main']));
+  }
+  const origin = (tool: Tool): string => path.join(dir, `${tool}-origin.git`);
+  const store = path.join(dir, 'panini-store');
+  const filter = (tool: Tool): string[] => {
+    const name = tool === 'panini' ? 'panini' : 'lfs';
+    const command = tool === 'panini' ? 'git-panini' : 'git-lfs';
+    const config = { process: `${command} filter-process`, clean: `${command} clean -- %f`, smudge: `${command} smudge -- %f`, required: 'true' };
+    return Object.entries(config).flatMap(([k, v]) => ['--config', `filter.${name}.${k}=${v}`]);
+  };
+  for (const tool of tools) {
+    git(dir, ['init', '-q', '--bare', origin(tool)]);
+    if (tool === 'panini') git(small(tool), ['-c', `panini.url=file://${store}`, 'panini', 'push', '--quiet']);
+    git(small(tool), ['push', '-q', `file://${origin(tool)}`, 'main']); // Git LFS's pre-push hook sends its objects
+  }
+  record('clone small', (tool) => git(dir, ['clone', '-q', ...filter(tool), ...(tool === 'panini' ? ['--config', `panini.url=file://${store}`] : []), `file://${origin(tool)}`, `${tool}-clone`]));
+  for (const tool of tools) {
+    const status = git(path.join(dir, `${tool}-clone`), ['status', '--porcelain']).stdout;
+    if (status !== '') throw new Error(`${tool}: clone not clean:\n${status.slice(0, 500)}`);
   }
   record('add big', (tool) => git(big(tool), ['add', 'big.bin']));
   for (const tool of tools) {
@@ -97,6 +117,7 @@ function main(): void {
     const names: Record<Operation, string> = {
       'add small': `git add, ${SMALL_COUNT} files of 8–64 KB`,
       'checkout small': `git checkout, ${SMALL_COUNT} files of 8–64 KB`,
+      'clone small': `git clone of them (file:// origin)`,
       'add big': `git add, one ${formatBytes(BIG_BYTES)} random file`,
       'checkout big': 'git checkout of that file',
     };
