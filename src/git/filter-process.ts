@@ -294,7 +294,7 @@ function serveSmall(ctx: Context, writer: PktWriter, concept: Concept, ahead: Sm
   }
   // Not readable so: too large for the buffer, or damaged, or missing (then nothing to try: a
   // checkout of a fresh clone asks for thousands of files whose atoms are still to be fetched).
-  if (!ctx.store.has(only.hash)) return false;
+  if (!ctx.store.mightHave(only.hash)) return false;
   let single: Buffer | null = null;
   try {
     single = wholeFileAtom(concept, ctx.store, scratch);

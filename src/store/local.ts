@@ -210,8 +210,18 @@ export class LocalStore implements AtomReader, AtomWriter {
     if (size >= scratch.length) return null;
     const packed = this.findPacked(hash);
     if (packed) return packed.size === size ? this.readPackRange(packed, size, scratch) : null;
+    if (!this.looseShardExists(hash)) return null; // no failed open per atom of a fresh clone
     const bytes = readLooseInto(this.atomPath(hash), size + 1, scratch); // one byte more: a longer file shows
     return bytes?.length === size ? bytes : null;
+  }
+
+  /**
+   * False only for an atom that is not packed and whose shard directory did not exist when this
+   * process first looked (has() asks the file system): the cheap answer for thousands of atoms a
+   * fresh clone has still to fetch.
+   */
+  mightHave(hash: string): boolean {
+    return this.findPacked(hash) !== null || this.looseShardExists(hash);
   }
 
   /** The atom written right after this one in its pack, if it is packed (PackIndex.following). */
