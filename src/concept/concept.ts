@@ -214,8 +214,8 @@ export class ConceptReader {
 
 /**
  * The canonical front matter of a concept of one whole-file atom, its hash and size left out: the
- * concept of another such file whose front matter is the same but there is read by comparing
- * bytes, with the result parseConcept gives.
+ * concept of another such file, whose front matter is the same but for those two values, is read
+ * by comparing bytes, with the result parseConcept gives.
  */
 export class WholeAtomFrontMatter {
   private constructor(
