@@ -354,7 +354,7 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
         for (let i = from; i < to; i++) {
           await client.request('smudge', files[i]!.name, files[i]!.concept, ['can-delay=1']);
           responses.push(await client.response());
-          await new Promise((resolve) => setTimeout(resolve, 5));
+          await new Promise((resolve) => setTimeout(resolve, 20));
         }
         return responses;
       };
