@@ -4,7 +4,6 @@
  * arguments and one line per ref on stdin: `<local ref> <local sha> <remote ref> <remote sha>`.
  * A non-zero exit makes Git refuse the push.
  */
-import { git } from '../git/exec.js';
 import { readFd } from '../io.js';
 import { formatBytes } from './stats.js';
 import { openContext } from './context.js';
@@ -12,15 +11,16 @@ import { conceptsInCommits, isLocalCommit, ZERO_OID } from '../transfer/commits.
 import { pushConcepts } from '../transfer/push.js';
 
 export async function run(args: string[]): Promise<number> {
-  const [remoteName = ''] = args;
+  const [remoteName = '', remoteUrl = remoteName] = args;
   const updates = readStdin().split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 4);
   const ctx = openContext();
   const cwd = ctx.repo?.top ?? ctx.repo?.commonDir;
   if (!cwd) return 0;
   const include = updates.map((f) => f[1]!).filter((sha) => !ZERO_OID.test(sha)); // all zeros: a deleted ref
   const exclude = updates.map((f) => f[3]!).filter((sha) => !ZERO_OID.test(sha) && isLocalCommit(cwd, sha));
-  // What the remote-tracking refs say the remote has (none when Git pushes to a bare URL).
-  if (remoteName && git(['config', '--get', `remote.${remoteName}.url`], { cwd }).status === 0) exclude.push(`--remotes=${remoteName}`);
+  // What the remote-tracking refs say the remote has. Git passes a bare URL as both arguments
+  // (githooks(5)); a named remote has remote-tracking refs.
+  if (remoteName && remoteName !== remoteUrl) exclude.push(`--remotes=${remoteName}`);
   const warn = (line: string): void => void process.stderr.write(line + '\n');
   const concepts = conceptsInCommits(cwd, include, exclude, warn);
   if (concepts.length === 0) return 0;
