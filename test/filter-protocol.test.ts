@@ -389,6 +389,44 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
     }
   });
 
+  it('an atom read ahead is not sent once a later read-ahead has used its buffer, even if that one failed', async () => {
+    if (availableParallelism() < 2) return; // no read-ahead on one core
+    const fresh = tempRepo();
+    try {
+      const c = open(fresh.dir);
+      await c.handshake();
+      const clean = async (name: string, bytes: Buffer): Promise<Buffer> => {
+        await c.request('clean', name, bytes);
+        const r = await c.response();
+        assert.equal(r.status, 'success', c.stderr);
+        return r.content!;
+      };
+      for (let i = 0; i < 130; i++) await clean(`pad${i}.bin`, randomBytesSeeded(2000 + i, 500 + i)); // the first 128 go loose
+      // In the pack, in this order: a, x, b (several atoms), y.
+      const files = ['a', 'x', 'b', 'y'].map((name, i) => ({ name: `${name}.bin`, bytes: randomBytesSeeded(name === 'b' ? 400_000 : 30_000 + i, 800 + i) }));
+      const concepts = new Map<string, Buffer>();
+      for (const f of files) concepts.set(f.name, await clean(f.name, f.bytes));
+      assert.ok(parseConcept(concepts.get('b.bin')!).refs.length > 1, 'b is several atoms');
+      assert.equal(await c.close(), 0);
+      const y = new LocalStore(fresh.store).packedAt(sha256(files[3]!.bytes));
+      assert.ok(y, 'y is packed');
+      flipByte(y.path, y.offset + 100); // the read-ahead after b reads y, which fails its hash
+      const s = open(fresh.dir, {}, true);
+      await s.handshake();
+      for (const name of ['a.bin', 'b.bin', 'x.bin']) { // x was read ahead after a, then b's read-ahead used the buffer
+        await s.request('smudge', name, concepts.get(name)!, ['can-delay=1']);
+        const r = await s.response();
+        assert.equal(r.status, 'success', s.stderr);
+        assert.equal(r.finalStatus, null, s.stderr);
+        assert.ok(r.content!.equals(files.find((f) => f.name === name)!.bytes), `${name}: exact bytes`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(await s.close(), 0);
+    } finally {
+      fresh.dispose();
+    }
+  });
+
   it('smudge passes non-concept content through; clean passes a concept through unchanged', async () => {
     const c = open();
     await c.handshake();

@@ -83,6 +83,7 @@ class SmallAtomsAhead {
     if (!last || MANIFEST_TYPES.has(last.type) || this.misses > this.hits + MAX_AHEAD_MISSES) return;
     const hash = last.hash;
     this.reader.ahead = () => {
+      this.prepared = null; // its bytes are about to be overwritten, whatever this read finds
       try {
         const next = this.store.packedAfter(hash);
         const buffer = (this.buffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
