@@ -40,9 +40,13 @@ const CAPABILITIES = ['clean', 'smudge', 'delay'];
  */
 const SEAL_WHEN_IDLE_MS = 20;
 
-/** A small file's atom is read into this buffer, reused from file to file (sent before the next). */
+/**
+ * A small file's atom is read into this buffer, reused from file to file (sent before the next),
+ * also when read ahead: the atom read ahead is taken, or dropped, before anything else is read in.
+ */
 const SMALL_ATOM_BYTES = 1024 * 1024;
 let smallAtomBuffer: Buffer | undefined;
+const smallAtomScratch = (): Buffer => (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
 
 /** Past this many more misses than hits, SmallAtomsAhead stops guessing (files not in pack order). */
 const MAX_AHEAD_MISSES = 32;
@@ -54,7 +58,6 @@ const MAX_AHEAD_MISSES = 32;
  * next, it is sent at once, verified already. A wrong guess costs that work, done while waiting.
  */
 class SmallAtomsAhead {
-  private buffer: Buffer | undefined;
   private prepared: { hash: string; bytes: Buffer } | null = null;
   hits = 0;
   misses = 0;
@@ -86,7 +89,7 @@ class SmallAtomsAhead {
       this.prepared = null; // its bytes are about to be overwritten, whatever this read finds
       try {
         const next = this.store.packedAfter(hash);
-        const buffer = (this.buffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
+        const buffer = smallAtomScratch();
         if (!next || next.size === 0 || next.size >= buffer.length) return;
         const bytes = this.store.readPackRange(next, next.size, buffer);
         if (bytes && sha256Hex(bytes) === next.hash) this.prepared = { hash: next.hash, bytes };
@@ -284,7 +287,7 @@ function serveSmall(ctx: Context, writer: PktWriter, concept: Concept, ahead: Sm
     ahead.sent(concept);
     return true;
   }
-  const scratch = (smallAtomBuffer ??= Buffer.allocUnsafe(SMALL_ATOM_BYTES));
+  const scratch = smallAtomScratch();
   const unchecked = ctx.store.readUnchecked(only.hash, only.size, scratch);
   if (unchecked) {
     respondContent(writer, (emit) => emit(unchecked), () => {
