@@ -244,31 +244,42 @@ async function smudge(
       }
     }
     if (serveSmall(ctx, writer, concept, ahead)) return;
-    // A fetch that succeeded stored every atom the concept needs: no need to look for them again.
-    return serveConcept(ctx, writer, concept, error ? undefined : []);
+    return serveConcept(ctx, writer, concept, findBytes(ctx, concept));
   }
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));
   }
   const concept = concepts.read(input.source.read(0, input.source.size));
   if (serveSmall(ctx, writer, concept, ahead)) return;
-  // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up. A
-  // concept that lists fewer atoms than a layout needs, and no manifest, has none.
-  const layout = concept.refs.length >= MIN_LAYOUT_ATOMS || concept.refs.some((r) => MANIFEST_TYPES.has(r.type)) ? ctx.store.layoutOf(concept.oid, concept.size) : null;
-  if (layout) return serveConcept(ctx, writer, concept, [], undefined, layout);
-  const plan = planLeaves(concept, ctx.store);
-  const missing = plan?.missing ?? missingAtoms(concept, ctx.store);
-  if (missing.length > 0 && options.fetcher) {
+  const found = findBytes(ctx, concept);
+  if (found.missing.length > 0 && options.fetcher) {
     if (canDelay) {
       delayed.set(pathname, { concept });
       respondStatus(writer, 'delayed');
       return;
     }
     await options.fetcher([concept]);
-    return serveConcept(ctx, writer, concept); // looks again after the download
+    return serveConcept(ctx, writer, concept, findBytes(ctx, concept)); // looks again after the download
   }
-  serveConcept(ctx, writer, concept, missing, plan ?? undefined);
+  serveConcept(ctx, writer, concept, found);
   ahead.sent(concept);
+}
+
+/** Where a concept's bytes lie in the store: its layout, or else its leaves found one by one; and the atoms missing. */
+interface FoundBytes {
+  layout?: AtomLocation[];
+  plan?: LeafPlan;
+  missing: string[];
+}
+
+function findBytes(ctx: Context, concept: Concept): FoundBytes {
+  // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up. A
+  // concept that lists fewer atoms than a layout needs, and no manifest, has none.
+  const layout = concept.refs.length >= MIN_LAYOUT_ATOMS || concept.refs.some((r) => MANIFEST_TYPES.has(r.type)) ? ctx.store.layoutOf(concept.oid, concept.size) : null;
+  if (layout) return { layout, missing: [] };
+  // Its leaves located in one walk (reconstruct then reads the packs they need most of whole).
+  const plan = planLeaves(concept, ctx.store);
+  return plan ? { plan, missing: plan.missing } : { missing: missingAtoms(concept, ctx.store) };
 }
 
 /**
@@ -311,8 +322,7 @@ function serveSmall(ctx: Context, writer: PktWriter, concept: Concept, ahead: Sm
   return true;
 }
 
-/** `missing`: the concept's missing atoms if just checked (and `plan` or `layout`, its leaves found then); else they are looked up. */
-function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, missing?: string[], plan?: LeafPlan, layout?: AtomLocation[]): void {
+function serveConcept(ctx: Context, writer: PktWriter, concept: Concept, { missing, plan, layout }: FoundBytes): void {
   assertAtomsPresent(ctx, concept, undefined, missing); // the log line names the file
   // Git discards content followed by an error status; sent bytes may be reused.
   respondContent(writer, (emit) => reconstruct(concept, ctx.store, emit, {
