@@ -88,10 +88,10 @@ export interface StoredAtom {
 
 /** Where an atom's bytes are: a whole loose file, or a range of a pack. */
 export interface AtomLocation {
-  path: string;
-  offset: number;
-  size: number;
-  pack?: PackIndex;
+  readonly path: string;
+  readonly offset: number;
+  readonly size: number;
+  readonly pack?: PackIndex;
 }
 
 function packedLocation(pack: PackIndex, i: number): AtomLocation {
@@ -102,6 +102,9 @@ function packedLocation(pack: PackIndex, i: number): AtomLocation {
 const MAX_WHOLE_PACK = 32 * 1024 * 1024;
 /** ...up to this much of them at a time (and for one file). */
 export const MAX_WHOLE_PACKS = 64 * 1024 * 1024;
+
+/** Packed atoms whose location is remembered (~150 bytes each). */
+const MAX_LOCATED = 131_072;
 
 /** Open pack file descriptors kept for reads; beyond this the oldest is closed. */
 const MAX_OPEN_PACKS = 32;
@@ -121,6 +124,11 @@ export class LocalStore implements AtomReader, AtomWriter {
   private packs: Map<string, PackIndex> | null = null;
   /** The pack of the last atom found: a file's atoms mostly lie in one pack, looked in first. */
   private lastHit: PackIndex | null = null;
+  /**
+   * Where packed atoms were found, for the process (until the packs are read again): the files of a
+   * checkout share many leaves (re-muxes of one recording, a repeated frame), each looked up once.
+   */
+  private readonly located = new Map<string, AtomLocation>();
   /** Small packs read whole (wholePack), least recently used first. */
   private readonly wholePacks = new Map<string, Buffer>();
   private readonly openPacks = new Map<string, number>();
@@ -576,6 +584,7 @@ export class LocalStore implements AtomReader, AtomWriter {
   reloadPacks(): void {
     const current = this.packs ?? new Map<string, PackIndex>();
     this.packs = new Map();
+    this.located.clear();
     this.packsDirMtime = statOrNull(this.packsDir)?.mtimeMs ?? 0;
     for (const name of listDir(this.packsDir)) {
       if (isJournalName(name)) this.nameJournaledPack(name);
@@ -687,8 +696,13 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   private findPacked(hash: string): AtomLocation | null {
+    const known = this.located.get(hash);
+    if (known) return known;
     const found = this.locatePacked(hash);
-    return found && packedLocation(found.pack, found.i);
+    if (!found) return null;
+    const at = packedLocation(found.pack, found.i);
+    if (this.located.size < MAX_LOCATED) this.located.set(hash, at);
+    return at;
   }
 
   /** The pack holding the atom and its entry there; the pack of the last hit is tried first. */
