@@ -39,12 +39,15 @@ interface ManifestEntry {
 
 /**
  * Manifest lines: `<type> <number> <64 lowercase hex>\n`, or with two numbers (track manifests),
- * numbers of 1–15 digits. Matched one line at a time where the last ended (sticky): a media file's
- * manifests list thousands of atoms, and a native regular expression is fast from a process's
- * first call on, as every checkout is.
+ * numbers of 1–15 digits. A manifest is checked whole by one native regular expression (fast from
+ * a process's first call on, as every checkout is), then its fields are cut from each line; only a
+ * manifest that fails is matched line by line, to name its first bad line.
  */
 const LINE = /([A-Za-z]{1,16}) ([0-9]{1,15}) ([0-9a-f]{64})\n/y;
 const TRACK_LINE = /([A-Za-z]{1,16}) ([0-9]{1,15}) ([0-9]{1,15}) ([0-9a-f]{64})\n/y;
+const LINES = /(?:[A-Za-z]{1,16} [0-9]{1,15} [0-9a-f]{64}\n)+$/y;
+const TRACK_LINES = /(?:[A-Za-z]{1,16} [0-9]{1,15} [0-9]{1,15} [0-9a-f]{64}\n)+$/y;
+const HASH_CHARS = 64;
 
 /**
  * Reads a manifest's lines after its header; `take` gets each line's fields (`second` is 0 with
@@ -58,18 +61,32 @@ function readManifestLines(
   const text = bytes.toString('latin1');
   if (!text.startsWith(header + '\n')) throw bad('unknown header');
   if (!text.endsWith('\n')) throw bad('missing final newline');
-  const pattern = numbers === 1 ? LINE : TRACK_LINE;
-  let line = 1;
-  for (let pos = header.length + 1; pos < text.length; pos = pattern.lastIndex) {
-    line++;
-    pattern.lastIndex = pos;
-    const m = pattern.exec(text);
-    const type = m?.[1];
-    if (!m || !isAtomType(type)) throw bad(`line ${line}`);
-    take(type, Number(m[2]), numbers === 2 ? Number(m[3]) : 0, m[numbers + 2]!, line);
-    if (line - 1 > MAX_MANIFEST_CHILDREN) throw bad('too many children');
+  if (text.length === header.length + 1) throw bad('no children');
+  const whole = numbers === 1 ? LINES : TRACK_LINES;
+  whole.lastIndex = header.length + 1;
+  if (!whole.test(text)) throw bad(`line ${firstBadLine(text, header, numbers === 1 ? LINE : TRACK_LINE)}`);
+  const lines = text.split('\n'); // the header, the children, and '' after the final newline
+  if (lines.length - 2 > MAX_MANIFEST_CHILDREN) throw bad('too many children');
+  for (let i = 1; i < lines.length - 1; i++) {
+    const l = lines[i]!;
+    const firstSpace = l.indexOf(' ');
+    const type = l.slice(0, firstSpace);
+    if (!isAtomType(type)) throw bad(`line ${i + 1}`);
+    const hashAt = l.length - HASH_CHARS;
+    if (numbers === 1) {
+      take(type, Number(l.slice(firstSpace + 1, hashAt - 1)), 0, l.slice(hashAt), i + 1);
+    } else {
+      const secondSpace = l.indexOf(' ', firstSpace + 1);
+      take(type, Number(l.slice(firstSpace + 1, secondSpace)), Number(l.slice(secondSpace + 1, hashAt - 1)), l.slice(hashAt), i + 1);
+    }
   }
-  if (line === 1) throw bad('no children');
+}
+
+/** The number of the first line after the header that `line` (sticky) does not match. */
+function firstBadLine(text: string, header: string, line: RegExp): number {
+  let n = 2;
+  for (line.lastIndex = header.length + 1; line.lastIndex < text.length && line.test(text); n++) { /* next line */ }
+  return n;
 }
 
 export function decodeManifest(bytes: Buffer, hash: string): ManifestEntry[] {
