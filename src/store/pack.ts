@@ -12,7 +12,7 @@
 import { closeSync, fstatSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { readFully } from '../source.js';
 import { join } from 'node:path';
-import { sha256Hex } from '../hash.js';
+import { sha256Digest, sha256Hex } from '../hash.js';
 
 /** No atom this program writes is larger; a bigger one under an atom's name is not one of ours. */
 export const MAX_ATOM_BYTES = 256 * 1024 * 1024;
@@ -42,8 +42,8 @@ const MAX_ORDERED_ATOMS = 65536;
 /** A loaded pack index: lookups by binary search within the bucket of the hash's first byte. */
 export class PackIndex {
   private readonly fanout = new Uint32Array(257);
-  /** offset * count + entry, sorted (built by `following` when first asked). */
-  private byOffset: Float64Array | null = null;
+  /** offsetKeys(), made when first asked (undefined until then). */
+  private byOffset: Float64Array | null | undefined = undefined;
 
   private constructor(
     readonly id: string,
@@ -163,18 +163,11 @@ export class PackIndex {
    * for packs of up to 65,536 atoms and 4 GiB (-1 in others).
    */
   following(i: number): number {
-    const n = this.count;
-    if (n > MAX_ORDERED_ATOMS) return -1;
-    if (!this.byOffset) {
-      // One key per entry, exact in a double (offset < 2^32, n <= 2^16): sorted natively, no comparator.
-      const keys = new Float64Array(n);
-      for (let j = 0; j < n; j++) keys[j] = this.offsets[j]! < 2 ** 32 ? this.offsets[j]! * n + j : Infinity;
-      this.byOffset = keys.sort();
-    }
+    const keys = this.offsetKeys();
     const end = this.offsets[i]! + this.sizes[i]!;
-    if (end >= 2 ** 32) return -1;
+    if (!keys || end >= 2 ** 32) return -1;
+    const n = this.count;
     const target = end * n;
-    const keys = this.byOffset;
     let lo = 0;
     let hi = n;
     while (lo < hi) {
@@ -188,6 +181,40 @@ export class PackIndex {
 
   offsetOf(i: number): number {
     return this.offsets[i]!;
+  }
+
+  /** Whether `bytes` hash to entry i's name. */
+  isHashOf(i: number, bytes: Uint8Array): boolean {
+    return this.hashes.compare(sha256Digest(bytes), 0, HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES) === 0;
+  }
+
+  /** The positions of the entries in the order of their offsets. */
+  positionsByOffset(): Uint32Array {
+    const n = this.count;
+    const positions = new Uint32Array(n);
+    const keys = this.offsetKeys();
+    if (keys) {
+      for (let j = 0; j < n; j++) positions[j] = keys[j]! % n;
+      return positions;
+    }
+    for (let j = 0; j < n; j++) positions[j] = j;
+    return positions.sort((a, b) => this.offsets[a]! - this.offsets[b]!);
+  }
+
+  /**
+   * offset × count + position for each entry, sorted: exact in a double, so sorted natively without
+   * a comparator, in packs of up to 65,536 atoms and 4 GiB; null for others.
+   */
+  private offsetKeys(): Float64Array | null {
+    if (this.byOffset !== undefined) return this.byOffset;
+    const n = this.count;
+    let keys: Float64Array | null = n > MAX_ORDERED_ATOMS ? null : new Float64Array(n);
+    for (let j = 0; keys && j < n; j++) {
+      if (this.offsets[j]! >= 2 ** 32) keys = null;
+      else keys[j] = this.offsets[j]! * n + j;
+    }
+    this.byOffset = keys?.sort() ?? null;
+    return this.byOffset;
   }
 
   sizeOf(i: number): number {
@@ -256,20 +283,51 @@ const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** The entries whose bytes in the open pack `fd` hash to their names: the pack read in order, once. */
 export function entriesHeld(fd: number, entries: readonly PackEntry[]): PackEntry[] {
+  const sorted = [...entries].sort((a, b) => a.offset - b.offset);
   const held: PackEntry[] = [];
+  readInOrder(fd, sorted.length, (k) => sorted[k]!, (k, atom) => {
+    if (sha256Hex(atom) === sorted[k]!.hash) held.push(sorted[k]!);
+  });
+  return held;
+}
+
+/**
+ * Which atoms of `index` the open pack `fd` holds, each hashed to its name: a flag per position.
+ * The pack is read in order, once, and no entry or hex name is made per atom (a fresh clone checks
+ * thousands).
+ */
+export function atomsHeld(fd: number, index: PackIndex): Uint8Array {
+  const held = new Uint8Array(index.count);
+  const order = index.positionsByOffset();
+  const span = { offset: 0, size: 0 };
+  readInOrder(fd, order.length, (k) => {
+    span.offset = index.offsetOf(order[k]!);
+    span.size = index.sizeOf(order[k]!);
+    return span;
+  }, (k, atom) => {
+    if (index.isHashOf(order[k]!, atom)) held[order[k]!] = 1;
+  });
+  return held;
+}
+
+/**
+ * Reads `count` atoms (`at(k)`: where the k-th lies, in pack order) through one reused buffer;
+ * `visit` gets each that is whole (a pack cut short holds fewer).
+ */
+function readInOrder(fd: number, count: number, at: (k: number) => { offset: number; size: number }, visit: (k: number, bytes: Buffer) => void): void {
   const buf = Buffer.allocUnsafe(VERIFY_BUFFER_BYTES);
   let window = { start: 0, end: 0 }; // the bytes of the file in buf
-  for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
+  for (let k = 0; k < count; k++) {
+    const { offset, size } = at(k);
     let atom: Buffer;
-    if (e.size > buf.length) {
-      atom = readPackBytes(fd, e.offset, e.size);
+    if (size > buf.length) {
+      atom = readPackBytes(fd, offset, size);
     } else {
-      if (e.offset < window.start || e.offset + e.size > window.end) window = { start: e.offset, end: e.offset + readFully(fd, buf, 0, buf.length, e.offset) };
-      atom = buf.subarray(e.offset - window.start, Math.min(window.end, e.offset + e.size) - window.start);
+      if (offset < window.start || offset + size > window.end) window = { start: offset, end: offset + readFully(fd, buf, 0, buf.length, offset) };
+      atom = buf.subarray(offset - window.start, Math.min(window.end, offset + size) - window.start);
     }
-    if (atom.length === e.size && sha256Hex(atom) === e.hash) held.push(e);
+    if (atom.length === size) visit(k, atom);
   }
-  return held;
 }
 
 /** Reads `size` bytes at `offset` of an open pack (short only if the pack was cut). */

@@ -24,9 +24,9 @@ export interface FetchResult {
 
 /** Downloads the given atoms (those not already local) from the configured remote store. */
 export async function fetchAtoms(ctx: Context, hashes: string[], options: TransferOptions = {}): Promise<void> {
-  const wanted = absentFrom(ctx.store, new Set(hashes));
+  const wanted = absentFrom(ctx.store, Array.from(new Set(hashes), (hash) => ({ hash })));
   if (wanted.length === 0) return;
-  await withSession(ctx, { ...options, listPacks: true }, (s) => downloadAll(s, wanted.map((hash) => ({ hash }))));
+  await withSession(ctx, { ...options, listPacks: true }, (s) => downloadAll(s, wanted));
 }
 
 /**
@@ -47,9 +47,7 @@ export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Conc
     bytes += r.bytes;
   });
   if (set.unreadable.length > 0) throw notOnRemote(s, set.unreadable);
-  const absent = new Set(absentFrom(s.store, set.leaves.keys()));
-  const leaves = [...set.leaves].filter(([h]) => absent.has(h)).map(([hash, size]) => ({ hash, size }));
-  const r = await downloadAll(s, leaves);
+  const r = await downloadAll(s, absentFrom(s.store, Array.from(set.leaves, ([hash, size]) => ({ hash, size }))));
   return { needed: set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
 }
 
@@ -58,11 +56,9 @@ export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Conc
  * atom in a shard directory that does not exist (a fresh clone's), and an atom found is refreshed,
  * so a concurrent gc keeps it until the checkout has read it.
  */
-function absentFrom(store: LocalStore, hashes: Iterable<string>): string[] {
+function absentFrom(store: LocalStore, atoms: readonly Wanted[]): Wanted[] {
   const refreshed = new Set<string>();
-  const absent: string[] = [];
-  for (const h of hashes) if (!store.presentForWrite(h, refreshed)) absent.push(h);
-  return absent;
+  return atoms.filter((a) => !store.presentForWrite(a.hash, refreshed));
 }
 
 /** Downloads of at least this many atoms are written as one pack. */
@@ -76,10 +72,12 @@ const PACK_MIN_ATOMS = 64;
 export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count: number; bytes: number }> {
   const { progress, inventory } = s;
   progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
-  const done: string[] = [];
+  let count = 0;
   let bytes = 0;
-  const stored = (hash: string, size: number, expected?: number): void => {
-    done.push(hash);
+  // Atoms from the remote's packs need no note in the inventory: the packs' indexes list them.
+  const loose: string[] = [];
+  const stored = (size: number, expected?: number): void => {
+    count++;
     bytes += size;
     if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
     progress.advance(size);
@@ -93,20 +91,21 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
   let packedFailure: unknown = null;
   try {
     const sizes = new Map(atoms.map((a) => [a.hash, a.size]));
-    let loose: Wanted[] = [];
+    let unpacked: Wanted[] = [];
     try {
-      loose = atoms.length === 0 ? [] : await s.packs.download(atoms, into, (hash, size) => stored(hash, size, sizes.get(hash)));
+      unpacked = atoms.length === 0 ? [] : await s.packs.download(atoms, into, (hash, size) => stored(size, sizes.get(hash)));
     } catch (err) {
       packedFailure = err;
     }
-    failures = await forEachConcurrently(loose, s.settings.concurrency, async ({ hash, size: expected }) => {
-      stored(hash, await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, into), expected);
+    failures = await forEachConcurrently(unpacked, s.settings.concurrency, async ({ hash, size: expected }) => {
+      stored(await downloadAtom(s, hash, expected ?? MAX_ATOM_BYTES, into), expected);
+      loose.push(hash);
     }, (err) => err instanceof AtomNotOnRemote);
     await pack?.written();
     pack?.finish();
   } finally {
     pack?.abort();
-    inventory.record(done);
+    inventory.record(loose);
   }
   if (packedFailure) {
     if (packedFailure instanceof PaniniError) throw packedFailure;
@@ -119,7 +118,7 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
     throw new PaniniError(`downloading atom ${other.item.hash} from ${s.backend.url} failed: ${errorMessage(other.error)}${more}`, 'run the command again');
   }
   if (failures.length > 0) throw notOnRemote(s, failures.map((f) => f.item.hash));
-  return { count: done.length, bytes };
+  return { count, bytes };
 }
 
 /** Atoms the remote store does not have (reported together, after the others were fetched). */

@@ -16,7 +16,7 @@ import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
-import { encodeIndex, entriesHeld, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
+import { atomsHeld, encodeIndex, entriesHeld, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
 import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
@@ -41,10 +41,11 @@ const WHOLE_PACK_SHARE = 0.75;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
-/** Where an atom is in the remote store's packs. */
+/** Where an atom is in the remote store's packs: its entry, at `position` in the pack's index. */
 export interface PackedAtom {
   pack: PackIndex;
   entry: PackEntry;
+  position: number;
 }
 
 /** A listed pack: its index (null if absent or not valid), its size and last write. */
@@ -67,6 +68,8 @@ class PackGone extends Error {}
 
 export class RemotePacks {
   private listed: ListedPack[] | null = null;
+  /** The pack `find` last found an atom in (one of `listed`). */
+  private lastHit: PackIndex | null = null;
   /** The listing under way, shared by callers that ask for it meanwhile. */
   private listing: Promise<ListedPack[]> | null = null;
   private readonly cacheDir: string;
@@ -116,11 +119,17 @@ export class RemotePacks {
     return this.listed;
   }
 
-  /** Where the atom is packed, if it is (after `list`). */
+  /** Where the atom is packed, if it is (after `list`); the pack of the last atom found is looked in first (a file's atoms mostly share one). */
   find(hash: string): PackedAtom | null {
+    const last = this.lastHit;
+    let i = last ? last.find(hash) : -1;
+    if (i >= 0) return packedAtom(last!, hash, i);
     for (const p of this.listed ?? []) {
-      const i = p.index?.find(hash) ?? -1;
-      if (i >= 0) return { pack: p.index!, entry: { hash, offset: p.index!.offsetOf(i), size: p.index!.sizeOf(i) } };
+      if (!p.index || p.index === last) continue;
+      i = p.index.find(hash);
+      if (i < 0) continue;
+      this.lastHit = p.index;
+      return packedAtom(p.index, hash, i);
     }
     return null;
   }
@@ -129,6 +138,7 @@ export class RemotePacks {
   refresh(): void {
     this.listed = null;
     this.listing = null;
+    this.lastHit = null;
   }
 
   /**
@@ -189,7 +199,7 @@ export class RemotePacks {
   }
 
   private plan(wanted: readonly Wanted[], rest: Wanted[] = []): { ranges: PackRange[]; rest: Wanted[] } {
-    const byPack = new Map<PackIndex, { wanted: Wanted; entry: PackEntry }[]>();
+    const byPack = new Map<PackIndex, PackRange['items']>();
     for (const w of wanted) {
       const at = this.find(w.hash);
       // An index claiming a size other than the ref's is not trusted: the loose copy may be right.
@@ -197,7 +207,7 @@ export class RemotePacks {
         rest.push(w);
         continue;
       }
-      const item = { wanted: w, entry: at.entry };
+      const item = { wanted: w, entry: at.entry, position: at.position };
       const items = byPack.get(at.pack);
       if (items) items.push(item);
       else byPack.set(at.pack, [item]);
@@ -239,8 +249,8 @@ export class RemotePacks {
     const left: PackRange[] = [];
     for (const [pack, packRanges] of byPack) {
       const items = packRanges.flatMap((r) => r.items);
-      const entries = [...new Map(items.map((i) => [i.entry.hash, i.entry])).values()];
-      if (!mostOf(pack, entries) || !(await this.adopt(pack, entries))) {
+      const entries = [...new Map(items.map((i) => [i.position, i.entry])).values()];
+      if (!mostOf(pack, entries) || !(await this.adopt(pack, items.map((i) => i.position)))) {
         left.push(...packRanges);
         continue;
       }
@@ -252,8 +262,8 @@ export class RemotePacks {
     return left;
   }
 
-  /** Copies (or links) the remote pack into the local store, verifies its atoms, and names it with those that hold, if `entries` all do. */
-  private async adopt(pack: PackIndex, entries: readonly PackEntry[]): Promise<boolean> {
+  /** Copies (or links) the remote pack into the local store, verifies its atoms, and names it with those that hold, if those `wanted` (positions in its index) all do. */
+  private async adopt(pack: PackIndex, wanted: readonly number[]): Promise<boolean> {
     const { backend, store } = this.t;
     const listed = this.listed?.find((p) => p.index === pack);
     if (!listed?.packSize) return false;
@@ -264,13 +274,13 @@ export class RemotePacks {
       removeQuietly(tmp);
       return false; // not copied: the ranges download it
     }
-    const held = heldEntries(tmp, [...pack.entries()], listed.packSize);
-    const names = new Set(held.map((e) => e.hash));
-    if (!entries.every((e) => names.has(e.hash))) {
+    const held = withPackFile(tmp, listed.packSize, (fd) => atomsHeld(fd, pack));
+    if (!held || !wanted.every((i) => held[i] === 1)) {
       removeQuietly(tmp);
       return false;
     }
-    store.namePack(tmp, held.length === pack.count ? pack.encoded() : held); // the store's own index if every atom holds
+    const all = held.every((flag) => flag === 1);
+    store.namePack(tmp, all ? pack.encoded() : [...pack.entries()].filter((_, i) => held[i] === 1)); // the store's own index if every atom holds
     return true;
   }
 
@@ -342,7 +352,7 @@ export class RemotePacks {
       const entries = [...pack.entries()].filter((e) => wanted.has(e.hash));
       if (entries.length === 0 || !mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
-      if (packSize === undefined || heldEntries(pack.packPath, entries, packSize).length !== entries.length) continue;
+      if (packSize === undefined || withPackFile(pack.packPath, packSize, (fd) => entriesHeld(fd, entries))?.length !== entries.length) continue;
       await this.uploadWith(entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
       for (const h of names) wanted.delete(h); // an atom in two local packs goes once
@@ -423,23 +433,22 @@ interface PackRange {
   pack: PackIndex;
   start: number;
   end: number;
-  items: { wanted: Wanted; entry: PackEntry; done?: boolean }[];
+  items: { wanted: Wanted; entry: PackEntry; position: number; done?: boolean }[];
 }
+
+const packedAtom = (pack: PackIndex, hash: string, position: number): PackedAtom => ({ pack, entry: { hash, offset: pack.offsetOf(position), size: pack.sizeOf(position) }, position });
 
 const atomBytes = (entries: readonly PackEntry[]): number => entries.reduce((n, e) => n + e.size, 0);
 
 /** Whether `entries` (of `pack`) are at least WHOLE_PACK_SHARE of its atom bytes. */
 const mostOf = (pack: PackIndex, entries: readonly PackEntry[]): boolean => atomBytes(entries) >= pack.atomBytes() * WHOLE_PACK_SHARE;
 
-/**
- * The entries whose bytes the pack file at `path` holds, each hashed to its name, read in file order
- * through one reused buffer; none unless the file is `size` bytes and starts as a pack does.
- */
-function heldEntries(path: string, entries: readonly PackEntry[], size: number): PackEntry[] {
+/** What `check` finds in the pack file at `path`; null unless the file is `size` bytes and starts as a pack does. */
+function withPackFile<T>(path: string, size: number, check: (fd: number) => T): T | null {
   const fd = openSync(path, 'r');
   try {
-    if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return [];
-    return entriesHeld(fd, entries);
+    if (fstatSync(fd).size !== size || !readPackBytes(fd, 0, PACK_MAGIC.length).equals(PACK_MAGIC)) return null;
+    return check(fd);
   } finally {
     closeSync(fd);
   }
