@@ -370,6 +370,8 @@ describe('manifest atoms are decoded strictly', () => {
     ['a path for a hash', manifest('Raw 5 ../../../../etc/passwd'), /line 2/],
     ['a carriage return', manifest(`Raw 5 ${child}\r`), /line 2/],
     ['an empty line', manifest(`Raw 5 ${child}`, '', `Raw 5 ${child}`), /line 3/],
+    ['a bad hash after good lines', manifest(`Raw 5 ${child}`, `Raw 5 ${child}`, `Raw 5 g${child.slice(1)}`), /line 4/],
+    ['an unknown type after a good line', manifest(`Raw 5 ${child}`, `Script 5 ${child}`), /line 3/],
   ];
   for (const [what, bytes, why] of refused) {
     test(`refused: ${what}`, () => {

@@ -5,7 +5,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ContentRef } from '../src/atom.js';
 import { buildConcept } from '../src/concept/build.js';
@@ -423,6 +423,54 @@ test('the atom written after another: found from its pack index whatever the has
   assert.equal(index.following(at('b'.repeat(64))), -1);
   const gap = encodeIndex([{ hash: 'a'.repeat(64), offset: 16, size: 10 }, { hash: 'b'.repeat(64), offset: 27, size: 5 }]);
   assert.equal(PackIndex.parse(gap.bytes, gap.id, 32, 'p', 'i')!.following(0), -1, 'bytes between them: not the next atom');
+});
+
+test('an adopted pack is checked atom by atom against its index: a flag per position, a damaged or cut atom not held; positions in pack order', () => {
+  const { atomsHeld, encodeIndex, PackIndex, PACK_MAGIC } = packModule;
+  const { dir, dispose } = tempDir('panini-held-');
+  after(dispose);
+  const atoms = [3000, 0, 16, 5 * MiB, 900].map((size, i) => randomBytes(size, 700 + i));
+  let offset = PACK_MAGIC.length;
+  const entries = atoms.map((a) => {
+    const e = { hash: sha256Hex(a), offset, size: a.length };
+    offset += a.length;
+    return e;
+  });
+  const packBytes = Buffer.concat([PACK_MAGIC, ...atoms]);
+  const { id, bytes } = encodeIndex(entries);
+  const index = PackIndex.parse(bytes, id, packBytes.length, 'p', 'i')!;
+  const positions = [...index.positionsByOffset()];
+  assert.deepEqual(positions.map((i) => index.offsetOf(i)), entries.map((e) => e.offset).sort((a, b) => a - b));
+  assert.deepEqual([...positions].sort((a, b) => a - b), [0, 1, 2, 3, 4], 'each position once');
+
+  const file = path.join(dir, 'x.pack');
+  const heldIn = (pack: Buffer): number[] => {
+    writeFileSync(file, pack);
+    const fd = openSync(file, 'r');
+    try {
+      const held = atomsHeld(fd, index);
+      return entries.filter((e) => held[index.find(e.hash)] === 1).map((e) => atoms.findIndex((a) => sha256Hex(a) === e.hash));
+    } finally {
+      closeSync(fd);
+    }
+  };
+  assert.deepEqual(heldIn(packBytes), [0, 1, 2, 3, 4]);
+  const damaged = Buffer.from(packBytes);
+  damaged[entries[3]!.offset + 4 * MiB]! ^= 1; // inside the atom larger than one read
+  damaged[entries[0]!.offset]! ^= 1;
+  assert.deepEqual(heldIn(damaged), [1, 2, 4]);
+  assert.deepEqual(heldIn(packBytes.subarray(0, entries[4]!.offset + 10)), [0, 1, 2, 3], 'the last atom cut short');
+
+  // Packs of more than 65,536 atoms or past 4 GiB are ordered by comparing offsets instead.
+  const many = Array.from({ length: 70_000 }, (_, i) => ({ hash: sha256Hex(Buffer.from(String(i))), offset: 16 + 3 * ((i * 7919) % 70_000), size: 3 }));
+  const large = encodeIndex(many);
+  const manyIndex = PackIndex.parse(large.bytes, large.id, 16 + 3 * 70_000, 'p', 'i')!;
+  const order = [...manyIndex.positionsByOffset()].map((i) => manyIndex.offsetOf(i));
+  assert.deepEqual(order, many.map((e) => e.offset).sort((a, b) => a - b));
+  const far = encodeIndex([{ hash: 'a'.repeat(64), offset: 2 ** 32 + 16, size: 4 }, { hash: 'b'.repeat(64), offset: 16, size: 4 }]);
+  const farIndex = PackIndex.parse(far.bytes, far.id, 2 ** 32 + 20, 'p', 'i')!;
+  assert.deepEqual([...farIndex.positionsByOffset()].map((i) => farIndex.offsetOf(i)), [16, 2 ** 32 + 16]);
+  assert.equal(farIndex.following(farIndex.find('b'.repeat(64))), -1, 'no following atom past 4 GiB');
 });
 
 test('more than 16 packs: gc merges the small ones into one, every atom still there, with the newest time of those it replaced', () => {
