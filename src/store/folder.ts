@@ -138,18 +138,16 @@ export class FolderBackend implements Backend {
    */
   async absentAmong(keys: readonly string[]): Promise<Set<string>> {
     const listed = new Map<string, Set<string> | null>(); // directory key → its names, or null if there is none
-    const namesIn = async (dirKey: string): Promise<Set<string> | null> => {
-      let names = listed.get(dirKey);
-      if (names === undefined) {
-        try {
-          names = new Set(await readdir(join(this.root, dirKey)));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'ENOENT' && code !== 'ENOTDIR') throw this.fsError(err, `listing ${dirKey || '/'}`);
-          names = null;
-        }
-        listed.set(dirKey, names);
+    const list = async (dirKey: string): Promise<Set<string> | null> => {
+      let names: Set<string> | null;
+      try {
+        names = new Set(await readdir(join(this.root, dirKey)));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw this.fsError(err, `listing ${dirKey || '/'}`);
+        names = null;
       }
+      listed.set(dirKey, names);
       return names;
     };
     const absent = new Set<string>();
@@ -157,7 +155,9 @@ export class FolderBackend implements Backend {
       const dirs = checkKey(key).split('/').slice(0, -1);
       let dirKey = '';
       for (const dir of dirs) {
-        if (!(await namesIn(dirKey))?.has(dir)) {
+        // Awaited only for a directory not listed yet: thousands of atoms share a few hundred.
+        const names = listed.get(dirKey);
+        if (!(names === undefined ? await list(dirKey) : names)?.has(dir)) {
           absent.add(key);
           break;
         }

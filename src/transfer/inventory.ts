@@ -114,9 +114,11 @@ export class RemoteInventory {
       }
     }
     if (undecided.length > 0 && this.t.backend.absentAmong) {
-      const gone = await withRetries(attempts, () => this.t.backend.absentAmong!(undecided.map(atomKey)));
-      absent.push(...undecided.filter((h) => gone.has(atomKey(h))));
-      undecided = undecided.filter((h) => !gone.has(atomKey(h)));
+      const keys = undecided.map(atomKey);
+      const gone = await withRetries(attempts, () => this.t.backend.absentAmong!(keys));
+      const still: string[] = [];
+      undecided.forEach((h, i) => (gone.has(keys[i]!) ? absent : still).push(h));
+      undecided = still;
     }
     const seen: string[] = [];
     const failures = await forEachConcurrently(undecided, concurrency, async (h) => {

@@ -347,15 +347,23 @@ export class RemotePacks {
   private async placeWholePacks(hashes: readonly string[], placed: string[], onPack: (hashes: string[], bytes: number) => void): Promise<void> {
     const { backend, store } = this.t;
     if (!backend.copyFrom) return;
-    const wanted = new Set(hashes);
-    for (const pack of store.packIndexes()) {
-      const entries = [...pack.entries()].filter((e) => wanted.has(e.hash));
-      if (entries.length === 0 || !mostOf(pack, entries)) continue;
+    // The atoms to send, grouped by the local pack each is found in (one pack per atom, so an atom
+    // in two packs goes once); the store's other atoms are not looked at.
+    const byPack = new Map<PackIndex, PackEntry[]>();
+    for (const hash of new Set(hashes)) {
+      const at = store.packedAt(hash);
+      if (!at?.pack) continue;
+      const entry = { hash, offset: at.offset, size: at.size };
+      const entries = byPack.get(at.pack);
+      if (entries) entries.push(entry);
+      else byPack.set(at.pack, [entry]);
+    }
+    for (const [pack, entries] of byPack) {
+      if (!mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
       if (packSize === undefined || withPackFile(pack.packPath, packSize, (fd) => entriesHeld(fd, entries))?.length !== entries.length) continue;
       await this.uploadWith(entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
-      for (const h of names) wanted.delete(h); // an atom in two local packs goes once
       placed.push(...names);
       onPack(names, atomBytes(entries));
     }
