@@ -2,7 +2,8 @@
  * Which atoms the remote store already has, at the fewest requests.
  *
  * 1. A local cache per remote (`<store>/remotes/<id>.inventory`): atoms this clone uploaded,
- *    downloaded, or saw in a listing. Atoms are immutable, so "present" stays true until a remote
+ *    downloaded one by one, or saw in a listing (those taken from the remote's packs are known from
+ *    the packs' indexes, 2.). Atoms are immutable, so "present" stays true until a remote
  *    gc deletes some; a remote gc therefore writes a new value to the `gc-epoch` object first, and a
  *    cache recorded under another epoch is dropped. A store without that object (new, or wiped and
  *    made again at the same URL) gets a random one from its first push, and no cache is trusted
