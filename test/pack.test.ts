@@ -289,6 +289,35 @@ describe('packs', () => {
     assert.deepEqual(packFiles(store).filter((f) => f.startsWith('.tmp-')), [], 'finish() left no temp file either');
   });
 
+  test('write-behind joins atoms cut one after another from one buffer (a downloaded range) into one write; every atom reads back, an abort writes none', async () => {
+    const store = freshStore();
+    const range = randomBytes(600_000, 91);
+    const present = range.subarray(250_000, 260_000);
+    assert.equal(store.put(sha256Hex(present), present), true, 'an atom the store has: skipped, so the next one starts a write of its own');
+    const cuts = [0, 16, 1000, 50_000, 250_000, 260_000, 400_000, 600_000];
+    const pieces = cuts.slice(1).map((end, i) => range.subarray(cuts[i], end));
+    const elsewhere = randomBytes(7000, 92);
+    const writer = new PackWriter(store, { writeBehind: true });
+    const put = (bytes: Buffer): boolean => writer.put(sha256Hex(bytes), bytes);
+    for (const piece of pieces.slice(0, 3)) assert.equal(put(piece), true);
+    assert.equal(put(elsewhere), true, 'from another buffer, between two cuts of the range');
+    for (const piece of pieces.slice(3)) assert.equal(put(piece), !piece.equals(present));
+    await writer.written();
+    assert.ok(writer.finish());
+    const reader = new LocalStore(store.root);
+    for (const bytes of [...pieces, elsewhere]) assert.ok(reader.get(sha256Hex(bytes)).equals(bytes));
+
+    const other = freshStore();
+    const joinedOnly = new PackWriter(other, { writeBehind: true });
+    for (const piece of pieces.slice(1, 3)) joinedOnly.put(sha256Hex(piece), piece);
+    assert.throws(() => joinedOnly.finish(), /before written\(\)/, 'bytes still joined count as unwritten');
+    const dropped = new PackWriter(other, { writeBehind: true });
+    for (const piece of pieces) dropped.put(sha256Hex(piece), piece);
+    dropped.abort();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(packFiles(other), [], 'joined bytes are dropped with the pack');
+  });
+
   test('an interrupted write leaves only a temp file, which is never listed and which gc removes once old', () => {
     const store = freshStore();
     const writer = new PackWriter(store);

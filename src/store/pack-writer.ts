@@ -231,20 +231,41 @@ export class PackWriter implements AtomWriter {
   }
 }
 
+/** Bytes that follow each other in memory and in the pack go to the thread pool as one write up to this size. */
+const MAX_JOINED_WRITE = 8 * 1024 * 1024;
+
 /**
- * Writes handed to libuv's thread pool. The first failure is kept (later writes are skipped) and
- * returned by settled(); whenIdle() runs once nothing is in flight.
+ * Writes handed to libuv's thread pool. Atoms cut from one downloaded range lie one after another
+ * in memory and in the pack: they are joined into one write (one job in the pool instead of one per
+ * atom, ~13 µs each: 70 ms for a range of 5,000 frames). The first failure is kept (later writes are
+ * skipped) and returned by settled(), which hands over what is still joined; whenIdle() runs once
+ * nothing is in flight, and drops what was not handed over (an abort).
  */
 class WritesBehind {
   private inFlight = 0;
   private failure: unknown = null;
   private waiting: (() => void)[] = [];
+  /** Bytes put and not handed to the pool yet: `length` bytes from `bytes`'s start, for `position`. */
+  private joined: { fd: number; bytes: Uint8Array; length: number; position: number } | null = null;
 
   write(fd: number, bytes: Uint8Array, position: number): void {
-    if (this.failure) return;
+    const j = this.joined;
+    if (j && j.fd === fd && j.bytes.buffer === bytes.buffer && j.bytes.byteOffset + j.length === bytes.byteOffset && j.position + j.length === position && j.length + bytes.length <= MAX_JOINED_WRITE) {
+      j.length += bytes.length;
+      return;
+    }
+    this.handOver();
+    this.joined = { fd, bytes, length: bytes.length, position };
+  }
+
+  private handOver(): void {
+    const j = this.joined;
+    this.joined = null;
+    if (!j || this.failure) return;
+    const bytes = new Uint8Array(j.bytes.buffer, j.bytes.byteOffset, j.length);
     this.inFlight++;
     const from = (done: number): void => {
-      write(fd, bytes, done, bytes.length - done, position + done, (err, n) => {
+      write(j.fd, bytes, done, bytes.length - done, j.position + done, (err, n) => {
         if (!err && n > 0 && done + n < bytes.length && !this.failure) return from(done + n);
         if (err || n === 0) this.failure ??= err ?? Object.assign(new Error('a pack write made no progress'), { code: 'EIO' });
         if (--this.inFlight === 0) for (const f of this.waiting.splice(0)) f();
@@ -254,16 +275,21 @@ class WritesBehind {
   }
 
   busy(): boolean {
-    return this.inFlight > 0;
+    return this.inFlight > 0 || this.joined !== null;
   }
 
   whenIdle(f: () => void): void {
+    this.joined = null;
     if (this.inFlight === 0) f();
     else this.waiting.push(f);
   }
 
   settled(): Promise<unknown> {
-    return new Promise((resolve) => this.whenIdle(() => resolve(this.failure)));
+    this.handOver();
+    return new Promise((resolve) => {
+      if (this.inFlight === 0) resolve(this.failure);
+      else this.waiting.push(() => resolve(this.failure));
+    });
   }
 }
 
