@@ -6,11 +6,6 @@ export function sha256Hex(data: Uint8Array): string {
   return hash('sha256', data, 'hex');
 }
 
-/** The SHA-256 of `data` as 32 bytes (compared with a name stored as bytes: no hex made). */
-export function sha256Digest(data: Uint8Array): Buffer {
-  return hash('sha256', data, 'buffer') as unknown as Buffer;
-}
-
 export function newSha256(): Hash {
   return createHash('sha256');
 }
