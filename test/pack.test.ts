@@ -517,9 +517,11 @@ test('more than 16 packs: gc merges the small ones into one, every atom still th
     utimesSync(path.join(store.packsDir, `${id}.pack`), when, when);
   }
   assert.equal(store.packIndexes().length, 20);
+  for (const a of atoms) store.get(sha256Hex(a)); // where each lies is remembered...
   const plan = planPrune(store, new Set(atoms.map((a) => sha256Hex(a))), new Set(), 0, Date.now());
   const result = executePrune(store, plan, 0);
   assert.deepEqual(result.merged, { packs: 20, into: 1 });
+  for (const a of atoms) assert.ok(store.get(sha256Hex(a)).equals(a), '...and forgotten once the packs are rewritten');
   const after = new LocalStore(store.root);
   const [merged] = after.packIndexes();
   assert.equal(after.packIndexes().length, 1);
