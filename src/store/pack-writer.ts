@@ -236,8 +236,8 @@ const MAX_JOINED_WRITE = 8 * 1024 * 1024;
 
 /**
  * Writes handed to libuv's thread pool. Atoms cut from one downloaded range lie one after another
- * in memory and in the pack: they are joined into one write (one job in the pool instead of one per
- * atom, ~13 µs each: 70 ms for a range of 5,000 frames). The first failure is kept (later writes are
+ * in memory and in the pack: they are joined into one write, one job in the pool instead of one per
+ * atom (a clone of 5,280 frames from S3: 451 -> 420 ms). The first failure is kept (later writes are
  * skipped) and returned by settled(), which hands over what is still joined; whenIdle() runs once
  * nothing is in flight, and drops what was not handed over (an abort).
  */
