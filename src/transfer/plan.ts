@@ -3,6 +3,12 @@
  * track manifests of their components (so partial extraction works after a fetch too). Manifests
  * are read level by level; a level's manifests that the local store lacks are first handed to
  * `obtain` (a download, for fetch) so the walk can look inside them.
+ *
+ * A track manifest lists samples of its file, leaves the file's manifests list already (clean
+ * writes them so): a fetch takes the track manifests and leaves their lines unread, ~40% of the
+ * manifest lines of a video; a push (`walkTracks`) reads them too, so that the remote store gets
+ * every atom any concept names, however it was written. An extraction reads its track manifest and
+ * fetches what it lacks (get-content).
  */
 import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
@@ -25,7 +31,7 @@ const MAX_LEVELS = 16;
 type ManifestKind = 'file' | 'track';
 
 export async function collectAtoms(
-  concepts: Iterable<Pick<Concept, 'refs' | 'components'>>, store: AtomReader, obtain: (missing: string[]) => Promise<void>,
+  concepts: Iterable<Pick<Concept, 'refs' | 'components'>>, store: AtomReader, obtain: (missing: string[]) => Promise<void>, { walkTracks = false } = {},
 ): Promise<AtomSet> {
   const leaves = new Map<string, number>();
   const manifests: string[] = [];
@@ -57,7 +63,7 @@ export async function collectAtoms(
         continue;
       }
       if (kind === 'file') for (const child of readManifest(store, hash)) visit(child, 'file');
-      else for (const child of decodeTrackManifest(store.get(hash), hash)) visit(child, 'track');
+      else if (walkTracks) for (const child of decodeTrackManifest(store.get(hash), hash)) visit(child, 'track');
     }
   }
   return { leaves, manifests, unreadable };

@@ -37,7 +37,7 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
   // A manifest missing here but present remotely (after a partial fetch) is read from there.
   const set = await collectAtoms(items.map((i) => i.concept), s.store, async (manifests) => {
     await downloadAll(s, manifests.map((hash) => ({ hash }))).catch(() => undefined);
-  });
+  }, { walkTracks: true });
   const all = [...set.leaves.keys(), ...set.manifests];
   const toUpload = await s.inventory.missing(all);
   const lost = [...set.unreadable, ...toUpload.filter((h) => !s.store.has(h))];
@@ -79,7 +79,7 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
 async function unrecoverable(s: Session, items: readonly ConceptToPush[], lost: Set<string>): Promise<PaniniError> {
   const paths: string[] = [];
   for (const item of items) {
-    const own = await collectAtoms([item.concept], s.store, async () => undefined);
+    const own = await collectAtoms([item.concept], s.store, async () => undefined, { walkTracks: true });
     const reached = [...own.leaves.keys(), ...own.manifests];
     if (reached.some((h) => lost.has(h))) paths.push(item.path);
   }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { decodeTrackManifest, encodeTrackManifest } from '../../src/concept/manifest.js';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
 import { atomKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../../src/store/backend.js';
@@ -116,6 +117,33 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     for (const f of files) assertRebuilds(there, f);
     assert.deepEqual(storeAtoms(there), local, 'fetch brought manifests and track manifests too');
     assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0);
+  });
+
+  test(`${name}: a track manifest naming an atom the file's manifests do not: a push sends it, a fetch takes the track manifest and leaves its lines unread`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const [file] = addFixtures(here, ['course-a.mp4']);
+    const track = file!.concept.components![0]!;
+    const samples = decodeTrackManifest(here.store.get(track.hash), track.hash);
+    const last = samples[samples.length - 1]!;
+    const stray = randomBytes(last.size);
+    here.store.put(sha256Hex(stray), stray);
+    const crafted = encodeTrackManifest([...samples.slice(0, -1), { ...last, hash: sha256Hex(stray) }]);
+    here.store.put(sha256Hex(crafted), crafted);
+    const concept = { ...file!.concept, components: [{ ...track, hash: sha256Hex(crafted) }, ...file!.concept.components!.slice(1)] };
+    await pushConcepts(here, [{ concept, path: file!.name }], { quiet: true });
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    const onRemote = await remoteAtoms(backend);
+    assert.ok(onRemote.has(sha256Hex(stray)), 'the push walked the track manifest');
+    assert.ok(onRemote.has(sha256Hex(crafted)));
+
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [concept], { quiet: true });
+    assert.ok(there.store.has(sha256Hex(crafted)), 'the track manifest is fetched');
+    assert.equal(there.store.has(sha256Hex(stray)), false, 'its lines are not read: they name the file\'s leaves when clean writes them');
+    assertRebuilds(there, { ...file!, concept });
   });
 
   test(`${name}: a store wiped and made again at the same URL gets every atom on the next push`, async (t) => {
