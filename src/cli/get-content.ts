@@ -50,7 +50,7 @@ async function fetchNeeded(ctx: Context, concept: Concept, component: ComponentN
   if (!ctx.config.get('panini.url')) return;
   const { fetchAtoms } = await import('../transfer/fetch.js');
   const { collectAtoms } = await import('../transfer/plan.js');
-  const manifests = await collectAtoms([concept], ctx.store, (missing) => fetchAtoms(ctx, missing, { quiet: true }));
+  const manifests = await collectAtoms([concept], ctx.store, (missing) => fetchAtoms(ctx, missing, { quiet: true }), { walkTracks: true });
   const leaves = component === undefined ? [...manifests.leaves.keys()] : componentLeaves(concept, ctx.store, component).map((l) => l.hash);
   await fetchAtoms(ctx, leaves, { quiet: true, label: 'get-content' });
 }

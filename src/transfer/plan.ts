@@ -5,14 +5,15 @@
  * `obtain` (a download, for fetch) so the walk can look inside them.
  *
  * A track manifest lists samples of its file, leaves the file's manifests list already (clean
- * writes them so): a fetch takes the track manifests and leaves their lines unread, ~40% of the
- * manifest lines of a video; a push (`walkTracks`) reads them too, so that the remote store gets
- * every atom any concept names, however it was written. An extraction reads its track manifest and
- * fetches what it lacks (get-content).
+ * writes them so). A track of at most TRACK_MANIFEST_FANOUT samples is one such manifest: a fetch
+ * takes it and leaves its lines unread (~40% of the manifest lines of a video); a longer track's
+ * tree is walked for the manifests below its root. A push and an extraction (`walkTracks`) read
+ * every track manifest, so that the remote store gets every atom any concept names and an
+ * extraction every atom its track lists, however the concept was written.
  */
 import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
-import { decodeTrackManifest, readManifest } from '../concept/manifest.js';
+import { decodeTrackManifest, readManifest, TRACK_MANIFEST_FANOUT } from '../concept/manifest.js';
 import { PaniniError } from '../errors.js';
 import type { AtomReader } from '../store/local.js';
 
@@ -28,7 +29,8 @@ export interface AtomSet {
 /** Manifest trees are a few levels deep; a deeper walk means a loop or a crafted store. */
 const MAX_LEVELS = 16;
 
-type ManifestKind = 'file' | 'track';
+/** A file-order manifest, a track manifest to read, or a track manifest of leaves only (not read). */
+type ManifestKind = 'file' | 'track' | 'track-leaves';
 
 export async function collectAtoms(
   concepts: Iterable<Pick<Concept, 'refs' | 'components'>>, store: AtomReader, obtain: (missing: string[]) => Promise<void>, { walkTracks = false } = {},
@@ -48,7 +50,7 @@ export async function collectAtoms(
   };
   for (const c of concepts) {
     for (const ref of c.refs) visit(ref, 'file');
-    for (const component of c.components ?? []) visit(component, 'track');
+    for (const component of c.components ?? []) visit(component, walkTracks || component.samples > TRACK_MANIFEST_FANOUT ? 'track' : 'track-leaves');
   }
   for (let depth = 0; level.length > 0; depth++) {
     if (depth >= MAX_LEVELS) throw new PaniniError(`manifest trees nest deeper than ${MAX_LEVELS} levels (at atom ${level[0]![0]})`, 'a concept or manifest was crafted or damaged; `git log -p` on the file shows who changed it');
@@ -63,7 +65,7 @@ export async function collectAtoms(
         continue;
       }
       if (kind === 'file') for (const child of readManifest(store, hash)) visit(child, 'file');
-      else if (walkTracks) for (const child of decodeTrackManifest(store.get(hash), hash)) visit(child, 'track');
+      else if (kind === 'track') for (const child of decodeTrackManifest(store.get(hash), hash)) visit(child, 'track');
     }
   }
   return { leaves, manifests, unreadable };

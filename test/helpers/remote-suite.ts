@@ -8,7 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { decodeTrackManifest, encodeTrackManifest } from '../../src/concept/manifest.js';
+import type { ContentRef } from '../../src/atom.js';
+import type { Concept } from '../../src/concept/concept.js';
+import { buildManifestTree, buildTrackManifest, decodeTrackManifest, encodeTrackManifest, TRACK_MANIFEST_FANOUT } from '../../src/concept/manifest.js';
+import { componentLeaves } from '../../src/reconstruct/extract.js';
+import { PackWriter } from '../../src/store/pack-writer.js';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
 import { atomKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../../src/store/backend.js';
@@ -144,6 +148,38 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.ok(there.store.has(sha256Hex(crafted)), 'the track manifest is fetched');
     assert.equal(there.store.has(sha256Hex(stray)), false, 'its lines are not read: they name the file\'s leaves when clean writes them');
     assertRebuilds(there, { ...file!, concept });
+  });
+
+  test(`${name}: a track longer than one track manifest: a fetch brings the manifests below its root, and the track's leaves are all local`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const writer = new PackWriter(here.store);
+    const leaves: ContentRef[] = [];
+    const parts: Buffer[] = [];
+    for (let i = 0, offset = 0; i < TRACK_MANIFEST_FANOUT + 10; i++) {
+      const bytes = Buffer.from(`sample ${i}\n`);
+      writer.put(sha256Hex(bytes), bytes);
+      leaves.push({ hash: sha256Hex(bytes), type: 'AudioChunk', offset, size: bytes.length });
+      parts.push(bytes);
+      offset += bytes.length;
+    }
+    const whole = Buffer.concat(parts);
+    const refs = buildManifestTree(leaves, writer, 4);
+    const track = buildTrackManifest(leaves, writer, 'AudioStream');
+    writer.finish();
+    const below = decodeTrackManifest(here.store.get(track.hash), track.hash);
+    assert.equal(below.length, 2, 'two track manifests under the root');
+    const concept: Concept = {
+      version: 1, oid: sha256Hex(whole), size: whole.length, format: 'binary', info: {}, refs, body: '', extra: {},
+      components: [{ hash: track.hash, type: 'AudioStream', kind: 'audio', track: 1, codec: 'test', samples: leaves.length, size: whole.length }],
+    };
+    await pushConcepts(here, [{ concept, path: 'long.bin' }], { quiet: true });
+
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [concept], { quiet: true });
+    for (const m of [track, ...below]) assert.ok(there.store.has(m.hash), `track manifest ${m.hash} fetched`);
+    assert.equal(componentLeaves(concept, there.store, 'audio').length, leaves.length);
   });
 
   test(`${name}: a store wiped and made again at the same URL gets every atom on the next push`, async (t) => {
