@@ -293,31 +293,27 @@ function serveSmall(ctx: Context, writer: PktWriter, concept: Concept, ahead: Sm
   const only = wholeFileRef(concept);
   if (!only) return false;
   const verified = ahead.take(only.hash, only.size);
+  const scratch = smallAtomScratch();
+  const unchecked = verified ? null : ctx.store.readUnchecked(only.hash, only.size, scratch);
   if (verified) {
     respondContent(writer, (emit) => emit(verified));
-    ahead.sent(concept);
-    return true;
-  }
-  const scratch = smallAtomScratch();
-  const unchecked = ctx.store.readUnchecked(only.hash, only.size, scratch);
-  if (unchecked) {
+  } else if (unchecked) {
     respondContent(writer, (emit) => emit(unchecked), () => {
       if (sha256Hex(unchecked) !== only.hash) throw new AtomError(only.hash, 'corrupt');
     });
-    ahead.sent(concept);
-    return true;
+  } else {
+    // Not readable so: too large for the buffer, or damaged, or missing (then nothing to try: a
+    // checkout of a fresh clone asks for thousands of files whose atoms are still to be fetched).
+    if (!ctx.store.mightHave(only.hash)) return false;
+    let single: Buffer | null = null;
+    try {
+      single = wholeFileAtom(concept, ctx.store, scratch);
+    } catch {
+      return false;
+    }
+    if (!single) return false;
+    respondContent(writer, (emit) => emit(single));
   }
-  // Not readable so: too large for the buffer, or damaged, or missing (then nothing to try: a
-  // checkout of a fresh clone asks for thousands of files whose atoms are still to be fetched).
-  if (!ctx.store.mightHave(only.hash)) return false;
-  let single: Buffer | null = null;
-  try {
-    single = wholeFileAtom(concept, ctx.store, scratch);
-  } catch {
-    return false;
-  }
-  if (!single) return false;
-  respondContent(writer, (emit) => emit(single));
   ahead.sent(concept);
   return true;
 }

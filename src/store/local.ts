@@ -16,7 +16,7 @@ import type { ChunkWindows } from '../decompose/cdc.js';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { storeErrorFor } from './fs-errors.js';
-import { encodeIndex, entriesHeld, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from './pack.js';
+import { encodeIndex, entriesHeld, findInPacks, isPackId, MAX_ATOM_BYTES, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from './pack.js';
 import { journaledPack, readJournal, isJournalName } from './journal.js';
 import { decodeLayout, encodeLayout, layoutPacks, type LayoutRun } from './layout.js';
 import { liveWriterSince } from './writers.js';
@@ -710,17 +710,9 @@ export class LocalStore implements AtomReader, AtomWriter {
     const packs = this.loadedPacks();
     if (packs.size === 0) return null;
     const last = this.lastHit;
-    const first = last && packs.get(last.id) === last ? last : null; // not one a reload dropped
-    const i = first ? first.find(hash) : -1;
-    if (i >= 0) return { pack: first!, i };
-    for (const pack of packs.values()) {
-      if (pack === first) continue;
-      const j = pack.find(hash);
-      if (j < 0) continue;
-      this.lastHit = pack;
-      return { pack, i: j };
-    }
-    return null;
+    const found = findInPacks(packs.values(), hash, last && packs.get(last.id) === last ? last : null); // not one a reload dropped
+    if (found) this.lastHit = found.pack;
+    return found;
   }
 
   private packFd(pack: PackIndex): number {

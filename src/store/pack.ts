@@ -146,7 +146,7 @@ export class PackIndex {
   }
 
   /** Whether entry i's hash is `hash` (lowercase hex). */
-  private holdsAt(i: number, hash: string): boolean {
+  holdsAt(i: number, hash: string): boolean {
     return this.hashAt(i) === hash;
   }
 
@@ -181,11 +181,6 @@ export class PackIndex {
 
   offsetOf(i: number): number {
     return this.offsets[i]!;
-  }
-
-  /** Whether `bytes` hash to entry i's name (two short strings compared: faster than a digest Buffer, measured). */
-  isHashOf(i: number, bytes: Uint8Array): boolean {
-    return sha256Hex(bytes) === this.hashAt(i);
   }
 
   /** The positions of the entries in the order of their offsets. */
@@ -305,7 +300,7 @@ export function atomsHeld(fd: number, index: PackIndex): Uint8Array {
     span.size = index.sizeOf(order[k]!);
     return span;
   }, (k, atom) => {
-    if (index.isHashOf(order[k]!, atom)) held[order[k]!] = 1;
+    if (index.holdsAt(order[k]!, sha256Hex(atom))) held[order[k]!] = 1; // hex strings compared: faster than a digest Buffer, measured
   });
   return held;
 }
@@ -328,6 +323,21 @@ function readInOrder(fd: number, count: number, at: (k: number) => { offset: num
     }
     if (atom.length === size) visit(k, atom);
   }
+}
+
+/**
+ * The pack of `packs` holding `hash`, and its position there. `first`, one of them (the pack the
+ * last atom was found in: a file's atoms mostly share one), is looked in first.
+ */
+export function findInPacks(packs: Iterable<PackIndex | null>, hash: string, first: PackIndex | null): { pack: PackIndex; i: number } | null {
+  const i = first ? first.find(hash) : -1;
+  if (i >= 0) return { pack: first!, i };
+  for (const pack of packs) {
+    if (!pack || pack === first) continue;
+    const j = pack.find(hash);
+    if (j >= 0) return { pack, i: j };
+  }
+  return null;
 }
 
 /** Reads `size` bytes at `offset` of an open pack (short only if the pack was cut). */

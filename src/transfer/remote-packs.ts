@@ -16,7 +16,7 @@ import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
-import { atomsHeld, encodeIndex, entriesHeld, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
+import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
 import { readAll, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
@@ -121,17 +121,11 @@ export class RemotePacks {
 
   /** Where the atom is packed, if it is (after `list`); the pack of the last atom found is looked in first (a file's atoms mostly share one). */
   find(hash: string): PackedAtom | null {
-    const last = this.lastHit;
-    let i = last ? last.find(hash) : -1;
-    if (i >= 0) return packedAtom(last!, hash, i);
-    for (const p of this.listed ?? []) {
-      if (!p.index || p.index === last) continue;
-      i = p.index.find(hash);
-      if (i < 0) continue;
-      this.lastHit = p.index;
-      return packedAtom(p.index, hash, i);
-    }
-    return null;
+    const found = findInPacks((this.listed ?? []).map((p) => p.index), hash, this.lastHit);
+    if (!found) return null;
+    const { pack, i } = found;
+    this.lastHit = pack;
+    return { pack, entry: { hash, offset: pack.offsetOf(i), size: pack.sizeOf(i) }, position: i };
   }
 
   /** Forgets the listing: the next use lists again. */
@@ -443,8 +437,6 @@ interface PackRange {
   end: number;
   items: { wanted: Wanted; entry: PackEntry; position: number; done?: boolean }[];
 }
-
-const packedAtom = (pack: PackIndex, hash: string, position: number): PackedAtom => ({ pack, entry: { hash, offset: pack.offsetOf(position), size: pack.sizeOf(position) }, position });
 
 const atomBytes = (entries: readonly PackEntry[]): number => entries.reduce((n, e) => n + e.size, 0);
 
