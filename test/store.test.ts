@@ -157,6 +157,36 @@ describe('LocalStore reads', () => {
     assert.throws(() => store.getInto(absent, 12, scratch), (err: unknown) => err instanceof AtomError && err.kind === 'missing' && err.hash === absent);
   });
 
+  test('shard directories are listed once as a hint; atoms this process writes later are still found', () => {
+    const store = freshStore();
+    // Atoms in different first-level shards, chosen by their hashes.
+    const atoms = new Map<string, Buffer>();
+    for (let i = 0; atoms.size < 3 && i < 10_000; i++) {
+      const bytes = Buffer.from(`atom number ${i}`);
+      const hash = sha256Hex(bytes);
+      if (![...atoms.keys()].some((h) => h.slice(0, 2) === hash.slice(0, 2))) atoms.set(hash, bytes);
+    }
+    const [[first, firstBytes], [second, secondBytes], [third, thirdBytes]] = [...atoms];
+    store.put(first!, firstBytes!);
+    const looked = new LocalStore(store.root);
+    assert.equal(looked.mightHave(first!), true, 'a shard that existed is listed');
+    assert.equal(looked.mightHave(second!), false, 'a shard absent at the first look: no lookup');
+    // Written by this process after its first look, in a first-level shard it has looked at and in one it has not.
+    assert.equal(looked.put(second!, secondBytes!), true);
+    assert.equal(looked.put(third!, thirdBytes!), true);
+    const scratch = Buffer.alloc(64);
+    for (const [hash, bytes] of [[second!, secondBytes!], [third!, thirdBytes!]] as const) {
+      assert.equal(looked.mightHave(hash), true);
+      assert.ok(looked.readUnchecked(hash, bytes.length, scratch)?.equals(bytes));
+      assert.equal(looked.presentForWrite(hash, new Set()), true);
+    }
+    // Written by another process after the first look: the hint says absent, the authoritative answers find it.
+    const late = sha256Hex(Buffer.from('written elsewhere'));
+    new LocalStore(store.root).put(late, Buffer.from('written elsewhere'));
+    assert.equal(looked.has(late), true);
+    assert.ok(looked.get(late).equals(Buffer.from('written elsewhere')));
+  });
+
   test('a missing atom is reported by name', () => {
     const store = freshStore();
     const hash = sha256Hex(Buffer.from('never stored'));

@@ -134,6 +134,8 @@ export class LocalStore implements AtomReader, AtomWriter {
   private readonly openPacks = new Map<string, number>();
   /** Loose shard directories seen, by first-level name: lets a writer skip a lookup bound to fail. */
   private readonly looseShards = new Map<string, Set<string>>();
+  /** The first-level shard directories, listed once (a fresh clone has none: no listing per shard). */
+  private firstLevelShards: Set<string> | null = null;
   /** Registry directories seen, by name (see conceptNames). */
   private readonly conceptDirs = new Map<string, Set<string> | null>();
 
@@ -733,7 +735,8 @@ export class LocalStore implements AtomReader, AtomWriter {
     const a = hash.slice(0, 2);
     let seen = this.looseShards.get(a);
     if (!seen) {
-      seen = new Set(listDir(join(this.atomsDir, a)));
+      this.firstLevelShards ??= new Set(listDir(this.atomsDir));
+      seen = new Set(this.firstLevelShards.has(a) ? listDir(join(this.atomsDir, a)) : []);
       this.looseShards.set(a, seen);
     }
     return seen.has(hash.slice(2, 4));

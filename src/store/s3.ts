@@ -9,7 +9,6 @@
  * every backend the same way, with a fresh body stream.
  */
 import type * as ClientS3 from '@aws-sdk/client-s3';
-import type * as LibStorage from '@aws-sdk/lib-storage';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
@@ -18,6 +17,7 @@ import {
   checkKey, isTransientNetworkError, RemoteError, statsFromListing, type Backend, type BackendStats, type ByteRange, type RemoteObject, type UploadBody,
 } from './backend.js';
 import { deferredCaFile } from '../extra-ca-certs.js';
+import type * as AwsSdk from './aws-sdk.js';
 
 export interface S3Options {
   bucket: string;
@@ -35,12 +35,13 @@ export const S3_PART_SIZE = 5 * 1024 * 1024;
 const LIST_PAGE = 1000;
 const MAX_LIST_PAGES = 1_000_000;
 
-// The SDK is CommonJS: required, it loads in about half the time an ESM import takes (no scan of its
-// sources for export names), and lib-storage only when something is uploaded.
+// The SDK as one bundled CommonJS file (aws-sdk.ts): required, it loads in about half the time an
+// ESM import takes (no scan of its sources for export names). The same relative path from this
+// module (dist/src/store) and from the CLI's bundle (dist/src/cli).
 const require = createRequire(import.meta.url);
 const {
-  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client,
-} = require('@aws-sdk/client-s3') as typeof ClientS3;
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, Upload,
+} = require('../store/aws-sdk.cjs') as typeof AwsSdk;
 
 export class S3Backend implements Backend {
   readonly url: string;
@@ -68,7 +69,6 @@ export class S3Backend implements Backend {
   }
 
   async upload(key: string, body: UploadBody): Promise<void> {
-    const { Upload } = require('@aws-sdk/lib-storage') as typeof LibStorage;
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.options.bucket, Key: this.objectKey(key), Body: body.open(), ContentLength: body.size },
