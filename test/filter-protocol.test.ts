@@ -621,6 +621,64 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
       }
     });
 
+  it('delay: files asked for in sorted order are located while Git writes the one before; any order is served exact',
+    { skip: remoteFetchAvailable ? false : 'remote store not yet available (dist/src/transfer/fetch.js)' }, async () => {
+      // Files of several atoms (served by reconstruct, not as one small atom), cleaned in `repo`.
+      const files = ['a.bin', 'b.bin', 'c.bin', 'd.bin'].map((name, i) => ({ name, bytes: randomBytesSeeded(300_000 + i * 1000, 40 + i), concept: Buffer.alloc(0) as Buffer }));
+      const cleaner = open();
+      await cleaner.handshake();
+      for (const f of files) {
+        await cleaner.request('clean', f.name, f.bytes);
+        const r = await cleaner.response();
+        assert.equal(r.status, 'success', cleaner.stderr);
+        f.concept = r.content!;
+        assert.ok((f.concept.toString().match(/atom:\/\//g) ?? []).length > 1, 'more than one atom');
+      }
+      assert.equal(await cleaner.close(), 0);
+      const remote = tempDir('panini-remote-');
+      try {
+        for (const dir of ['atoms', 'packs']) {
+          if (existsSync(path.join(repo.store, dir))) cpSync(path.join(repo.store, dir), path.join(remote.dir, dir), { recursive: true });
+        }
+        const locatesAhead = availableParallelism() > 1; // only with a core to spare (it polls for Git's requests)
+        for (const [order, ahead] of [['sorted', files.length], ['reversed', 1]] as const) {
+          const located = locatesAhead ? ahead : 0;
+          const client = tempRepo();
+          try {
+            git(client.dir, ['config', 'panini.url', `file://${remote.dir}`]);
+            const c = open(client.dir, { PANINI_TRACE: '1' }, true); // through a pipe, as from Git: the reader then polls, and works while it waits
+            await c.handshake();
+            for (const f of files) {
+              await c.request('smudge', f.name, f.concept, ['can-delay=1']);
+              assert.equal((await c.response()).status, 'delayed', c.stderr);
+            }
+            let listed: string[] = [];
+            for (let attempt = 0; attempt < 20 && listed.length < files.length; attempt++) {
+              await c.sendList(['command=list_available_blobs']);
+              listed = [...listed, ...(await c.list())];
+              assert.equal(statusOf(await c.list()), 'success');
+            }
+            assert.deepEqual(listed.sort(), files.map((f) => `pathname=${f.name}`));
+            for (const f of order === 'sorted' ? files : [...files].reverse()) {
+              await c.sendList(['command=smudge', `pathname=${f.name}`]);
+              await c.write(FLUSH);
+              const served = await c.response();
+              assert.equal(served.status, 'success', c.stderr);
+              assert.ok(served.content!.equals(f.bytes), `${f.name} served exact (${order})`);
+            }
+            assert.equal(await c.close(), 0);
+            // Asked in reverse, only the last (the first in sorted order) was the one located ahead.
+            const wasted = locatesAhead ? files.length - located : 0;
+            assert.match(c.stderr, new RegExp(`${located} delayed files located ahead, ${wasted} located ahead for nothing`), c.stderr);
+          } finally {
+            client.dispose();
+          }
+        }
+      } finally {
+        remote.dispose();
+      }
+    });
+
   it('end of input from Git ends the process with exit code 0', async () => {
     const idle = open();
     await idle.handshake();

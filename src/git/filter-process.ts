@@ -109,6 +109,52 @@ const concepts = new ConceptReader();
 const CONCEPT_BUFFER_BYTES = 64 * 1024;
 let conceptBuffer: Buffer | undefined;
 
+/**
+ * Git asks for the files it was told are available in sorted path order (it keeps them in a sorted
+ * string list), each once it has written the one before. While it writes one (on the other core),
+ * the next is located: its manifests walked and its leaves looked up (findBytes). Any other
+ * request finds that work dropped, and a file asked for is located afresh if it was not the one.
+ */
+class DelayedAhead {
+  private located: { pathname: string; found: FoundBytes } | null = null;
+  /** The files listed to Git so far, and the delayed ones not served yet. */
+  private listed: ReadonlySet<string> = new Set();
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly ctx: Context, private readonly reader: PktReader, private readonly delayed: ReadonlyMap<string, { concept: Concept }>) {}
+
+  /** Where the delayed file's bytes lie: as located ahead, if it was this file and nothing was missing then. */
+  find(pathname: string, concept: Concept): FoundBytes {
+    const ahead = this.located;
+    this.located = null;
+    if (ahead?.pathname === pathname && ahead.found.missing.length === 0) {
+      this.hits++;
+      return ahead.found;
+    }
+    if (ahead) this.misses++;
+    return findBytes(this.ctx, concept);
+  }
+
+  /** After files were listed to Git (all of them so far), or one was served: locates the next while the reader waits. */
+  expectNext(listed = this.listed): void {
+    this.listed = listed;
+    let next: string | null = null;
+    for (const p of this.delayed.keys()) if (listed.has(p) && (next === null || p < next)) next = p;
+    if (next === null) return;
+    const pathname = next;
+    const { concept } = this.delayed.get(pathname)!;
+    this.reader.ahead = () => {
+      this.located = null;
+      try {
+        this.located = { pathname, found: findBytes(this.ctx, concept) };
+      } catch {
+        // only a guess: asked for, the file is located again and any error reported then
+      }
+    };
+  }
+}
+
 export async function serveFilterProcess(ctx: Context, reader: PktReader, writer: PktWriter, options: FilterOptions): Promise<void> {
   handshake(reader, writer);
   /** Delayed smudges by path: their concept, and the error if fetching failed. */
@@ -127,12 +173,15 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
   };
   reader.idle = { afterMs: SEAL_WHEN_IDLE_MS, pending: () => smallFiles?.unnamed ?? false, run: sealSmallFiles };
   const ahead = new SmallAtomsAhead(ctx.store, reader);
+  const delayedAhead = new DelayedAhead(ctx, reader, delayed);
   for (;;) {
     const request = reader.readKeyValues();
     reader.ahead = null; // the guess is for the request that was still to come
     if (request === undefined) {
       sealSmallFiles();
-      if (options.trace) options.log?.(`git-panini: filter-process: ${ahead.hits} small files sent as read ahead, ${ahead.misses} read ahead for nothing`);
+      if (options.trace) {
+        options.log?.(`git-panini: filter-process: ${ahead.hits} small files sent as read ahead, ${ahead.misses} read ahead for nothing; ${delayedAhead.hits} delayed files located ahead, ${delayedAhead.misses} located ahead for nothing`);
+      }
       if (unrecorded) options.log?.(`git-panini: ${unrecorded.pathname}: ${errorMessage(storeFailure(unrecorded.err, ctx.store.root))}`);
       return; // Git closed the pipe: done
     }
@@ -154,6 +203,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
       writer.text('status=success');
       writer.flushPkt();
       writer.send();
+      delayedAhead.expectNext(listed);
       continue;
     }
     if (command !== 'clean' && command !== 'smudge') {
@@ -208,7 +258,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
           unrecorded = { pathname, err };
         }
       } else {
-        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried, ahead);
+        await smudge(ctx, writer, options, input as SpooledInput, pathname, request.get('can-delay') === '1', delayed, retried, ahead, delayedAhead);
       }
     } catch (err) {
       if (!contentEnded) drainContent(reader); // a streamed input failed half-way
@@ -224,7 +274,7 @@ export async function serveFilterProcess(ctx: Context, reader: PktReader, writer
 
 async function smudge(
   ctx: Context, writer: PktWriter, options: FilterOptions, input: SpooledInput, pathname: string, canDelay: boolean,
-  delayed: Map<string, { concept: Concept; error?: string }>, retried: { failed: number }, ahead: SmallAtomsAhead,
+  delayed: Map<string, { concept: Concept; error?: string }>, retried: { failed: number }, ahead: SmallAtomsAhead, delayedAhead: DelayedAhead,
 ): Promise<void> {
   const wasDelayed = delayed.get(pathname);
   if (wasDelayed && input.source.size === 0) {
@@ -244,7 +294,9 @@ async function smudge(
       }
     }
     if (serveSmall(ctx, writer, concept, ahead)) return;
-    return serveConcept(ctx, writer, concept, findBytes(ctx, concept));
+    serveConcept(ctx, writer, concept, delayedAhead.find(pathname, concept));
+    delayedAhead.expectNext();
+    return;
   }
   if (options.skipSmudge || !looksLikeConcept(input.head)) {
     return respondContent(writer, (emit) => streamSource(input, emit));
