@@ -117,7 +117,7 @@ let conceptBuffer: Buffer | undefined;
  */
 class DelayedAhead {
   private located: { pathname: string; found: FoundBytes } | null = null;
-  /** The files listed to Git so far, and the delayed ones not served yet. */
+  /** The files listed to Git so far (those not served yet are still in `delayed`). */
   private listed: ReadonlySet<string> = new Set();
   hits = 0;
   misses = 0;

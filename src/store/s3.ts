@@ -8,7 +8,6 @@
  * and that are aborted on failure. The SDK's own retries are off: src/transfer/retry.ts retries
  * every backend the same way, with a fresh body stream.
  */
-import type * as ClientS3 from '@aws-sdk/client-s3';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
@@ -47,7 +46,7 @@ export class S3Backend implements Backend {
   readonly url: string;
   /** Measured against s3rver 20 ms away: a page of 1,000 keys takes as long as 10 HEADs. */
   readonly listPageCost = 10;
-  private readonly client: ClientS3.S3Client;
+  private readonly client: AwsSdk.S3Client;
   private readonly keyPrefix: string;
 
   constructor(private readonly options: S3Options) {
