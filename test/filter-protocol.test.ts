@@ -641,8 +641,7 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
           if (existsSync(path.join(repo.store, dir))) cpSync(path.join(repo.store, dir), path.join(remote.dir, dir), { recursive: true });
         }
         const locatesAhead = availableParallelism() > 1; // only with a core to spare (it polls for Git's requests)
-        for (const [order, ahead] of [['sorted', files.length], ['reversed', 1]] as const) {
-          const located = locatesAhead ? ahead : 0;
+        for (const order of ['sorted', 'reversed'] as const) {
           const client = tempRepo();
           try {
             git(client.dir, ['config', 'panini.url', `file://${remote.dir}`]);
@@ -660,6 +659,7 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
             }
             assert.deepEqual(listed.sort(), files.map((f) => `pathname=${f.name}`));
             for (const f of order === 'sorted' ? files : [...files].reverse()) {
+              await new Promise((resolve) => setTimeout(resolve, 20)); // as Git writes the file before asking for the next
               await c.sendList(['command=smudge', `pathname=${f.name}`]);
               await c.write(FLUSH);
               const served = await c.response();
@@ -667,9 +667,12 @@ describe('filter-process, pkt-line protocol v2', { timeout: 120_000 }, () => {
               assert.ok(served.content!.equals(f.bytes), `${f.name} served exact (${order})`);
             }
             assert.equal(await c.close(), 0);
-            // Asked in reverse, only the last (the first in sorted order) was the one located ahead.
-            const wasted = locatesAhead ? files.length - located : 0;
-            assert.match(c.stderr, new RegExp(`${located} delayed files located ahead, ${wasted} located ahead for nothing`), c.stderr);
+            const [hits, misses] = (/(\d+) delayed files located ahead, (\d+) located ahead for nothing/.exec(c.stderr) ?? []).slice(1).map(Number);
+            if (!locatesAhead) assert.deepEqual([hits, misses], [0, 0], c.stderr);
+            // In sorted order every guess is right (a request that came before the reader waited finds none made);
+            // asked in reverse, only the last file (the first in sorted order) is the one located ahead.
+            else if (order === 'sorted') assert.ok(misses === 0 && hits! >= files.length - 1, c.stderr);
+            else assert.ok(hits! <= 1 && misses! >= files.length - 2, c.stderr);
           } finally {
             client.dispose();
           }

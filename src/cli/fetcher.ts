@@ -14,6 +14,6 @@ export function remoteFetcher(ctx: Context): AtomFetcher | null {
   if (!ctx.config.get('panini.url')) return null;
   return async (concepts) => {
     const { fetchConcepts } = await import('../transfer/fetch.js');
-    await fetchConcepts(ctx, concepts.map(({ refs }) => ({ refs })));
+    await fetchConcepts(ctx, concepts.map(({ refs, oid, size }) => ({ refs, oid, size })));
   };
 }

@@ -101,6 +101,16 @@ export function decodeManifest(bytes: Buffer, hash: string): ManifestEntry[] {
 }
 
 /**
+ * Whether a file-order manifest lists manifests (a level of the tree above the leaves), from its
+ * first child alone: buildManifestTree makes each level of one kind. Throws as decodeManifest does
+ * on a manifest that does not start as one.
+ */
+export function listsManifests(bytes: Buffer, hash: string): boolean {
+  const first = bytes.subarray(HEADER.length + 1, bytes.indexOf(0x0a, HEADER.length + 1) + 1);
+  return decodeManifest(Buffer.concat([bytes.subarray(0, HEADER.length + 1), first]), hash).some((child) => MANIFEST_TYPES.has(child.type));
+}
+
+/**
  * Groups refs into manifest atoms, level by level, until at most `maxTop` remain. The store gets
  * every manifest written; the returned refs (type Manifest) span the same bytes as their children.
  */

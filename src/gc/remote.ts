@@ -18,7 +18,8 @@ import { errorMessage, PaniniError } from '../errors.js';
 import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
-import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LFS_PREFIX, packKey, type Backend } from '../store/backend.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutOfKey, LFS_PREFIX, packKey, packOfKey, type Backend } from '../store/backend.js';
+import { layoutPacks, MAX_LAYOUT_BYTES } from '../store/layout.js';
 import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, type PackEntry } from '../store/pack.js';
 import { readAll, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
@@ -86,10 +87,12 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       if (r.error !== undefined) throw r.error;
     }
     const doomedKeys = [...packs.deleteKeys, ...doomed.filter((a) => !packs.droppedInPacks.has(a.hash)).map((a) => atomKey(a.hash))];
-    if (!options.dryRun && (doomedKeys.length > 0 || oldRecords.length > 0)) {
+    const staleLayouts = await layoutsToDelete(s, reach.reached.oids, new Set(packs.deleteKeys.map((k) => packOfKey(k)?.id)), isOld);
+    if (!options.dryRun && (doomedKeys.length > 0 || oldRecords.length > 0 || staleLayouts.length > 0)) {
       // First the new epoch (clones stop trusting their caches), then records before their atoms.
       await withRetries(s.settings.attempts, () => backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(randomBytes(16).toString('hex')))));
       await deleteAll(s, oldRecords.map((r) => r.key), 'Git LFS object records', options);
+      await deleteAll(s, staleLayouts, 'layouts', options); // before the packs they name
       await deleteAll(s, doomedKeys, 'atoms and packs', options);
     }
     options.progress.finish();
@@ -293,6 +296,30 @@ async function fetchManifests(s: Session, reach: Reachability): Promise<boolean>
     throw err;
   }
   return true;
+}
+
+/**
+ * The layouts (src/transfer/remote-layouts.ts) to delete: those of files nothing reaches once
+ * older than the cutoff, and those naming a pack this gc deletes (read only when it deletes one).
+ */
+async function layoutsToDelete(t: Transfer, reachable: ReadonlySet<string>, deletedPacks: ReadonlySet<string | undefined>, isOld: (ms: number | undefined) => boolean): Promise<string[]> {
+  const stale: string[] = [];
+  const kept: string[] = [];
+  for await (const o of t.backend.list(LAYOUTS_PREFIX)) {
+    const oid = layoutOfKey(o.key);
+    if (!oid) continue;
+    if (!reachable.has(oid) && isOld(o.modifiedMs)) stale.push(o.key);
+    else kept.push(o.key);
+  }
+  if (deletedPacks.size === 0) return stale;
+  const failures = await forEachConcurrently(kept, t.settings.concurrency, async (key) => {
+    const stream = await withRetries(t.settings.attempts, () => t.backend.download(key));
+    const raw = stream && (await readAll(stream, MAX_LAYOUT_BYTES, t.settings.timeoutMs, `reading ${key} from ${t.backend.url}`));
+    const named = raw && layoutPacks(raw);
+    if (!named || named.some((id) => deletedPacks.has(id))) stale.push(key); // not a whole layout: no reader uses it either
+  });
+  if (failures.length > 0) throw failures[0]!.error;
+  return stale;
 }
 
 async function deleteAll(t: Transfer, keys: string[], what: string, options: GcOptions): Promise<void> {

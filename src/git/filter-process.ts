@@ -13,7 +13,7 @@ import { sha256Hex } from '../hash.js';
 import { IN_MEMORY_LIMIT, receiveToClean, spoolChunks, type SpooledInput, type StreamedInput } from '../io.js';
 import { missingAtoms, planLeaves, reconstruct, wholeFileAtom, wholeFileRef, type LeafPlan } from '../reconstruct/reconstruct.js';
 import { storeFailure } from '../store/fs-errors.js';
-import { MIN_LAYOUT_ATOMS } from '../store/layout.js';
+import { mayHaveLayout } from '../store/layout.js';
 import type { AtomLocation, LocalStore } from '../store/local.js';
 import { MAX_PAYLOAD, PktReader, PktWriter } from './pktline.js';
 import type { SmallFileAtoms } from '../store/small-files.js';
@@ -327,7 +327,7 @@ interface FoundBytes {
 function findBytes(ctx: Context, concept: Concept): FoundBytes {
   // A file rebuilt before has its layout: its packs hold every byte, and nothing is looked up. A
   // concept that lists fewer atoms than a layout needs, and no manifest, has none.
-  const layout = concept.refs.length >= MIN_LAYOUT_ATOMS || concept.refs.some((r) => MANIFEST_TYPES.has(r.type)) ? ctx.store.layoutOf(concept.oid, concept.size) : null;
+  const layout = mayHaveLayout(concept.refs) ? ctx.store.layoutOf(concept.oid, concept.size) : null;
   if (layout) return { layout, missing: [] };
   // Its leaves located in one walk (reconstruct then reads the packs they need most of whole).
   const plan = planLeaves(concept, ctx.store);

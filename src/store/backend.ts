@@ -98,6 +98,7 @@ export const ATOMS_PREFIX = 'atoms/';
 export const PACKS_PREFIX = 'packs/';
 export const LFS_PREFIX = 'lfs/';
 export const GC_EPOCH_KEY = 'gc-epoch';
+export const LAYOUTS_PREFIX = 'layouts/';
 
 export function atomKey(hash: string): string {
   if (!isAtomHash(hash)) throw new PaniniError(`invalid atom name ${JSON.stringify(hash)}`, 'atom names are 64 lowercase hex digits');
@@ -108,6 +109,18 @@ export function atomKey(hash: string): string {
 export function atomOfKey(key: string): string | null {
   const m = /^atoms\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
   return m && m[3]!.startsWith(m[1]! + m[2]!) ? m[3]! : null;
+}
+
+/** Where file `oid`'s layout in the remote store's packs lies (docs/remote-stores.md, "Layouts"). */
+export function layoutKey(oid: string): string {
+  if (!isAtomHash(oid)) throw new PaniniError(`invalid file oid ${JSON.stringify(oid)}`, 'oids are 64 lowercase hex digits');
+  return `${LAYOUTS_PREFIX}${oid.slice(0, 2)}/${oid}`;
+}
+
+/** The file a layout key names, or null for any other key. */
+export function layoutOfKey(key: string): string | null {
+  const m = /^layouts\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
+  return m && m[2]!.startsWith(m[1]!) ? m[2]! : null;
 }
 
 export type PackPart = 'pack' | 'idx';

@@ -10,6 +10,7 @@
  *   runs (u32 BE each), the packs' ids (32 bytes each), each run as its pack's number (u32 BE),
  *   its offset in that pack (u64 BE) and its length (u32 BE), then the SHA-256 of all before it.
  */
+import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import { sha256Hex } from '../hash.js';
 import { getUint64, PACK_MAGIC, setUint64 } from './pack.js';
 
@@ -23,8 +24,15 @@ export const MIN_LAYOUT_ATOMS = 64;
 export const MAX_LAYOUT_RUNS = 1 << 17;
 /** ...nor more packs than this (a layout's packs are all kept open while it is read). */
 export const MAX_LAYOUT_PACKS = 16;
+/** No whole layout is larger (a remote one is read only up to this). */
+export const MAX_LAYOUT_BYTES = HEADER + MAX_LAYOUT_PACKS * 32 + MAX_LAYOUT_RUNS * RUN_BYTES + SUM_BYTES;
 /** A run's length is a u32: a longer stretch of one pack (a multi-GiB file) is two runs. */
 const MAX_RUN_BYTES = 2 ** 32 - 1;
+
+/** Whether a file of these refs may have a layout: enough atoms listed, or a manifest (which lists more). */
+export function mayHaveLayout(refs: readonly Pick<ContentRef, 'type'>[]): boolean {
+  return refs.length >= MIN_LAYOUT_ATOMS || refs.some((r) => MANIFEST_TYPES.has(r.type));
+}
 
 export interface LayoutRun {
   /** The pack's id. */

@@ -54,7 +54,7 @@ export interface AtomReader {
    */
   wholePack?(pack: PackIndex, needed: number): Buffer | null;
   /** Optional: records a file's layout (quietly not, in a store that cannot be written). */
-  recordLayout?(oid: string, size: number, runs: readonly LayoutRun[]): void;
+  recordLayout?(oid: string, size: number, runs: readonly LayoutRun[]): boolean;
   /** Optional: drops a file's layout (its bytes did not match: the file is then read atom by atom). */
   forgetLayout?(oid: string): void;
 }
@@ -314,12 +314,19 @@ export class LocalStore implements AtomReader, AtomWriter {
     return located;
   }
 
-  recordLayout(oid: string, size: number, runs: readonly LayoutRun[]): void {
+  /** Whether the store has the pack of this id (its index loaded). */
+  holdsPack(id: string): boolean {
+    return this.loadedPacks().has(id);
+  }
+
+  /** Records the layout; false if it could not be written (a read-only or full store: the file is rebuilt from its atoms next time too). */
+  recordLayout(oid: string, size: number, runs: readonly LayoutRun[]): boolean {
     const path = this.layoutPath(oid);
     try {
       writeAtomically(this.ensureDir(path), path, encodeLayout(oid, size, runs));
+      return true;
     } catch {
-      // a read-only or full store: the file is rebuilt from its atoms next time too
+      return false;
     }
   }
 

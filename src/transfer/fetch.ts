@@ -5,13 +5,15 @@
  * capability), and by the Git LFS agent.
  */
 import type { Context } from '../cli/context.js';
-import type { Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError } from '../errors.js';
 import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
+import { MANIFEST_TYPES } from '../atom.js';
+import { listsManifests } from '../concept/manifest.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
+import { fetchByLayouts, type FileToFetch } from './remote-layouts.js';
 import type { Wanted } from './remote-packs.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
@@ -30,25 +32,38 @@ export async function fetchAtoms(ctx: Context, hashes: string[], options: Transf
 }
 
 /**
- * Makes every atom the concepts need local: manifests level by level, then the leaves they list
- * (one plan, one pool of downloads).
+ * Makes every atom the concepts need local: from a folder store, the packs of the files' layouts
+ * whole (remote-layouts.ts); then, for the others, manifests level by level, then the leaves they
+ * list (one plan, one pool of downloads).
  */
-export async function fetchConcepts(ctx: Context, concepts: readonly Pick<Concept, 'refs' | 'components'>[], options: TransferOptions = {}): Promise<FetchResult> {
+export async function fetchConcepts(ctx: Context, concepts: readonly FileToFetch[], options: TransferOptions = {}): Promise<FetchResult> {
   return withSession(ctx, { ...options, listPacks: true }, (s) => fetchConceptsWith(s, concepts));
 }
 
 /** fetchConcepts in an open session (the Git LFS agent keeps one for all its objects). */
-export async function fetchConceptsWith(s: Session, concepts: readonly Pick<Concept, 'refs' | 'components'>[]): Promise<FetchResult> {
-  let downloaded = 0;
-  let bytes = 0;
-  const set = await collectAtoms(concepts, s.store, async (manifests) => {
+export async function fetchConceptsWith(s: Session, concepts: readonly FileToFetch[]): Promise<FetchResult> {
+  let own = { count: 0, bytes: 0 };
+  const byLayouts = await fetchByLayouts(s, concepts, async (atoms) => {
+    own = await downloadAll(s, absentFrom(s.store, atoms), { packed: true });
+  });
+  if (byLayouts.atoms > 0) {
+    s.progress.addTotal(byLayouts.atoms, byLayouts.bytes);
+    s.progress.advance(byLayouts.bytes, byLayouts.atoms);
+  }
+  // The manifests the files done list came with their atoms, unread, so that as after any fetch the
+  // store has every atom the files' concepts name; unless one lists manifests itself (a tree of more
+  // levels: files of more than 32,768 atoms): then the file's manifests are walked as usual.
+  const deeper = byLayouts.done.filter((f) => f.refs.some((r) => MANIFEST_TYPES.has(r.type) && s.store.has(r.hash) && listsManifests(s.store.get(r.hash), r.hash)));
+  let downloaded = byLayouts.atoms + own.count;
+  let bytes = byLayouts.bytes + own.bytes;
+  const set = await collectAtoms([...byLayouts.left, ...deeper.map((f) => ({ refs: f.refs }))], s.store, async (manifests) => {
     const r = await downloadAll(s, manifests.map((hash) => ({ hash })));
     downloaded += r.count;
     bytes += r.bytes;
   });
   if (set.unreadable.length > 0) throw notOnRemote(s, set.unreadable);
   const r = await downloadAll(s, absentFrom(s.store, Array.from(set.leaves, ([hash, size]) => ({ hash, size }))));
-  return { needed: set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
+  return { needed: byLayouts.atoms + own.count + set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
 }
 
 /**
@@ -69,7 +84,7 @@ const PACK_MIN_ATOMS = 64;
  * `concurrency` requests at a time. Atoms the remote lacks are reported together; any other
  * failure stops new downloads and is thrown.
  */
-export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count: number; bytes: number }> {
+export async function downloadAll(s: Session, atoms: Wanted[], { packed = false } = {}): Promise<{ count: number; bytes: number }> {
   const { progress, inventory } = s;
   progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
   let count = 0;
@@ -82,10 +97,10 @@ export async function downloadAll(s: Session, atoms: Wanted[]): Promise<{ count:
     if (expected === undefined) progress.addTotal(0, size); // a manifest: its size is known only now
     progress.advance(size);
   };
-  // Many atoms go into one pack (one file, not one per atom); it is named once the downloads end,
-  // with every atom that arrived, whatever failed. The thread pool writes it while this thread
-  // hashes what arrives next.
-  const pack = atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store, { writeBehind: true }) : null;
+  // Many atoms (or atoms a layout will name: `packed`) go into one pack (one file, not one per
+  // atom); it is named once the downloads end, with every atom that arrived, whatever failed. The
+  // thread pool writes it while this thread hashes what arrives next.
+  const pack = packed || atoms.length >= PACK_MIN_ATOMS ? new PackWriter(s.store, { writeBehind: true }) : null;
   const into = pack ?? s.store;
   let failures;
   let packedFailure: unknown = null;

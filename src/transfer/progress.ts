@@ -28,9 +28,9 @@ export class Progress {
     this.draw(false);
   }
 
-  /** One atom moved. */
-  advance(bytes: number): void {
-    this.atoms++;
+  /** One atom moved (or `atoms` of them, `bytes` in all). */
+  advance(bytes: number, atoms = 1): void {
+    this.atoms += atoms;
     this.bytes += bytes;
     this.onAdvance?.(bytes);
     this.draw(false);

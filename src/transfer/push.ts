@@ -10,6 +10,7 @@ import { uploadAtom } from './atoms.js';
 import { downloadAll } from './fetch.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
+import { uploadLayouts } from './remote-layouts.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
 /** Pushes of at least this many atoms upload packs. */
@@ -66,6 +67,7 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
     failed = failures.length;
   }
   s.inventory.record(uploaded);
+  if (!failure) await uploadLayouts(s, items.map((i) => i.concept));
   if (failure) {
     const more = failed > 1 ? ` (${failed} atoms not uploaded; first failure shown)` : '';
     const hint = failure.error instanceof PaniniError ? failure.error.hint : undefined;

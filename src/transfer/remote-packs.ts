@@ -256,26 +256,47 @@ export class RemotePacks {
     return left;
   }
 
-  /** Copies (or links) the remote pack into the local store, verifies its atoms, and names it with those that hold, if those `wanted` (positions in its index) all do. */
-  private async adopt(pack: PackIndex, wanted: readonly number[]): Promise<boolean> {
+  /**
+   * Takes these remote packs whole into the local store (see adoptWholePacks), each only if every
+   * atom in it holds, so that it keeps its id; returns the ids the local store then holds (also
+   * those it held already). For remote layouts (remote-layouts.ts): a layout's runs are offsets in
+   * its packs, right only in the very same pack.
+   */
+  async adoptWhole(ids: readonly string[]): Promise<Set<string>> {
+    const held = new Set<string>();
+    if (!this.t.backend.copyTo) return held;
+    const listed = await this.list();
+    for (const id of ids) {
+      const index = listed.find((p) => p.id === id)?.index;
+      if (this.t.store.holdsPack(id) || (index && (await this.adopt(index, [])) === 'whole')) held.add(id);
+    }
+    return held;
+  }
+
+  /**
+   * Copies (or links) the remote pack into the local store, verifies its atoms, and names it with
+   * those that hold, if those `wanted` (positions in its index) all do: 'whole' if every atom held
+   * (the pack keeps its id), 'part' if not, null if it was not taken.
+   */
+  private async adopt(pack: PackIndex, wanted: readonly number[]): Promise<'whole' | 'part' | null> {
     const { backend, store } = this.t;
     const listed = this.listed?.find((p) => p.index === pack);
-    if (!listed?.packSize) return false;
+    if (!listed?.packSize) return null;
     const tmp = tempName(store.ensurePacksDir(), '.pack');
     try {
-      if (!(await backend.copyTo!(pack.packPath, tmp))) return false; // gone since listed: the ranges find out
+      if (!(await backend.copyTo!(pack.packPath, tmp))) return null; // gone since listed: the ranges find out
     } catch {
       removeQuietly(tmp);
-      return false; // not copied: the ranges download it
+      return null; // not copied: the ranges download it
     }
     const held = withPackFile(tmp, listed.packSize, (fd) => atomsHeld(fd, pack));
     if (!held || !wanted.every((i) => held[i] === 1)) {
       removeQuietly(tmp);
-      return false;
+      return null;
     }
     const all = held.every((flag) => flag === 1);
     store.namePack(tmp, all ? pack.encoded() : [...pack.entries()].filter((_, i) => held[i] === 1)); // the store's own index if every atom holds
-    return true;
+    return all ? 'whole' : 'part';
   }
 
   /** Downloads the ranges; returns the atoms of packs that are gone. */

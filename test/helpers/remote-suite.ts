@@ -15,14 +15,17 @@ import { componentLeaves } from '../../src/reconstruct/extract.js';
 import { PackWriter } from '../../src/store/pack-writer.js';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
-import { atomKey, bufferBody, GC_EPOCH_KEY, type Backend } from '../../src/store/backend.js';
+import { atomKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, type Backend } from '../../src/store/backend.js';
+import { decodeLayout, encodeLayout } from '../../src/store/layout.js';
+import { LocalStore, type AtomLocation } from '../../src/store/local.js';
+import { missingAtoms, reconstruct } from '../../src/reconstruct/reconstruct.js';
 import { openRemote } from '../../src/store/remote.js';
 import { RemoteInventory } from '../../src/transfer/inventory.js';
 import { RemotePacks } from '../../src/transfer/remote-packs.js';
 import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
 import { pushConcepts } from '../../src/transfer/push.js';
 import { tempDir } from './cli.js';
-import { addBytes, addFixtures, assertRebuilds, assertRemoteSound, remoteAtoms, storeAtoms, storeContext, subdir } from './remote.js';
+import { addBytes, addFixtures, assertRebuilds, assertRemoteSound, remoteAtoms, storeAtoms, storeContext, subdir, type BuiltFile } from './remote.js';
 
 export const FIXTURES = ['course-a.mp4', 'course-b.mp4', 'photo.png', 'photo-tagged.png', 'bundle-v1.zip', 'bundle-v2.zip', 'random.bin'];
 
@@ -143,10 +146,14 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.ok(onRemote.has(sha256Hex(stray)), 'the push walked the track manifest');
     assert.ok(onRemote.has(sha256Hex(crafted)));
 
-    const there = storeContext(subdir(root, 'there'), settings);
+    const thereRoot = subdir(root, 'there');
+    const counting = new CountingStore(thereRoot);
+    const there = { ...storeContext(thereRoot, settings), store: counting };
     await fetchConcepts(there, [concept], { quiet: true });
     assert.ok(there.store.has(sha256Hex(crafted)), 'the track manifest is fetched');
-    assert.equal(there.store.has(sha256Hex(stray)), false, 'its lines are not read: they name the file\'s leaves when clean writes them');
+    assert.ok(!counting.read.has(sha256Hex(crafted)), 'its lines are not read: they name the file\'s leaves when clean writes them');
+    // Where whole packs move (a folder), the stray comes with the pack it was pushed in, unasked.
+    if (!backend.copyTo) assert.equal(there.store.has(sha256Hex(stray)), false, 'nothing else asks for the stray');
     assertRebuilds(there, { ...file!, concept });
   });
 
@@ -289,4 +296,94 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const afterGc = await RemoteInventory.open(transfer, new RemotePacks(transfer));
     for (const h of askedPresent) assert.equal(afterGc.has(h), false);
   });
+
+  test(`${name}: files of many atoms get layouts where whole packs move (a folder); a fetch takes their packs and keeps the layouts, and every atom the concepts name is local`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const files = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'photo.png']);
+    await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    const many = files.filter((f) => f.concept.refs.some((r) => r.type === 'Manifest'));
+    assert.equal(many.length, 2, 'the two videos are hundreds of atoms, the picture eleven');
+    const written = (await listAll(backend, LAYOUTS_PREFIX)).map((o) => o.key).sort();
+    assert.deepEqual(written, backend.copyTo ? many.map((f) => layoutKey(f.concept.oid)).sort() : [], 'a layout per file of many atoms, in a store that hands over whole packs');
+
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+    for (const f of files) {
+      assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every leaf and manifest its concept names is local`);
+      assertRebuilds(there, f);
+      const layout = there.store.layoutOf(f.concept.oid, f.concept.size);
+      assert.equal(layout !== null, backend.copyTo !== undefined && many.includes(f), `${f.name}: the fetch kept the remote layout as its own`);
+      if (!layout) continue;
+      const counting = new CountingStore(there.store.root);
+      const out: Buffer[] = [];
+      reconstruct(f.concept, counting, (b) => out.push(Buffer.from(b)), { discardedOnError: true, release: () => undefined });
+      assert.equal(sha256Hex(Buffer.concat(out)), f.concept.oid, `${f.name}: rebuilt through the layout, byte for byte`);
+      assert.deepEqual([counting.lookups, counting.reads], [0, 0], `${f.name}: with no atom looked up and no manifest read`);
+    }
+  });
+
+  test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes costs its file nothing but a retry`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const here = storeContext(subdir(root, 'here'), settings);
+    const [a, b, c] = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4']);
+    await pushConcepts(here, [a!, b!, c!].map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    if (!backend.copyTo) return; // no layouts there (the test above)
+    const read = async (f: BuiltFile): Promise<Buffer> => readAllOf(await backend.download(layoutKey(f.concept.oid)));
+    // a: one byte flipped; b: a pack id that is not in the store (checksum made right);
+    // c: its runs in the opposite order (checksum right, same bytes in all: only the file's hash can tell).
+    const damaged = await read(a!);
+    damaged[damaged.length - 40]! ^= 1;
+    await backend.upload(layoutKey(a!.concept.oid), bufferBody(damaged));
+    const runsB = decodeLayout(await read(b!), b!.concept.oid, b!.concept.size)!;
+    await backend.upload(layoutKey(b!.concept.oid), bufferBody(encodeLayout(b!.concept.oid, b!.concept.size, runsB.map((r) => ({ ...r, pack: 'f'.repeat(64) })))));
+    const runsC = decodeLayout(await read(c!), c!.concept.oid, c!.concept.size)!;
+    assert.ok(runsC.length > 1, 'runs to reorder');
+    await backend.upload(layoutKey(c!.concept.oid), bufferBody(encodeLayout(c!.concept.oid, c!.concept.size, [...runsC].reverse())));
+
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [a!, b!, c!].map((f) => f.concept), { quiet: true });
+    for (const f of [a!, b!, c!]) assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every atom local`);
+    assert.equal(there.store.layoutOf(a!.concept.oid, a!.concept.size), null, 'the damaged layout is ignored');
+    assert.equal(there.store.layoutOf(b!.concept.oid, b!.concept.size), null, 'the layout naming a missing pack is ignored');
+    for (const f of [a!, b!]) assertRebuilds(there, f);
+    // The reordered one holds together, so it is kept; the file's hash refuses it, which drops it.
+    const rebuild = (): Buffer => {
+      const out: Buffer[] = [];
+      reconstruct(c!.concept, there.store, (bytes) => out.push(Buffer.from(bytes)), { discardedOnError: true, release: () => undefined });
+      return Buffer.concat(out);
+    };
+    assert.throws(rebuild, /reconstructed bytes do not match the concept/);
+    assert.equal(there.store.layoutOf(c!.concept.oid, c!.concept.size), null, 'a layout that failed is dropped');
+    assert.equal(sha256Hex(rebuild()), c!.concept.oid, 'the next rebuild reads the atoms, byte for byte');
+  });
+}
+
+/** Counts what a rebuild looks up: atoms by name (packedAt) and verified reads (manifests included). */
+class CountingStore extends LocalStore {
+  lookups = 0;
+  reads = 0;
+  readonly read = new Set<string>();
+  override packedAt(hash: string): AtomLocation | null {
+    this.lookups++;
+    return super.packedAt(hash);
+  }
+  override get(hash: string): Buffer {
+    this.reads++;
+    this.read.add(hash);
+    return super.get(hash);
+  }
+}
+
+async function readAllOf(stream: Readable | null): Promise<Buffer> {
+  assert.ok(stream, 'the object is there');
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
 }

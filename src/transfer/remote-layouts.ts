@@ -1,0 +1,220 @@
+/**
+ * Layouts in the remote store (docs/remote-stores.md, "Layouts"): where a pushed file's bytes lie
+ * in the store's packs, as runs, in the local store's layout format (store/layout.ts). A push
+ * writes one for each file of at least MIN_LAYOUT_ATOMS leaves that all lie in the store's packs.
+ * A fetch reads it instead of the file's manifests: the pack's index names the atoms each run
+ * covers, so no manifest is decoded and no leaf looked up one by one. From a folder, the packs a
+ * fetch needs most of are taken whole under their ids, where the runs stay right as they are; the
+ * atoms of other runs are downloaded into one new pack and their runs moved there. The fetch then
+ * keeps the file's layout as its own, and the checkout reads the runs (checked by the local store
+ * as any of its own: else the file is rebuilt from its manifests, fetched too). The file's SHA-256
+ * still checks every byte it is rebuilt from. A layout that does not hold together, or whose runs do not
+ * cover whole atoms of listed packs, is ignored, and its file fetched as any other.
+ *
+ * Only a store that hands over whole pack files (a folder: backend.copyTo) has them. From S3, where
+ * every atom comes by ranges into a pack of the clone's own, a clone of the courses corpus took as
+ * long with layouts as without (366 vs 355 ms, BENCHMARKS.md): the lookups that move every run
+ * cost what decoding the manifests saves, and the layouts cost a request per file each way.
+ */
+import { MANIFEST_TYPES } from '../atom.js';
+import type { Concept } from '../concept/concept.js';
+import { expandRefs } from '../concept/manifest.js';
+import { bufferBody, layoutKey } from '../store/backend.js';
+import { decodeLayout, encodeLayout, LayoutBuilder, MAX_LAYOUT_BYTES, mayHaveLayout, type LayoutRun } from '../store/layout.js';
+import type { PackEntry, PackIndex } from '../store/pack.js';
+import { readAll } from './atoms.js';
+import { forEachConcurrently } from './pool.js';
+import type { ListedPack, Wanted } from './remote-packs.js';
+import { withRetries } from './retry.js';
+import type { Session } from './session.js';
+
+/** A file to fetch: its refs, and its oid and size where a layout may be looked for. */
+export type FileToFetch = Pick<Concept, 'refs'> & Partial<Pick<Concept, 'components' | 'oid' | 'size'>>;
+
+/**
+ * A folder's pack is taken whole when the layouts need at least this share of its atom bytes, as a
+ * fetch takes one (remote-packs.ts).
+ */
+const WHOLE_PACK_SHARE = 0.75;
+
+/**
+ * After a push: writes the layout of each file whose leaves all lie in the store's packs (those
+ * this push uploaded among them). Returns how many were written. A layout that fails to upload
+ * only costs its file's clones the manifests and lookups: nothing is reported.
+ */
+export async function uploadLayouts(s: Session, files: readonly Pick<Concept, 'oid' | 'size' | 'refs'>[]): Promise<number> {
+  if (!s.backend.copyTo) return 0;
+  const layouts = new Map<string, Buffer>();
+  for (const file of files) {
+    if (layouts.has(file.oid) || !mayHaveLayout(file.refs)) continue;
+    if (layouts.size === 0) await s.packs.list(); // with the packs this push uploaded
+    const runs = remoteRuns(s, file);
+    if (runs) layouts.set(file.oid, encodeLayout(file.oid, file.size, runs));
+  }
+  let written = 0;
+  await forEachConcurrently([...layouts], s.settings.concurrency, async ([oid, bytes]) => {
+    await withRetries(s.settings.attempts, () => s.backend.upload(layoutKey(oid), bufferBody(bytes)));
+    written++;
+  });
+  return written;
+}
+
+/** The file's leaves as runs of the store's packs, or null if one is not packed there (or the runs are not worth a layout). */
+function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null {
+  const builder = new LayoutBuilder();
+  try {
+    for (const leaf of expandRefs(file.refs, s.store)) {
+      const at = s.packs.find(leaf.hash);
+      builder.add(at && at.entry.size === leaf.size ? at.pack.id : null, at?.entry.offset ?? 0, leaf.size);
+      if (!builder.complete) return null;
+    }
+  } catch {
+    return null; // a manifest this clone lacks: no layout, the push itself said what it could
+  }
+  return builder.worthRecording() ? builder.runs : null;
+}
+
+/**
+ * Before a fetch: the files whose layouts the store has get their atoms (packs taken whole, the
+ * rest through `download`, into one pack, with the manifests they list) and keep their layouts,
+ * moved to the local packs.
+ * Returns the files so done; what is left to fetch as usual: the other files, and the track
+ * manifests of the files done (a fetch asked for their components); and the atoms and bytes of
+ * the packs taken whole.
+ */
+export async function fetchByLayouts(
+  s: Session, files: readonly FileToFetch[], download: (atoms: Wanted[]) => Promise<void>,
+): Promise<{ left: FileToFetch[]; done: FileToFetch[]; atoms: number; bytes: number }> {
+  const candidates = s.backend.copyTo ? files.filter((f) => f.oid !== undefined && f.size !== undefined && mayHaveLayout(f.refs)) : [];
+  if (candidates.length === 0) return { left: [...files], done: [], atoms: 0, bytes: 0 };
+  // The layouts are read while the packs are listed (one round trip, not two).
+  const read = new Map<FileToFetch, LayoutRun[]>();
+  const [packs] = await Promise.all([
+    s.packs.list(),
+    forEachConcurrently(candidates, s.settings.concurrency, async (f) => {
+      const runs = await readLayout(s, f.oid!, f.size!);
+      if (runs) read.set(f, runs);
+    }),
+  ]);
+  const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
+  const found = new Map([...read].filter(([, runs]) => runs.every((r) => listed.has(r.pack))));
+  if (found.size === 0) return { left: [...files], done: [], atoms: 0, bytes: 0 };
+  const taken = await s.packs.adoptWhole([...packsMostlyNeeded([...found.values()], listed)]);
+  // The atoms the other runs cover, by their packs' indexes; a layout with a run that is not whole atoms is not used.
+  const byOffset = new AtomsByOffset();
+  const covered = new Map<LayoutRun, PackEntry[]>();
+  const wanted = new Map<string, number>();
+  for (const [f, runs] of found) {
+    for (const run of runs) {
+      if (taken.has(run.pack)) continue;
+      const entries = byOffset.covering(listed.get(run.pack)!.index!, run);
+      if (!entries) {
+        found.delete(f);
+        break;
+      }
+      covered.set(run, entries);
+      for (const e of entries) wanted.set(e.hash, e.size);
+    }
+  }
+  // With them, in the same downloads, the manifests the files list (fetched unread: see fetchConceptsWith).
+  const manifests = new Set([...found.keys()].flatMap((f) => f.refs.filter((r) => MANIFEST_TYPES.has(r.type)).map((r) => r.hash)));
+  const atoms: Wanted[] = [...Array.from(wanted, ([hash, size]) => ({ hash, size })), ...[...manifests].map((hash) => ({ hash }))];
+  if (atoms.length > 0) await download(atoms);
+  const left: FileToFetch[] = [];
+  const done: FileToFetch[] = [];
+  for (const f of files) {
+    const runs = found.get(f);
+    const local = runs && localRuns(s, runs, taken, covered);
+    if (local && s.store.recordLayout(f.oid!, f.size!, local)) {
+      done.push(f);
+      if (f.components?.length) left.push({ refs: [], components: f.components });
+    } else {
+      left.push(f);
+    }
+  }
+  let takenAtoms = 0;
+  let takenBytes = 0;
+  for (const id of taken) {
+    const index = listed.get(id)!.index!;
+    takenAtoms += index.count;
+    takenBytes += index.atomBytes();
+  }
+  return { left, done, atoms: takenAtoms, bytes: takenBytes };
+}
+
+/** The file's layout in the store, if there is one that holds together; a failure to read it is no layout. */
+async function readLayout(s: Session, oid: string, size: number): Promise<LayoutRun[] | null> {
+  try {
+    const stream = await s.backend.download(layoutKey(oid));
+    return stream && decodeLayout(await readAll(stream, MAX_LAYOUT_BYTES, s.settings.timeoutMs, `reading ${layoutKey(oid)}`), oid, size);
+  } catch {
+    return null;
+  }
+}
+
+/** The file's runs in the local store's packs: as they are in packs taken whole, else where their atoms now lie; null if an atom is not packed here. */
+function localRuns(s: Session, runs: readonly LayoutRun[], taken: ReadonlySet<string>, covered: ReadonlyMap<LayoutRun, PackEntry[]>): LayoutRun[] | null {
+  const builder = new LayoutBuilder();
+  for (const run of runs) {
+    if (taken.has(run.pack)) {
+      builder.add(run.pack, run.offset, run.size);
+      continue;
+    }
+    for (const e of covered.get(run)!) {
+      const at = s.store.packedAt(e.hash);
+      builder.add(at?.pack && at.size === e.size ? at.pack.id : null, at?.offset ?? 0, e.size);
+    }
+    if (!builder.complete) return null;
+  }
+  return builder.complete ? builder.runs : null;
+}
+
+/** The entries of remote packs in the order of their offsets, made once per pack. */
+class AtomsByOffset {
+  private readonly orders = new Map<PackIndex, Uint32Array>();
+
+  /** The entries that fill `run` exactly, one after another; null if its bytes are not whole atoms of the pack. */
+  covering(index: PackIndex, run: LayoutRun): PackEntry[] | null {
+    let order = this.orders.get(index);
+    if (!order) this.orders.set(index, (order = index.positionsByOffset()));
+    let lo = 0;
+    let hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (index.offsetOf(order[mid]!) < run.offset) lo = mid + 1;
+      else hi = mid;
+    }
+    const entries: PackEntry[] = [];
+    const end = run.offset + run.size;
+    for (let at = run.offset, k = lo; at < end; k++) {
+      const i = order[k];
+      if (i === undefined || index.offsetOf(i) !== at || index.sizeOf(i) === 0) return null;
+      entries.push(index.entry(i));
+      at += index.sizeOf(i);
+    }
+    return entries.length > 0 && entries.reduce((n, e) => n + e.size, 0) === run.size ? entries : null;
+  }
+}
+
+/** The packs of which the layouts need at least WHOLE_PACK_SHARE of the atom bytes (overlapping runs counted once). */
+function packsMostlyNeeded(layouts: readonly LayoutRun[][], listed: ReadonlyMap<string, ListedPack>): Set<string> {
+  const byPack = new Map<string, LayoutRun[]>();
+  for (const run of layouts.flat()) {
+    const runs = byPack.get(run.pack);
+    if (runs) runs.push(run);
+    else byPack.set(run.pack, [run]);
+  }
+  const chosen = new Set<string>();
+  for (const [id, runs] of byPack) {
+    runs.sort((a, b) => a.offset - b.offset);
+    let needed = 0;
+    let end = 0;
+    for (const r of runs) {
+      const from = Math.max(r.offset, end);
+      if (r.offset + r.size > from) needed += r.offset + r.size - from;
+      end = Math.max(end, r.offset + r.size);
+    }
+    if (needed >= WHOLE_PACK_SHARE * listed.get(id)!.index!.atomBytes()) chosen.add(id);
+  }
+  return chosen;
+}
