@@ -12,6 +12,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { GitSandbox, sha256 } from './helpers/git.js';
 import { atomNames, difference, sorted } from './helpers/store-files.js';
+import { readFixture } from './helpers/fixtures.js';
+import { layoutPacks } from '../src/store/layout.js';
 
 interface GcJson {
   deleted: { atoms: { hash: string; size: number }[]; count: number };
@@ -135,5 +137,37 @@ describe('git panini gc --remote', () => {
     const { dir: fresh, checkout } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });
     assert.equal(checkout.status, 0, checkout.stderr);
     versions.forEach((bytes, i) => assert.ok(readFileSync(path.join(fresh, `f${i}.bin`)).equals(bytes), `f${i}.bin`));
+  });
+
+  test('the layouts of files nothing reaches go, and none is left naming a pack gc deleted; a fresh clone still gets every file', { timeout: 120_000 }, (t) => {
+    const { sb, remoteDir, url, origin, work, git } = remoteSetup(t);
+    git(['config', 'panini.gc.exclusiveRemote', 'true']);
+    git(['config', 'panini.gc.reflog', 'false']);
+    const layoutsDir = path.join(remoteDir, 'layouts');
+    const layouts = (): string[] => sorted(readdirSync(layoutsDir).flatMap((a) => readdirSync(path.join(layoutsDir, a))));
+    const oidOf = (bytes: Buffer): string => sha256(bytes);
+    // Videos of hundreds of atoms each (layouts are for files of 64 and more), the second replacing the first.
+    const first = readFixture('course-a.mp4');
+    writeFileSync(path.join(work, 'video.bin'), first);
+    git(['add', 'video.bin']);
+    git(['commit', '-q', '-m', 'v1']);
+    git(['push', '-q', 'origin', 'main']);
+    const second = readFixture('course-a-retitled.mp4');
+    writeFileSync(path.join(work, 'video.bin'), second);
+    git(['commit', '-q', '--amend', '-am', 'v2']);
+    git(['push', '-q', '--force', 'origin', 'main']);
+    assert.deepEqual(layouts(), sorted([oidOf(first), oidOf(second)]), 'each push wrote its file\'s layout');
+
+    sb.panini(work, ['gc', '--remote', '--json', '--prune=now']);
+    const left = layouts();
+    assert.ok(!left.includes(oidOf(first)), 'the layout of the file nothing reaches is gone');
+    const packs = new Set(readdirSync(path.join(remoteDir, 'packs')).filter((n) => n.endsWith('.pack')).map((n) => n.slice(0, -5)));
+    for (const oid of left) {
+      const named = layoutPacks(readFileSync(path.join(layoutsDir, oid.slice(0, 2), oid)));
+      assert.ok(named?.every((id) => packs.has(id)), `the layout of ${oid} names only packs that are there`);
+    }
+    const { dir: fresh, checkout } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });
+    assert.equal(checkout.status, 0, checkout.stderr);
+    assert.equal(sha256(readFileSync(path.join(fresh, 'video.bin'))), oidOf(second));
   });
 });

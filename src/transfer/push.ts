@@ -10,6 +10,7 @@ import { uploadAtom } from './atoms.js';
 import { downloadAll } from './fetch.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
+import { mayHaveLayout } from '../store/layout.js';
 import { uploadLayouts } from './remote-layouts.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
@@ -53,7 +54,9 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
   };
   let failure: { item: string; error: unknown } | undefined;
   let failed = 0;
-  if (toUpload.length >= PACK_MIN_ATOMS) {
+  // A store that gets layouts (remote-layouts.ts) gets a file's new atoms packed, however few: a
+  // layout names packs only (a retitled video is a few new atoms among thousands already there).
+  if (toUpload.length >= PACK_MIN_ATOMS || (toUpload.length > 0 && s.backend.copyTo && items.some((i) => mayHaveLayout(i.concept.refs)))) {
     // Many atoms: a few pack objects instead of one object each (docs/remote-stores.md, "Packs").
     const r = await s.packs.upload(toUpload, sent);
     if (r.error !== undefined) {
