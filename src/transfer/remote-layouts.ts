@@ -199,22 +199,38 @@ class AtomsByOffset {
 /** The packs of which the layouts need at least WHOLE_PACK_SHARE of the atom bytes (overlapping runs counted once). */
 function packsMostlyNeeded(layouts: readonly LayoutRun[][], listed: ReadonlyMap<string, ListedPack>): Set<string> {
   const byPack = new Map<string, LayoutRun[]>();
-  for (const run of layouts.flat()) {
-    const runs = byPack.get(run.pack);
-    if (runs) runs.push(run);
-    else byPack.set(run.pack, [run]);
+  for (const runs of layouts) {
+    for (const run of runs) {
+      const of = byPack.get(run.pack);
+      if (of) of.push(run);
+      else byPack.set(run.pack, [run]);
+    }
   }
   const chosen = new Set<string>();
   for (const [id, runs] of byPack) {
-    runs.sort((a, b) => a.offset - b.offset);
-    let needed = 0;
-    let end = 0;
-    for (const r of runs) {
-      const from = Math.max(r.offset, end);
-      if (r.offset + r.size > from) needed += r.offset + r.size - from;
-      end = Math.max(end, r.offset + r.size);
-    }
-    if (needed >= WHOLE_PACK_SHARE * listed.get(id)!.index!.atomBytes()) chosen.add(id);
+    if (coveredBytes(runs) >= WHOLE_PACK_SHARE * listed.get(id)!.index!.atomBytes()) chosen.add(id);
   }
   return chosen;
+}
+
+/**
+ * The bytes the runs cover together: their starts and ends sorted apart (natively, no comparator:
+ * a clone's layouts are thousands of runs) and swept, counting the bytes under at least one run.
+ */
+export function coveredBytes(runs: readonly Pick<LayoutRun, 'offset' | 'size'>[]): number {
+  const starts = Float64Array.from(runs, (r) => r.offset).sort();
+  const ends = Float64Array.from(runs, (r) => r.offset + r.size).sort();
+  let covered = 0;
+  let open = 0;
+  let from = 0;
+  for (let i = 0, j = 0; j < ends.length;) {
+    if (i < starts.length && starts[i]! < ends[j]!) {
+      if (open++ === 0) from = starts[i]!;
+      i++;
+    } else {
+      if (--open === 0) covered += ends[j]! - from;
+      j++;
+    }
+  }
+  return covered;
 }
