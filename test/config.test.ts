@@ -1,10 +1,15 @@
 /**
  * Settings: the committed .paniniconfig is read only when a key it may set is looked up (a checkout
- * from the local store never needs it), and still ranks below git config and the environment.
+ * from the local store never needs it), and still ranks below git config and the environment. A
+ * plainly written one is read without Git, to the same settings Git reads from it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Config, type Setting } from '../src/git/config.js';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Config, readSimpleConfig, type Setting } from '../src/git/config.js';
+import { tempDir } from './helpers/cli.js';
 
 function configWithFile(own: Record<string, string>, file: Record<string, string>): { config: Config; reads: () => number } {
   let reads = 0;
@@ -32,4 +37,43 @@ test('git config outranks .paniniconfig, which cannot set other keys', () => {
   assert.equal(reads(), 0, 'a key git config sets needs no file');
   assert.equal(config.get('panini.storage'), undefined);
   assert.deepEqual(config.entries().map(([k, s]) => `${k}=${s.value} <- ${s.origin}`), ['panini.url=file:///mine <- git config']);
+});
+
+test('a plainly written .paniniconfig reads as Git reads it; anything else is left to Git', (t) => {
+  const { dir, dispose } = tempDir('panini-config-');
+  t.after(dispose);
+  const file = path.join(dir, '.paniniconfig');
+  const viaGit = (): [string, string][] => {
+    const r = spawnSync('git', ['config', '-z', '--file', file, '--list'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.split('\0').filter(Boolean).map((kv) => {
+      const nl = kv.indexOf('\n');
+      return nl < 0 ? [kv.toLowerCase(), 'true'] : [kv.slice(0, nl).toLowerCase(), kv.slice(nl + 1)];
+    });
+  };
+  const plain = [
+    '[panini]\n\turl = file:///mnt/studio/atoms\n',
+    '# shared store\n[panini]\n\turl = s3://atoms/course-videos\n; S3 settings\n[panini "s3"]\n\tendpoint = https://minio.example.com:9000\n\tforcePathStyle = true\n',
+    '[Panini]\r\n  URL=s3://b/p  \r\n  concurrency =16\r\n\r\n[panini "S3"]\r\n\tregion = eu-west-1\r\n',
+    '[panini.s3]\n\tregion = us-east-1\n[panini]\n\tretries\n\ttimeout =\n\turl = file:///a b  c\n',
+    '',
+  ];
+  for (const text of plain) {
+    writeFileSync(file, text);
+    assert.deepEqual(readSimpleConfig(file), viaGit(), JSON.stringify(text));
+  }
+  const forGit = [
+    '[panini]\n\turl = "file:///quoted path"\n',
+    '[panini]\n\turl = file:///x # a comment\n',
+    '[panini]\n\turl = file:///x\\\n/continued\n',
+    '[include]\n\tpath = other.cfg\n',
+    '[includeIf "gitdir:/x/"]\n\tpath = other.cfg\n',
+    '[panini] url = file:///x\n',
+    'url = file:///no-section\n',
+    '[panini]\n\turl = file:///caf\u00e9\n',
+  ];
+  for (const text of forGit) {
+    writeFileSync(file, text);
+    assert.equal(readSimpleConfig(file), null, JSON.stringify(text));
+  }
 });
