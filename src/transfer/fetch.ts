@@ -4,13 +4,13 @@
  * `git panini fetch`/`pull`, by smudge and the filter process (batched through Git's delay
  * capability), and by the Git LFS agent.
  */
+import { MANIFEST_TYPES } from '../atom.js';
 import type { Context } from '../cli/context.js';
+import { listsManifests } from '../concept/manifest.js';
 import { errorMessage, PaniniError } from '../errors.js';
 import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
-import { MANIFEST_TYPES } from '../atom.js';
-import { listsManifests } from '../concept/manifest.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
 import { fetchByLayouts, type FileToFetch } from './remote-layouts.js';

@@ -6,11 +6,11 @@
 import type { Context } from '../cli/context.js';
 import type { Concept } from '../concept/concept.js';
 import { errorMessage, PaniniError } from '../errors.js';
+import { mayHaveLayout } from '../store/layout.js';
 import { uploadAtom } from './atoms.js';
 import { downloadAll } from './fetch.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
-import { mayHaveLayout } from '../store/layout.js';
 import { uploadLayouts } from './remote-layouts.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 

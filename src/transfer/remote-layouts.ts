@@ -80,7 +80,7 @@ function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null
  * moved to the local packs.
  * Returns the files so done; what is left to fetch as usual: the other files, and the track
  * manifests of the files done (a fetch asked for their components); and the atoms and bytes of
- * the packs taken whole.
+ * the packs it took whole.
  */
 export async function fetchByLayouts(
   s: Session, files: readonly FileToFetch[], download: (atoms: Wanted[]) => Promise<void>,
@@ -99,7 +99,9 @@ export async function fetchByLayouts(
   const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
   const found = new Map([...read].filter(([, runs]) => runs.every((r) => listed.has(r.pack))));
   if (found.size === 0) return { left: [...files], done: [], atoms: 0, bytes: 0 };
-  const taken = await s.packs.adoptWhole([...packsMostlyNeeded([...found.values()], listed)]);
+  const whole = [...packsMostlyNeeded([...found.values()], listed)];
+  const heldBefore = new Set(whole.filter((id) => s.store.holdsPack(id)));
+  const taken = await s.packs.adoptWhole(whole);
   // The atoms the other runs cover, by their packs' indexes; a layout with a run that is not whole atoms is not used.
   const byOffset = new AtomsByOffset();
   const covered = new Map<LayoutRun, PackEntry[]>();
@@ -135,6 +137,7 @@ export async function fetchByLayouts(
   let takenAtoms = 0;
   let takenBytes = 0;
   for (const id of taken) {
+    if (heldBefore.has(id)) continue;
     const index = listed.get(id)!.index!;
     takenAtoms += index.count;
     takenBytes += index.atomBytes();

@@ -312,6 +312,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
 
     const there = storeContext(subdir(root, 'there'), settings);
     await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+    assert.equal((await fetchConcepts(there, files.map((f) => f.concept), { quiet: true })).downloaded, 0, 'a second fetch moves nothing');
     for (const f of files) {
       assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every leaf and manifest its concept names is local`);
       assertRebuilds(there, f);
