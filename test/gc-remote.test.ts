@@ -170,4 +170,35 @@ describe('git panini gc --remote', () => {
     assert.equal(checkout.status, 0, checkout.stderr);
     assert.equal(sha256(readFileSync(path.join(fresh, 'video.bin'))), oidOf(second));
   });
+
+  test('a file still reached whose pack gc rewrites gets its layout written again, in the new pack', { timeout: 120_000 }, (t) => {
+    const { sb, remoteDir, url, origin, work, git } = remoteSetup(t);
+    git(['config', 'panini.gc.exclusiveRemote', 'true']);
+    git(['config', 'panini.gc.reflog', 'false']);
+    // One push, one pack: a video that stays, and more bytes that go.
+    const video = readFixture('course-b.mp4');
+    writeFileSync(path.join(work, 'video.bin'), video);
+    writeFileSync(path.join(work, 'dead.bin'), randomBytes(1_000_000));
+    git(['add', 'video.bin', 'dead.bin']);
+    git(['commit', '-q', '-m', 'v1']);
+    git(['push', '-q', 'origin', 'main']);
+    const layoutFile = path.join(remoteDir, 'layouts', sha256(video).slice(0, 2), sha256(video));
+    const packsNamed = (): string[] | null => layoutPacks(readFileSync(layoutFile));
+    const before = packsNamed();
+    assert.ok(before, 'the push wrote the video\'s layout');
+    git(['rm', '-q', 'dead.bin']);
+    git(['commit', '-q', '--amend', '-m', 'v1 without dead.bin']);
+    git(['push', '-q', '--force', 'origin', 'main']);
+
+    const r = JSON.parse(sb.panini(work, ['gc', '--remote', '--json', '--prune=now'])) as GcJson & { packs: { rewritten: number } };
+    assert.ok(r.packs.rewritten >= 1, 'the mostly dead pack was rewritten');
+    const after = packsNamed();
+    assert.ok(after, 'the layout was written again');
+    const packs = new Set(readdirSync(path.join(remoteDir, 'packs')).filter((n) => n.endsWith('.pack')).map((n) => n.slice(0, -5)));
+    assert.ok(after.every((id) => packs.has(id)) && !before.every((id) => packs.has(id)), 'it names the new pack, not the old one');
+
+    const { dir: fresh, checkout } = sb.clone(origin, 'fresh', { config: { 'panini.url': url } });
+    assert.equal(checkout.status, 0, checkout.stderr);
+    assert.equal(sha256(readFileSync(path.join(fresh, 'video.bin'))), sha256(video));
+  });
 });

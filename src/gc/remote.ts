@@ -6,6 +6,9 @@
  * a Git remote it cannot list, a remote ref whose commit this clone has not fetched, a reachable
  * manifest neither store has, or a store not declared as serving this repository alone.
  *
+ * Layouts (src/transfer/remote-layouts.ts) of files nothing reaches go; those of files still reached
+ * whose packs it rewrites are written again in the new packs.
+ *
  * Before deleting, it writes a new `gc-epoch`, so every clone's cache of what the remote holds
  * (src/transfer/inventory.ts) is dropped. A push running at that very moment may still have
  * skipped uploading an atom it believed present: run remote gc when nobody pushes, or keep the
@@ -15,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { Context } from '../cli/context.js';
 import { MAX_CONCEPT_BYTES, parseConcept } from '../concept/concept.js';
 import { errorMessage, PaniniError } from '../errors.js';
+import { readConceptBlobs } from '../git/concepts.js';
 import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
@@ -24,6 +28,7 @@ import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, type PackEntry } from
 import { readAll, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
+import { uploadLayouts } from '../transfer/remote-layouts.js';
 import type { ListedPack } from '../transfer/remote-packs.js';
 import { withRetries } from '../transfer/retry.js';
 import { withSession, type Session } from '../transfer/session.js';
@@ -87,13 +92,19 @@ export async function collectRemote(ctx: Context, options: GcOptions): Promise<G
       if (r.error !== undefined) throw r.error;
     }
     const doomedKeys = [...packs.deleteKeys, ...doomed.filter((a) => !packs.droppedInPacks.has(a.hash)).map((a) => atomKey(a.hash))];
-    const staleLayouts = await layoutsToDelete(s, reach.reached.oids, new Set(packs.deleteKeys.map((k) => packOfKey(k)?.id)), isOld);
-    if (!options.dryRun && (doomedKeys.length > 0 || oldRecords.length > 0 || staleLayouts.length > 0)) {
+    const layouts = await layoutsToDelete(s, reach.reached.oids, new Set(packs.deleteKeys.map((k) => packOfKey(k)?.id)), isOld);
+    if (!options.dryRun && (doomedKeys.length > 0 || oldRecords.length > 0 || layouts.stale.length > 0)) {
       // First the new epoch (clones stop trusting their caches), then records before their atoms.
       await withRetries(s.settings.attempts, () => backend.upload(GC_EPOCH_KEY, bufferBody(Buffer.from(randomBytes(16).toString('hex')))));
       await deleteAll(s, oldRecords.map((r) => r.key), 'Git LFS object records', options);
-      await deleteAll(s, staleLayouts, 'layouts', options); // before the packs they name
+      await deleteAll(s, layouts.stale, 'layouts', options); // before the packs they name
       await deleteAll(s, doomedKeys, 'atoms and packs', options);
+    }
+    if (!options.dryRun && layouts.reachable.size > 0) {
+      // Files still reached whose packs were rewritten get layouts in the new packs.
+      s.packs.refresh();
+      const blobs = [...walk.blobs].filter(([, b]) => b.meaning.kind === 'concept' && layouts.reachable.has(b.meaning.oid)).map(([blob]) => blob);
+      await uploadLayouts(s, [...readConceptBlobs(repo.top ?? repo.commonDir, blobs).concepts.values()]);
     }
     options.progress.finish();
     return {
@@ -300,26 +311,32 @@ async function fetchManifests(s: Session, reach: Reachability): Promise<boolean>
 
 /**
  * The layouts (src/transfer/remote-layouts.ts) to delete: those of files nothing reaches once
- * older than the cutoff, and those naming a pack this gc deletes (read only when it deletes one).
+ * older than the cutoff, and those naming a pack this gc deletes (read only when it deletes one);
+ * and among the latter, the files something still reaches (their layouts are written again).
  */
-async function layoutsToDelete(t: Transfer, reachable: ReadonlySet<string>, deletedPacks: ReadonlySet<string | undefined>, isOld: (ms: number | undefined) => boolean): Promise<string[]> {
+async function layoutsToDelete(
+  t: Transfer, reachable: ReadonlySet<string>, deletedPacks: ReadonlySet<string | undefined>, isOld: (ms: number | undefined) => boolean,
+): Promise<{ stale: string[]; reachable: Set<string> }> {
   const stale: string[] = [];
-  const kept: string[] = [];
+  const kept: [string, string][] = [];
   for await (const o of t.backend.list(LAYOUTS_PREFIX)) {
     const oid = layoutOfKey(o.key);
     if (!oid) continue;
     if (!reachable.has(oid) && isOld(o.modifiedMs)) stale.push(o.key);
-    else kept.push(o.key);
+    else kept.push([o.key, oid]);
   }
-  if (deletedPacks.size === 0) return stale;
-  const failures = await forEachConcurrently(kept, t.settings.concurrency, async (key) => {
+  const again = new Set<string>();
+  if (deletedPacks.size === 0) return { stale, reachable: again };
+  const failures = await forEachConcurrently(kept, t.settings.concurrency, async ([key, oid]) => {
     const stream = await withRetries(t.settings.attempts, () => t.backend.download(key));
     const raw = stream && (await readAll(stream, MAX_LAYOUT_BYTES, t.settings.timeoutMs, `reading ${key} from ${t.backend.url}`));
     const named = raw && layoutPacks(raw);
-    if (!named || named.some((id) => deletedPacks.has(id))) stale.push(key); // not a whole layout: no reader uses it either
+    if (named && !named.some((id) => deletedPacks.has(id))) return;
+    stale.push(key); // not a whole layout: no reader uses it either
+    if (reachable.has(oid)) again.add(oid);
   });
   if (failures.length > 0) throw failures[0]!.error;
-  return stale;
+  return { stale, reachable: again };
 }
 
 async function deleteAll(t: Transfer, keys: string[], what: string, options: GcOptions): Promise<void> {
