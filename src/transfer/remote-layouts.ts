@@ -8,8 +8,8 @@
  * atoms of other runs are downloaded into one new pack and their runs moved there. The fetch then
  * keeps the file's layout as its own, and the checkout reads the runs (checked by the local store
  * as any of its own: else the file is rebuilt from its manifests, fetched too). The file's SHA-256
- * still checks every byte it is rebuilt from. A layout that does not hold together, or whose runs do not
- * cover whole atoms of listed packs, is ignored, and its file fetched as any other.
+ * still checks every byte it is rebuilt from. A layout that does not hold together, or whose runs
+ * do not cover whole atoms of listed packs, is ignored, and its file fetched as any other.
  *
  * Only a store that hands over whole pack files (a folder: backend.copyTo) has them. From S3, where
  * every atom comes by ranges into a pack of the clone's own, a clone of the courses corpus took as
@@ -24,7 +24,7 @@ import { decodeLayout, encodeLayout, LayoutBuilder, MAX_LAYOUT_BYTES, mayHaveLay
 import type { PackEntry, PackIndex } from '../store/pack.js';
 import { readAll } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
-import type { ListedPack, Wanted } from './remote-packs.js';
+import { WHOLE_PACK_SHARE, type ListedPack, type Wanted } from './remote-packs.js';
 import { withRetries } from './retry.js';
 import type { Session } from './session.js';
 
@@ -32,31 +32,23 @@ import type { Session } from './session.js';
 export type FileToFetch = Pick<Concept, 'refs'> & Partial<Pick<Concept, 'components' | 'oid' | 'size'>>;
 
 /**
- * A folder's pack is taken whole when the layouts need at least this share of its atom bytes, as a
- * fetch takes one (remote-packs.ts).
+ * After a push (or a remote gc that rewrote packs): writes the layout of each file whose leaves all
+ * lie in the store's packs (those just uploaded among them). A layout that fails to upload only
+ * costs its file's clones the manifests and lookups: the failure is not reported.
  */
-const WHOLE_PACK_SHARE = 0.75;
-
-/**
- * After a push: writes the layout of each file whose leaves all lie in the store's packs (those
- * this push uploaded among them). Returns how many were written. A layout that fails to upload
- * only costs its file's clones the manifests and lookups: nothing is reported.
- */
-export async function uploadLayouts(s: Session, files: readonly Pick<Concept, 'oid' | 'size' | 'refs'>[]): Promise<number> {
-  if (!s.backend.copyTo) return 0;
+export async function uploadLayouts(s: Session, files: readonly Pick<Concept, 'oid' | 'size' | 'refs'>[]): Promise<void> {
+  const candidates = s.backend.copyTo ? files.filter((f) => mayHaveLayout(f.refs)) : [];
+  if (candidates.length === 0) return;
+  await s.packs.list(); // with the packs just uploaded
   const layouts = new Map<string, Buffer>();
-  for (const file of files) {
-    if (layouts.has(file.oid) || !mayHaveLayout(file.refs)) continue;
-    if (layouts.size === 0) await s.packs.list(); // with the packs this push uploaded
+  for (const file of candidates) {
+    if (layouts.has(file.oid)) continue;
     const runs = remoteRuns(s, file);
     if (runs) layouts.set(file.oid, encodeLayout(file.oid, file.size, runs));
   }
-  let written = 0;
   await forEachConcurrently([...layouts], s.settings.concurrency, async ([oid, bytes]) => {
     await withRetries(s.settings.attempts, () => s.backend.upload(layoutKey(oid), bufferBody(bytes)));
-    written++;
   });
-  return written;
 }
 
 /** The file's leaves as runs of the store's packs, or null if one is not packed there (or the runs are not worth a layout). */

@@ -34,10 +34,10 @@ const RANGE_MAX_BYTES = 8 * 1024 * 1024;
  */
 const RANGE_MAX_GAP = 4 * 1024;
 /**
- * A fetch that wants (a push that sends) at least this share of a pack's atom bytes moves the whole
- * pack file instead, where the store can (a folder: a hard link or a kernel copy).
+ * A fetch that wants (a push that sends, a fetch's layouts need) at least this share of a pack's atom
+ * bytes moves the whole pack file instead, where the store can (a folder: a hard link or a kernel copy).
  */
-const WHOLE_PACK_SHARE = 0.75;
+export const WHOLE_PACK_SHARE = 0.75;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
