@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Config, readSimpleConfig, type Setting } from '../src/git/config.js';
 import { tempDir } from './helpers/cli.js';
@@ -76,4 +76,9 @@ test('a plainly written .paniniconfig reads as Git reads it; anything else is le
     writeFileSync(file, text);
     assert.equal(readSimpleConfig(file), null, JSON.stringify(text));
   }
+  const target = path.join(dir, 'elsewhere');
+  writeFileSync(target, plain[0]!);
+  const link = path.join(dir, 'linked');
+  symlinkSync(target, link);
+  assert.equal(readSimpleConfig(link), null, 'a symlink is left to Git');
 });

@@ -4,7 +4,7 @@
  * A .paniniconfig comes with clones, so it may only set the keys listed in SHARED_KEYS.
  */
 import { join } from 'node:path';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { git } from './exec.js';
 import type { Repo } from './repo.js';
 
@@ -97,7 +97,8 @@ const VARIABLE = /^([A-Za-z][A-Za-z0-9-]*)[ \t]*(?:=[ \t]*([^"\\#;]*))?$/;
 export function readSimpleConfig(path: string): [string, string][] | null {
   let text: string;
   try {
-    if (statSync(path).size > MAX_SIMPLE_CONFIG_BYTES) return null;
+    const stat = lstatSync(path);
+    if (!stat.isFile() || stat.size > MAX_SIMPLE_CONFIG_BYTES) return null; // a symlink, or anything odd: as Git reads it
     text = readFileSync(path, 'utf8');
   } catch {
     return null;
