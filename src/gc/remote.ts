@@ -22,13 +22,13 @@ import { readConceptBlobs } from '../git/concepts.js';
 import { git } from '../git/exec.js';
 import type { HistoryWalk } from '../git/history.js';
 import type { Repo } from '../git/repo.js';
-import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutOfKey, LFS_PREFIX, packKey, packOfKey, type Backend } from '../store/backend.js';
-import { layoutPacks, MAX_LAYOUT_BYTES } from '../store/layout.js';
+import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, layoutOfKey, LFS_PREFIX, packKey, packOfKey, type Backend } from '../store/backend.js';
+import { layoutPacks } from '../store/layout.js';
 import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, type PackEntry } from '../store/pack.js';
 import { readAll, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
-import { uploadLayouts } from '../transfer/remote-layouts.js';
+import { downloadLayout, uploadLayouts } from '../transfer/remote-layouts.js';
 import type { ListedPack } from '../transfer/remote-packs.js';
 import { withRetries } from '../transfer/retry.js';
 import { withSession, type Session } from '../transfer/session.js';
@@ -318,21 +318,19 @@ async function layoutsToDelete(
   t: Transfer, reachable: ReadonlySet<string>, deletedPacks: ReadonlySet<string | undefined>, isOld: (ms: number | undefined) => boolean,
 ): Promise<{ stale: string[]; reachable: Set<string> }> {
   const stale: string[] = [];
-  const kept: [string, string][] = [];
+  const kept: string[] = [];
   for await (const o of t.backend.list(LAYOUTS_PREFIX)) {
     const oid = layoutOfKey(o.key);
     if (!oid) continue;
     if (!reachable.has(oid) && isOld(o.modifiedMs)) stale.push(o.key);
-    else kept.push([o.key, oid]);
+    else kept.push(oid);
   }
   const again = new Set<string>();
   if (deletedPacks.size === 0) return { stale, reachable: again };
-  const failures = await forEachConcurrently(kept, t.settings.concurrency, async ([key, oid]) => {
-    const stream = await withRetries(t.settings.attempts, () => t.backend.download(key));
-    const raw = stream && (await readAll(stream, MAX_LAYOUT_BYTES, t.settings.timeoutMs, `reading ${key} from ${t.backend.url}`));
-    const named = raw && layoutPacks(raw);
+  const failures = await forEachConcurrently(kept, t.settings.concurrency, async (oid) => {
+    const named = layoutPacks(await withRetries(t.settings.attempts, () => downloadLayout(t, oid)) ?? Buffer.alloc(0));
     if (named && !named.some((id) => deletedPacks.has(id))) return;
-    stale.push(key); // not a whole layout: no reader uses it either
+    stale.push(layoutKey(oid)); // not a whole layout: no reader uses it either
     if (reachable.has(oid)) again.add(oid);
   });
   if (failures.length > 0) throw failures[0]!.error;

@@ -280,16 +280,18 @@ class WritesBehind {
 
   whenIdle(f: () => void): void {
     this.joined = null;
-    if (this.inFlight === 0) f();
-    else this.waiting.push(f);
+    this.afterWrites(f);
   }
 
   settled(): Promise<unknown> {
     this.handOver();
-    return new Promise((resolve) => {
-      if (this.inFlight === 0) resolve(this.failure);
-      else this.waiting.push(() => resolve(this.failure));
-    });
+    return new Promise((resolve) => this.afterWrites(() => resolve(this.failure)));
+  }
+
+  /** Runs `f` once no write is in flight. */
+  private afterWrites(f: () => void): void {
+    if (this.inFlight === 0) f();
+    else this.waiting.push(f);
   }
 }
 

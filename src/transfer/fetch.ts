@@ -4,9 +4,7 @@
  * `git panini fetch`/`pull`, by smudge and the filter process (batched through Git's delay
  * capability), and by the Git LFS agent.
  */
-import { MANIFEST_TYPES } from '../atom.js';
 import type { Context } from '../cli/context.js';
-import { listsManifests } from '../concept/manifest.js';
 import { errorMessage, PaniniError } from '../errors.js';
 import { MAX_ATOM_BYTES, type LocalStore } from '../store/local.js';
 import { PackWriter } from '../store/pack-writer.js';
@@ -50,13 +48,9 @@ export async function fetchConceptsWith(s: Session, concepts: readonly FileToFet
     s.progress.addTotal(byLayouts.atoms, byLayouts.bytes);
     s.progress.advance(byLayouts.bytes, byLayouts.atoms);
   }
-  // The manifests the files done list came with their atoms, unread, so that as after any fetch the
-  // store has every atom the files' concepts name; unless one lists manifests itself (a tree of more
-  // levels: files of more than 32,768 atoms): then the file's manifests are walked as usual.
-  const deeper = byLayouts.done.filter((f) => f.refs.some((r) => MANIFEST_TYPES.has(r.type) && s.store.has(r.hash) && listsManifests(s.store.get(r.hash), r.hash)));
   let downloaded = byLayouts.atoms + own.count;
   let bytes = byLayouts.bytes + own.bytes;
-  const set = await collectAtoms([...byLayouts.left, ...deeper.map((f) => ({ refs: f.refs }))], s.store, async (manifests) => {
+  const set = await collectAtoms(byLayouts.left, s.store, async (manifests) => {
     const r = await downloadAll(s, manifests.map((hash) => ({ hash })));
     downloaded += r.count;
     bytes += r.bytes;

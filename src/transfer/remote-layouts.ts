@@ -18,11 +18,11 @@
  */
 import { MANIFEST_TYPES } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
-import { expandRefs } from '../concept/manifest.js';
+import { expandRefs, listsManifests } from '../concept/manifest.js';
 import { bufferBody, layoutKey } from '../store/backend.js';
 import { decodeLayout, encodeLayout, LayoutBuilder, MAX_LAYOUT_BYTES, mayHaveLayout, type LayoutRun } from '../store/layout.js';
 import type { PackEntry, PackIndex } from '../store/pack.js';
-import { readAll } from './atoms.js';
+import { readAll, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { WHOLE_PACK_SHARE, type ListedPack, type Wanted } from './remote-packs.js';
 import { withRetries } from './retry.js';
@@ -69,16 +69,17 @@ function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null
 /**
  * Before a fetch: the files whose layouts the store has get their atoms (packs taken whole, the
  * rest through `download`, into one pack, with the manifests they list) and keep their layouts,
- * moved to the local packs.
- * Returns the files so done; what is left to fetch as usual: the other files, and the track
- * manifests of the files done (a fetch asked for their components); and the atoms and bytes of
- * the packs it took whole.
+ * moved to the local packs. The manifests come unread, so that as after any fetch the store has
+ * every atom the files' concepts name; unless one lists manifests itself (a tree of more levels:
+ * files of more than 32,768 atoms). Returns what is left to fetch as usual: the other files, the
+ * manifests of such deeper trees, and the track manifests of the files done (a fetch asked for
+ * their components); and the atoms and bytes of the packs it took whole.
  */
 export async function fetchByLayouts(
   s: Session, files: readonly FileToFetch[], download: (atoms: Wanted[]) => Promise<void>,
-): Promise<{ left: FileToFetch[]; done: FileToFetch[]; atoms: number; bytes: number }> {
+): Promise<{ left: FileToFetch[]; atoms: number; bytes: number }> {
   const candidates = s.backend.copyTo ? files.filter((f) => f.oid !== undefined && f.size !== undefined && mayHaveLayout(f.refs)) : [];
-  if (candidates.length === 0) return { left: [...files], done: [], atoms: 0, bytes: 0 };
+  if (candidates.length === 0) return { left: [...files], atoms: 0, bytes: 0 };
   // The layouts are read while the packs are listed (one round trip, not two).
   const read = new Map<FileToFetch, LayoutRun[]>();
   const [packs] = await Promise.all([
@@ -90,7 +91,7 @@ export async function fetchByLayouts(
   ]);
   const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
   const found = new Map([...read].filter(([, runs]) => runs.every((r) => listed.has(r.pack))));
-  if (found.size === 0) return { left: [...files], done: [], atoms: 0, bytes: 0 };
+  if (found.size === 0) return { left: [...files], atoms: 0, bytes: 0 };
   const whole = [...packsMostlyNeeded([...found.values()], listed)];
   const heldBefore = new Set(whole.filter((id) => s.store.holdsPack(id)));
   const taken = await s.packs.adoptWhole(whole);
@@ -111,20 +112,19 @@ export async function fetchByLayouts(
     }
   }
   // With them, in the same downloads, the manifests the files list (fetched unread: see fetchConceptsWith).
-  const manifests = new Set([...found.keys()].flatMap((f) => f.refs.filter((r) => MANIFEST_TYPES.has(r.type)).map((r) => r.hash)));
+  const manifests = new Set([...found.keys()].flatMap(manifestsListed));
   const atoms: Wanted[] = [...Array.from(wanted, ([hash, size]) => ({ hash, size })), ...[...manifests].map((hash) => ({ hash }))];
   if (atoms.length > 0) await download(atoms);
   const left: FileToFetch[] = [];
-  const done: FileToFetch[] = [];
   for (const f of files) {
     const runs = found.get(f);
     const local = runs && localRuns(s, runs, taken, covered);
-    if (local && s.store.recordLayout(f.oid!, f.size!, local)) {
-      done.push(f);
-      if (f.components?.length) left.push({ refs: [], components: f.components });
-    } else {
+    if (!local || !s.store.recordLayout(f.oid!, f.size!, local)) {
       left.push(f);
+      continue;
     }
+    const deeper = manifestsListed(f).some((hash) => s.store.has(hash) && listsManifests(s.store.get(hash), hash));
+    if (deeper || f.components?.length) left.push({ refs: deeper ? f.refs : [], components: f.components });
   }
   let takenAtoms = 0;
   let takenBytes = 0;
@@ -134,14 +134,24 @@ export async function fetchByLayouts(
     takenAtoms += index.count;
     takenBytes += index.atomBytes();
   }
-  return { left, done, atoms: takenAtoms, bytes: takenBytes };
+  return { left, atoms: takenAtoms, bytes: takenBytes };
+}
+
+/** The manifests a file's concept lists itself. */
+const manifestsListed = (f: FileToFetch): string[] => f.refs.filter((r) => MANIFEST_TYPES.has(r.type)).map((r) => r.hash);
+
+/** The bytes of file `oid`'s layout object (null if there is none), read up to MAX_LAYOUT_BYTES. */
+export async function downloadLayout(t: Transfer, oid: string): Promise<Buffer | null> {
+  const key = layoutKey(oid);
+  const stream = await t.backend.download(key);
+  return stream && readAll(stream, MAX_LAYOUT_BYTES, t.settings.timeoutMs, `reading ${key} from ${t.backend.url}`);
 }
 
 /** The file's layout in the store, if there is one that holds together; a failure to read it is no layout. */
 async function readLayout(s: Session, oid: string, size: number): Promise<LayoutRun[] | null> {
   try {
-    const stream = await s.backend.download(layoutKey(oid));
-    return stream && decodeLayout(await readAll(stream, MAX_LAYOUT_BYTES, s.settings.timeoutMs, `reading ${layoutKey(oid)}`), oid, size);
+    const raw = await downloadLayout(s, oid);
+    return raw && decodeLayout(raw, oid, size);
   } catch {
     return null;
   }
