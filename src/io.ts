@@ -2,6 +2,12 @@
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { BufferSource, FileSource, type Source } from './source.js';
 
+/**
+ * A monotonic clock in milliseconds. Not `performance.now()`: the first use of the global loads
+ * Node's perf_hooks (~1 ms), in every filter process, which polls Git's pipe with it.
+ */
+export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 const pause = new Int32Array(new SharedArrayBuffer(4));
 function waitBriefly(): void {
   Atomics.wait(pause, 0, 0, 2);
@@ -61,7 +67,7 @@ const IDLE_CHECK_MS = 0.1;
  * does the work if nothing came for `idle.afterMs`, before it sleeps in the kernel.
  */
 export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number, buf: Buffer, offset: number, length: number, idle?: IdleWork, ahead?: () => void): number {
-  let start = performance.now();
+  let start = nowMs();
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0; // each empty poll throws EAGAIN: no stack to capture
   const tryRead = (): number | null => {
@@ -78,12 +84,12 @@ export function readFdPolling(fd: number, nonBlockingFd: number, pollMs: number,
     let got = tryRead();
     if (got === null && ahead) {
       ahead();
-      start = performance.now();
+      start = nowMs();
       got = tryRead();
     }
-    while (got === null && performance.now() < start + pollMs) got = tryRead();
+    while (got === null && nowMs() < start + pollMs) got = tryRead();
     if (got === null && idle?.pending()) {
-      while (got === null && performance.now() < start + idle.afterMs) {
+      while (got === null && nowMs() < start + idle.afterMs) {
         Atomics.wait(pause, 0, 0, IDLE_CHECK_MS);
         got = tryRead();
       }

@@ -500,6 +500,23 @@ test('an adopted pack is checked atom by atom against its index: a flag per posi
   const farIndex = PackIndex.parse(far.bytes, far.id, 2 ** 32 + 20, 'p', 'i')!;
   assert.deepEqual([...farIndex.positionsByOffset()].map((i) => farIndex.offsetOf(i)), [16, 2 ** 32 + 16]);
   assert.equal(farIndex.following(farIndex.find('b'.repeat(64))), -1, 'no following atom past 4 GiB');
+
+  // Such a pack is checked too (its names are compared one by one, not made hex all at once).
+  const threeBytes = (i: number): Buffer => Buffer.from([i >> 16, (i >> 8) & 0xff, i & 0xff]);
+  const bigEntries = Array.from({ length: 70_000 }, (_, i) => ({ hash: sha256Hex(threeBytes(i)), offset: 16 + 3 * i, size: 3 }));
+  const big = encodeIndex(bigEntries);
+  const bigIndex = PackIndex.parse(big.bytes, big.id, 16 + 3 * 70_000, 'p', 'i')!;
+  const bigPack = Buffer.concat([PACK_MAGIC, ...bigEntries.map((_, i) => threeBytes(i))]);
+  bigPack[16 + 3 * 69_999]! ^= 1;
+  writeFileSync(file, bigPack);
+  const fd = openSync(file, 'r');
+  try {
+    const held = atomsHeld(fd, bigIndex);
+    assert.equal(held.reduce((n, h) => n + h, 0), 69_999);
+    assert.equal(held[bigIndex.find(bigEntries[69_999]!.hash)], 0, 'the damaged atom');
+  } finally {
+    closeSync(fd);
+  }
 });
 
 test('more than 16 packs: gc merges the small ones into one, every atom still there, with the newest time of those it replaced', () => {

@@ -24,7 +24,7 @@ import { writeFdAll } from '../io.js';
 import { reconstruct } from '../reconstruct/reconstruct.js';
 import { FileSource } from '../source.js';
 import { bufferBody, LFS_PREFIX } from '../store/backend.js';
-import { readAll } from '../transfer/atoms.js';
+import { readObject } from '../transfer/atoms.js';
 import { fetchConceptsWith } from '../transfer/fetch.js';
 import { Progress } from '../transfer/progress.js';
 import { pushConceptsWith } from '../transfer/push.js';
@@ -143,8 +143,7 @@ async function uploadObject(ctx: Context, s: Session, oid: string, size: number,
 async function downloadObject(ctx: Context, s: Session, oid: string, size: number, report: (bytesSoFar: number) => void): Promise<string> {
   const key = `${LFS_PREFIX}${oid}`;
   const text = await withRetries(s.settings.attempts, async () => {
-    const stream = await s.backend.download(key);
-    return stream ? readAll(stream, MAX_CONCEPT_BYTES, s.settings.timeoutMs, `downloading ${key} from ${s.backend.url}`) : null;
+    return readObject(s, key, MAX_CONCEPT_BYTES, `downloading ${key} from ${s.backend.url}`);
   });
   if (!text) throw new ObjectError(404, `object ${oid} is not in the store ${s.backend.url}`);
   const concept = parseConcept(text);

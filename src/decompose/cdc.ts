@@ -17,15 +17,17 @@ export const CDC_MAX_SIZE = 256 * 1024;
 
 /**
  * Gear table: gear[i] = first 4 bytes (big-endian) of SHA-256("git-panini gear v1 " + i).
- * Derived rather than pasted so anyone can regenerate and check it.
+ * Derived rather than pasted so anyone can regenerate and check it; on first use, so that a
+ * process that chunks nothing (a checkout) does not spend ~1.5 ms on 256 hashes as it starts.
  */
-export const GEAR: Int32Array = (() => {
-  const table = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    table[i] = createHash('sha256').update(`git-panini gear v1 ${i}`).digest().readInt32BE(0);
+export function gearTable(): Int32Array {
+  if (!gearValues) {
+    gearValues = new Int32Array(256);
+    for (let i = 0; i < 256; i++) gearValues[i] = createHash('sha256').update(`git-panini gear v1 ${i}`).digest().readInt32BE(0);
   }
-  return table;
-})();
+  return gearValues;
+}
+let gearValues: Int32Array | null = null;
 
 // The rolling hash is 32 bits wide, so bit k depends on the last k+1 bytes; the masks use the top
 // bits, which see the widest window. Normalized chunking: a harder mask (bits+2) before the average
@@ -44,7 +46,7 @@ export const CDC_WINDOW_BYTES = 8 * 1024 * 1024 + CDC_MAX_SIZE;
 let scanner: GearScanner | null = null;
 /** Compiled on first use: processes that chunk nothing (most smudges) never pay for it. */
 function gear(): GearScanner {
-  scanner ??= gearScanner(GEAR, WINDOW_AT + CDC_WINDOW_BYTES);
+  scanner ??= gearScanner(gearTable(), WINDOW_AT + CDC_WINDOW_BYTES);
   return scanner;
 }
 

@@ -25,7 +25,7 @@ import type { Repo } from '../git/repo.js';
 import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, layoutOfKey, LFS_PREFIX, packKey, packOfKey, type Backend } from '../store/backend.js';
 import { layoutPacks } from '../store/layout.js';
 import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, type PackEntry } from '../store/pack.js';
-import { readAll, type Transfer } from '../transfer/atoms.js';
+import { readObject, type Transfer } from '../transfer/atoms.js';
 import { AtomsNotOnRemote, downloadAll } from '../transfer/fetch.js';
 import { forEachConcurrently } from '../transfer/pool.js';
 import { downloadLayout, uploadLayouts } from '../transfer/remote-layouts.js';
@@ -280,8 +280,7 @@ async function readRecordConcepts(t: Transfer, walk: HistoryWalk): Promise<void>
   const failures = await forEachConcurrently(missing, t.settings.concurrency, async (oid) => {
     const key = `${LFS_PREFIX}${oid}`;
     const text = await withRetries(t.settings.attempts, async () => {
-      const stream = await t.backend.download(key);
-      return stream ? readAll(stream, MAX_CONCEPT_BYTES, t.settings.timeoutMs, `downloading ${key} from ${t.backend.url}`) : null;
+      return readObject(t, key, MAX_CONCEPT_BYTES, `downloading ${key} from ${t.backend.url}`);
     });
     if (!text) return; // not in the store: no atoms to keep for it
     let concept;

@@ -62,6 +62,12 @@ export interface Backend {
    */
   readRange?(key: string, range: ByteRange): Promise<Buffer | null>;
   /**
+   * Optional: the whole object read into memory at once, where the store does that cheaper than a
+   * stream (a folder: layouts, indexes and the gc epoch in one read each); null if there is no such
+   * object. At most `maxBytes + 1` bytes are read: more than `maxBytes` says the object is too large.
+   */
+  readWhole?(key: string, maxBytes: number): Promise<Buffer | null>;
+  /**
    * Optional: the keys among `keys` that are certainly absent, found for less than an `exists`
    * each (a folder: those whose directory does not exist); the others may or may not exist.
    */

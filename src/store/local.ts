@@ -582,10 +582,12 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /** Makes a pack just named visible to this process, from the index bytes it was named with (not read back). */
-  private addPack(id: string, idx: Buffer): void {
+  /** Loads a pack just named; an index read already (that of a remote pack taken whole) is not read again. */
+  private addPack({ id, bytes, parsed }: EncodedIndex): void {
     const packPath = join(this.packsDir, `${id}.pack`);
+    const idxPath = join(this.packsDir, `${id}.idx`);
     const size = statOrNull(packPath)?.size;
-    const pack = size === undefined ? null : PackIndex.parse(idx, id, size, packPath, join(this.packsDir, `${id}.idx`));
+    const pack = size === undefined ? null : parsed ? parsed.relocated(packPath, idxPath) : PackIndex.parse(bytes, id, size, packPath, idxPath);
     if (pack) this.loadedPacks().set(id, pack);
   }
 
@@ -619,7 +621,8 @@ export class LocalStore implements AtomReader, AtomWriter {
    * stays, for a later reader to name. Another pack is removed.
    */
   namePack(tmp: string, entries: readonly PackEntry[] | EncodedIndex, journal?: string): string {
-    const { id, bytes } = 'bytes' in entries ? entries : encodeIndex(entries);
+    const index = 'bytes' in entries ? entries : encodeIndex(entries);
+    const { id, bytes } = index;
     const packPath = join(this.packsDir, `${id}.pack`);
     const linked = journal !== undefined && linkPack(tmp, packPath);
     if (!linked) {
@@ -640,7 +643,7 @@ export class LocalStore implements AtomReader, AtomWriter {
     }
     if (linked) removeQuietly(tmp);
     if (journal) removeQuietly(journal);
-    this.addPack(id, bytes);
+    this.addPack(index);
     return id;
   }
 

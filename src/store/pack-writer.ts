@@ -16,7 +16,7 @@ import { PaniniError } from '../errors.js';
 import { removeUnlessRefreshed, statOrNull, storeWriteError, tempName, type AtomWriter, type LocalStore } from './local.js';
 import { DIGESTED, FAILED, PROGRESS, RUNNING, SLOT_STATE } from './pack-writer-state.js';
 import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, readPackBytes, removeQuietly, type PackEntry, type PackIndex } from './pack.js';
-import { GEAR, type ChunkWindows } from '../decompose/cdc.js';
+import { gearTable, type ChunkWindows } from '../decompose/cdc.js';
 import { PackJournal } from './journal.js';
 import { gearScanner } from '../decompose/gear-scan.js';
 
@@ -315,7 +315,7 @@ let kept: BackgroundWrites | null = null;
 class BackgroundWrites {
   private readonly state = new Int32Array(new SharedArrayBuffer(4 * (SLOT_STATE + SLOTS)));
   /** The ring lives in a gear scanner's shared memory, so that files can be chunked in it (windows). */
-  private readonly scanner = gearScanner(GEAR, RING_AT + SLOTS * SLOT_BYTES, true);
+  private readonly scanner = gearScanner(gearTable(), RING_AT + SLOTS * SLOT_BYTES, true);
   private readonly ring = this.scanner.buffer;
   /** The ring as a Buffer: Buffer.copy is a memcpy, ~4x faster than TypedArray.set here. */
   private readonly ringBytes = Buffer.from(this.ring, RING_AT, SLOTS * SLOT_BYTES);

@@ -30,10 +30,11 @@ export interface PackEntry {
   size: number;
 }
 
-/** An index's bytes and its id (their checksum). */
+/** An index's bytes and its id (their checksum); and the index itself if it was read from them already. */
 export interface EncodedIndex {
   id: string;
   bytes: Buffer;
+  parsed?: PackIndex;
 }
 
 /** Packs with more atoms than this are not ordered by offset for `following` (a sort of ~5 ms at most). */
@@ -116,9 +117,16 @@ export class PackIndex {
     return new PackIndex(id, packPath, idxPath, count, hashes, prefixes, offsets, sizes, raw);
   }
 
-  /** The bytes it was parsed from: the same pack copied elsewhere needs no index built again. */
+  /** The bytes it was parsed from: the same pack copied elsewhere needs no index built or read again. */
   encoded(): EncodedIndex {
-    return { id: this.id, bytes: this.raw };
+    return { id: this.id, bytes: this.raw, parsed: this };
+  }
+
+  /** The same index for the same pack at other paths (a copy of it), sharing what was read. */
+  relocated(packPath: string, idxPath: string): PackIndex {
+    const moved = new PackIndex(this.id, packPath, idxPath, this.count, this.hashes, this.prefixes, this.offsets, this.sizes, this.raw);
+    moved.byOffset = this.byOffset;
+    return moved;
   }
 
   /** The position of a hash (64 lowercase hex digits) in the index, or -1. */
@@ -148,6 +156,17 @@ export class PackIndex {
   /** Whether entry i's hash is `hash` (lowercase hex). */
   holdsAt(i: number, hash: string): boolean {
     return this.hashAt(i) === hash;
+  }
+
+  /**
+   * holdsAt for checking many entries: the names of an index of up to MAX_ORDERED_ATOMS entries are
+   * made hex once (a string of 4 MiB at most) instead of one string per entry (5,280 atoms checked
+   * in ~19 instead of ~23 ms, cold).
+   */
+  holdsAtTester(): (i: number, hash: string) => boolean {
+    if (this.count > MAX_ORDERED_ATOMS) return (i, hash) => this.holdsAt(i, hash);
+    const names = this.hashes.toString('hex');
+    return (i, hash) => hash.length === HASH_BYTES * 2 && names.startsWith(hash, i * HASH_BYTES * 2);
   }
 
   entry(i: number): PackEntry {
@@ -273,8 +292,8 @@ export const MERGE_ABOVE_PACKS = 16;
 /** Packs from this size (a large file's) are left whole: merging copies every byte it merges. */
 export const MERGE_BELOW_BYTES = 64 * 1024 * 1024;
 
-/** Sequential reads of a pack when checking its atoms go through a buffer this large. */
-const VERIFY_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Sequential reads of a pack when checking its atoms go through a buffer this large (4 MiB faulted in cost ~2 ms more). */
+const VERIFY_BUFFER_BYTES = 1024 * 1024;
 
 /** The entries whose bytes in the open pack `fd` hash to their names: the pack read in order, once. */
 export function entriesHeld(fd: number, entries: readonly PackEntry[]): PackEntry[] {
@@ -294,13 +313,14 @@ export function entriesHeld(fd: number, entries: readonly PackEntry[]): PackEntr
 export function atomsHeld(fd: number, index: PackIndex): Uint8Array {
   const held = new Uint8Array(index.count);
   const order = index.positionsByOffset();
+  const holdsAt = index.holdsAtTester();
   const span = { offset: 0, size: 0 };
   readInOrder(fd, order.length, (k) => {
     span.offset = index.offsetOf(order[k]!);
     span.size = index.sizeOf(order[k]!);
     return span;
   }, (k, atom) => {
-    if (index.holdsAt(order[k]!, sha256Hex(atom))) held[order[k]!] = 1; // hex strings compared: faster than a digest Buffer, measured
+    if (holdsAt(order[k]!, sha256Hex(atom))) held[order[k]!] = 1; // hex strings compared: faster than a digest Buffer, measured
   });
   return held;
 }

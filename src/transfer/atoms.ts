@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
+import { nowMs } from '../io.js';
 import { newSha256, sha256Hex } from '../hash.js';
 import { atomKey, RemoteError, type Backend, type UploadBody } from '../store/backend.js';
 import { MAX_ATOM_BYTES, type AtomWriter, type LocalStore } from '../store/local.js';
@@ -44,9 +45,8 @@ export async function uploadAtom(t: Transfer, hash: string): Promise<number> {
 /** Downloads an atom into the local store (through `into`, a pack, if given) after checking its hash; returns its size. */
 export async function downloadAtom(t: Transfer, hash: string, maxBytes = MAX_ATOM_BYTES, into: AtomWriter = t.store): Promise<number> {
   return withRetries(t.settings.attempts, async () => {
-    const stream = await t.backend.download(atomKey(hash));
-    if (!stream) throw new AtomNotOnRemote(hash, t.backend.url);
-    const bytes = await readAll(stream, maxBytes, t.settings.timeoutMs, `downloading atom ${hash} from ${t.backend.url}`);
+    const bytes = await readObject(t, atomKey(hash), maxBytes, `downloading atom ${hash} from ${t.backend.url}`);
+    if (!bytes) throw new AtomNotOnRemote(hash, t.backend.url);
     const actual = sha256Hex(bytes);
     if (actual !== hash) {
       throw new RemoteError(
@@ -86,6 +86,20 @@ function verifiedAtomBody(store: LocalStore, hash: string, size: number): Upload
 }
 
 /**
+ * The whole object `key` (at most `maxBytes`), or null if the store has none: in one read where the
+ * backend can (a folder), else from a download stream, with readAll's checks.
+ */
+export async function readObject(t: { backend: Backend; settings: Pick<TransferSettings, 'timeoutMs'> }, key: string, maxBytes: number, what: string): Promise<Buffer | null> {
+  if (t.backend.readWhole) {
+    const bytes = await t.backend.readWhole(key, maxBytes);
+    if (bytes && bytes.length > maxBytes) throw tooLarge(what, maxBytes);
+    return bytes;
+  }
+  const stream = await t.backend.download(key);
+  return stream && readAll(stream, maxBytes, t.settings.timeoutMs, what);
+}
+
+/**
  * A whole object from a stream, at most `maxBytes`; fails (retryably) if no data arrives for
  * `idleMs` or the connection breaks. With `exact`, `maxBytes` are expected: they are copied into
  * one buffer as they arrive (a range of a pack: tens of MiB), not kept as chunks and joined at the
@@ -98,7 +112,7 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
     let total = 0;
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
-    let lastData = performance.now();
+    let lastData = nowMs();
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
@@ -108,19 +122,19 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
     };
     // One timer that looks at the time of the last chunk, not one new timer per chunk (thousands per range).
     const watch = (): void => {
-      const idle = performance.now() - lastData;
+      const idle = nowMs() - lastData;
       if (idle >= idleMs) fail(new RemoteError(`${what}: no data for ${idleMs} ms`, 'the network or the service is stalling; run the command again (panini.timeout sets the limit)', true));
       else timer = setTimeout(watch, idleMs - idle);
     };
     stream.on('data', (chunk: Buffer) => {
       total += chunk.length;
       if (total > maxBytes) {
-        fail(new RemoteError(`${what}: the object is larger than the ${maxBytes} bytes expected`, 'the remote object is not the atom it is named after; delete it from the remote store and push again', false));
+        fail(tooLarge(what, maxBytes));
         return;
       }
       if (whole) chunk.copy(whole, total - chunk.length);
       else chunks.push(chunk);
-      lastData = performance.now();
+      lastData = nowMs();
     });
     stream.on('end', () => {
       if (settled) return;
@@ -133,3 +147,6 @@ export function readAll(stream: Readable, maxBytes: number, idleMs: number, what
     timer = setTimeout(watch, idleMs);
   });
 }
+
+const tooLarge = (what: string, maxBytes: number): RemoteError =>
+  new RemoteError(`${what}: the object is larger than the ${maxBytes} bytes expected`, 'the remote object is not what its name says; delete it from the remote store and push again', false);

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { isAtomHash } from '../atom.js';
 import { randomBytes } from 'node:crypto';
 import { ATOMS_PREFIX, atomKey, atomOfKey, bufferBody, GC_EPOCH_KEY } from '../store/backend.js';
-import { readAll, remoteCachePath, type Transfer } from './atoms.js';
+import { readObject, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import type { RemotePacks } from './remote-packs.js';
 import { isRetryable, withRetries } from './retry.js';
@@ -49,8 +49,8 @@ export class RemoteInventory {
 
   static async open(t: Transfer, packs: RemotePacks): Promise<RemoteInventory> {
     const epoch = await withRetries(t.settings.attempts, async () => {
-      const stream = await t.backend.download(GC_EPOCH_KEY);
-      return stream ? (await readAll(stream, 1024, t.settings.timeoutMs, `reading ${GC_EPOCH_KEY} from ${t.backend.url}`)).toString('utf8').trim() : '';
+      const bytes = await readObject(t, GC_EPOCH_KEY, 1024, `reading ${GC_EPOCH_KEY} from ${t.backend.url}`);
+      return bytes ? bytes.toString('utf8').trim() : '';
     });
     const path = remoteCachePath(t, '.inventory');
     let valid = false;

@@ -22,7 +22,7 @@ import { expandRefs, listsManifests } from '../concept/manifest.js';
 import { bufferBody, layoutKey } from '../store/backend.js';
 import { decodeLayout, encodeLayout, LayoutBuilder, MAX_LAYOUT_BYTES, mayHaveLayout, type LayoutRun } from '../store/layout.js';
 import type { PackEntry, PackIndex } from '../store/pack.js';
-import { readAll, type Transfer } from './atoms.js';
+import { readObject, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { WHOLE_PACK_SHARE, type ListedPack, type Wanted } from './remote-packs.js';
 import { withRetries } from './retry.js';
@@ -143,8 +143,7 @@ const manifestsListed = (f: FileToFetch): string[] => f.refs.filter((r) => MANIF
 /** The bytes of file `oid`'s layout object (null if there is none), read up to MAX_LAYOUT_BYTES. */
 export async function downloadLayout(t: Transfer, oid: string): Promise<Buffer | null> {
   const key = layoutKey(oid);
-  const stream = await t.backend.download(key);
-  return stream && readAll(stream, MAX_LAYOUT_BYTES, t.settings.timeoutMs, `reading ${key} from ${t.backend.url}`);
+  return readObject(t, key, MAX_LAYOUT_BYTES, `reading ${key} from ${t.backend.url}`);
 }
 
 /** The file's layout in the store, if there is one that holds together; a failure to read it is no layout. */
@@ -221,10 +220,17 @@ function packsMostlyNeeded(layouts: readonly LayoutRun[][], listed: ReadonlyMap<
 /**
  * The bytes the runs cover together: their starts and ends sorted apart (natively, no comparator:
  * a clone's layouts are thousands of runs) and swept, counting the bytes under at least one run.
+ * The arrays are filled by a loop: Float64Array.from with a function took twice as long, cold.
  */
 export function coveredBytes(runs: readonly Pick<LayoutRun, 'offset' | 'size'>[]): number {
-  const starts = Float64Array.from(runs, (r) => r.offset).sort();
-  const ends = Float64Array.from(runs, (r) => r.offset + r.size).sort();
+  const starts = new Float64Array(runs.length);
+  const ends = new Float64Array(runs.length);
+  for (let k = 0; k < runs.length; k++) {
+    starts[k] = runs[k]!.offset;
+    ends[k] = runs[k]!.offset + runs[k]!.size;
+  }
+  starts.sort();
+  ends.sort();
   let covered = 0;
   let open = 0;
   let from = 0;

@@ -17,7 +17,7 @@ import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
 import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
-import { readAll, remoteCachePath, type Transfer } from './atoms.js';
+import { readAll, readObject, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
 
@@ -421,8 +421,7 @@ export class RemotePacks {
     if (idxSize > MAX_REMOTE_IDX_BYTES) return null;
     const key = packKey(id, 'idx');
     const raw = await withRetries(this.t.settings.attempts, async () => {
-      const stream = await this.t.backend.download(key);
-      return stream ? readAll(stream, MAX_REMOTE_IDX_BYTES, this.t.settings.timeoutMs, `downloading ${key} from ${this.t.backend.url}`) : null;
+      return readObject(this.t, key, MAX_REMOTE_IDX_BYTES, `downloading ${key} from ${this.t.backend.url}`);
     });
     // Deleted since listed, or not a valid index (readers ignore it, as local ones; gc --remote names it).
     const index = raw ? parse(raw) : null;

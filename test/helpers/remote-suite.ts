@@ -22,6 +22,7 @@ import { missingAtoms, reconstruct } from '../../src/reconstruct/reconstruct.js'
 import { openRemote } from '../../src/store/remote.js';
 import { RemoteInventory } from '../../src/transfer/inventory.js';
 import { RemotePacks } from '../../src/transfer/remote-packs.js';
+import { readObject } from '../../src/transfer/atoms.js';
 import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
 import { pushConcepts } from '../../src/transfer/push.js';
 import { tempDir } from './cli.js';
@@ -78,6 +79,11 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const chunks: Buffer[] = [];
     for await (const c of stream) chunks.push(c as Buffer);
     assert.ok(Buffer.concat(chunks).equals(atoms[2]!));
+    // A whole object in one read where the backend can (a folder), else through the stream.
+    const t2 = { backend, settings: { timeoutMs: 30_000 } };
+    assert.ok((await readObject(t2, atomKey(hashes[3]!), atoms[3]!.length, 'reading'))!.equals(atoms[3]!));
+    assert.equal(await readObject(t2, atomKey(sha256Hex(Buffer.from('absent'))), 10, 'reading'), null);
+    await assert.rejects(readObject(t2, atomKey(hashes[3]!), atoms[3]!.length - 1, 'reading atom 3'), /reading atom 3: the object is larger than the \d+ bytes expected/);
 
     const listed = await listAll(backend, 'atoms/');
     assert.deepEqual(listed.map((o) => o.key), hashes.map(atomKey).sort(), 'list: every atom key, sorted, nothing else');
