@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Config, readSimpleConfig, type Setting } from '../src/git/config.js';
-import { tempDir } from './helpers/cli.js';
+import { findRepo, plainRepoAt } from '../src/git/repo.js';
+import { git, tempDir, tempRepo } from './helpers/cli.js';
 
 function configWithFile(own: Record<string, string>, file: Record<string, string>): { config: Config; reads: () => number } {
   let reads = 0;
@@ -82,3 +83,55 @@ test('a plainly written .paniniconfig reads as Git reads it; anything else is le
   symlinkSync(target, link);
   assert.equal(readSimpleConfig(link), null, 'a symlink is left to Git');
 });
+
+test('a plain repository is found without Git, as Git finds it; any other case is left to Git', (t) => {
+  const repo = tempRepo(t.after.bind(t));
+  const viaGit = (cwd: string): { commonDir: string; gitDir: string; top: string | null } => {
+    const [commonDir, gitDir, inside, cdup] = git(cwd, ['rev-parse', '--path-format=absolute', '--git-common-dir', '--git-dir', '--is-inside-work-tree', '--show-cdup']).split('\n');
+    return { commonDir: commonDir!, gitDir: gitDir!, top: inside === 'true' ? path.resolve(cwd, cdup ?? '') : null };
+  };
+  assert.deepEqual(plainRepoAt(repo.dir), viaGit(repo.dir), 'a fresh repository');
+  git(repo.dir, ['config', 'filter.panini.process', 'git-panini filter-process']);
+  git(repo.dir, ['remote', 'add', 'origin', 'https://example.com/x.git']);
+  assert.deepEqual(plainRepoAt(repo.dir), viaGit(repo.dir), 'with sections and subsections');
+
+  // Left to Git: each of these, and findRepo still answers as Git does.
+  const sub = path.join(repo.dir, 'sub');
+  mkdirSync(sub);
+  assert.equal(plainRepoAt(sub), null, 'not the top of the work tree');
+  assert.deepEqual(findRepo(sub), viaGit(sub));
+  const linked = path.join(repo.dir, '..', `${path.basename(repo.dir)}-linked`);
+  git(repo.dir, ['commit', '-q', '--allow-empty', '-m', 'one']);
+  git(repo.dir, ['worktree', 'add', '-q', linked]);
+  t.after(() => rmSync(linked, { recursive: true, force: true }));
+  assert.equal(plainRepoAt(linked), null, 'a linked worktree (.git is a file)');
+  assert.deepEqual(findRepo(linked), viaGit(linked));
+  const cases: [string, () => void, () => void][] = [
+    ['a moved work tree', () => git(repo.dir, ['config', 'core.worktree', sub]), () => git(repo.dir, ['config', '--unset', 'core.worktree'])],
+    ['a bare repository', () => git(repo.dir, ['config', 'core.bare', 'true']), () => git(repo.dir, ['config', 'core.bare', 'false'])],
+    ['a format extension', () => git(repo.dir, ['config', 'extensions.worktreeConfig', 'true']), () => git(repo.dir, ['config', '--unset', 'extensions.worktreeConfig'])],
+    ['a config Git must read', () => git(repo.dir, ['config', 'user.name', 'Name "quoted"']), () => git(repo.dir, ['config', 'user.name', 'Panini Test'])],
+  ];
+  for (const [what, make, undo] of cases) {
+    make();
+    assert.equal(plainRepoAt(repo.dir), null, what);
+    assert.deepEqual(findRepo(repo.dir), viaGit(repo.dir), what);
+    undo();
+  }
+  assert.deepEqual(plainRepoAt(repo.dir), viaGit(repo.dir), 'plain again');
+  for (const name of ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_COMMON_DIR', 'GIT_CONFIG_COUNT']) {
+    process.env[name] = name === 'GIT_CONFIG_COUNT' ? '0' : path.join(repo.dir, '.git');
+    try {
+      assert.equal(plainRepoAt(repo.dir), null, name);
+    } finally {
+      delete process.env[name];
+    }
+  }
+  process.env.GIT_CONFIG_PARAMETERS = `'core.worktree'='${sub}'`;
+  try {
+    assert.equal(plainRepoAt(repo.dir), null, 'git -c core.worktree=…');
+  } finally {
+    delete process.env.GIT_CONFIG_PARAMETERS;
+  }
+});
+

@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { PaniniError } from '../errors.js';
+import { readSimpleConfig } from './config.js';
 import { git } from './exec.js';
 
 export interface Repo {
@@ -14,11 +15,47 @@ export interface Repo {
 
 /** Finds the repository around `cwd`; null when not inside one. */
 export function findRepo(cwd = process.cwd()): Repo | null {
+  const plain = plainRepoAt(cwd);
+  if (plain) return plain;
   // --show-cdup (unlike --show-toplevel) also answers in a bare repository or inside .git.
   const r = git(['rev-parse', '--path-format=absolute', '--git-common-dir', '--git-dir', '--is-inside-work-tree', '--show-cdup'], { cwd });
   if (r.status !== 0) return null;
   const [commonDir, gitDir, inside, cdup] = r.stdout.toString().split('\n');
   return { commonDir: commonDir!, gitDir: gitDir!, top: inside === 'true' ? resolve(cwd, cdup ?? '') : null };
+}
+
+/** Variables with which Git finds a repository elsewhere than by looking for `.git`, or its work tree elsewhere. */
+const DISCOVERY_ENV = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_COMMON_DIR'];
+
+/**
+ * The repository whose work tree's top is `cwd`, found without a `git rev-parse` process (~4 ms
+ * at every start; Git runs its filters and hooks there), when it is plainly one: `.git` a
+ * directory of this user's, as Git's safe.directory check wants, that Git takes for a repository
+ * (HEAD, objects/, refs/), not a linked worktree's (commondir), with a plain config that neither
+ * moves the work tree nor makes the repository bare, and no format extension; nothing in the
+ * environment that changes where Git looks. Null for anything else: Git decides.
+ */
+export function plainRepoAt(cwd: string): Repo | null {
+  if (DISCOVERY_ENV.some((name) => process.env[name] !== undefined) || process.env.GIT_CONFIG_COUNT) return null;
+  if (/core\.(worktree|bare)/i.test(process.env.GIT_CONFIG_PARAMETERS ?? '')) return null; // `git -c core.worktree=…`
+  const gitDir = join(cwd, '.git');
+  try {
+    const uid = process.getuid?.();
+    const dir = lstatSync(gitDir);
+    if (!dir.isDirectory() || dir.uid !== uid || statSync(cwd).uid !== uid) return null;
+    if (!statSync(join(gitDir, 'objects')).isDirectory() || !statSync(join(gitDir, 'refs')).isDirectory() || existsSync(join(gitDir, 'commondir'))) return null;
+    if (!/^(ref: refs\/\S+|[0-9a-f]{40}|[0-9a-f]{64})\n?$/.test(readFileSync(join(gitDir, 'HEAD'), 'latin1'))) return null;
+  } catch {
+    return null;
+  }
+  const config = readSimpleConfig(join(gitDir, 'config'));
+  if (!config) return null;
+  for (const [key, value] of config) {
+    if (key === 'core.worktree' || key.startsWith('extensions.')) return null;
+    if (key === 'core.bare' && value.toLowerCase() !== 'false') return null;
+    if (key === 'core.repositoryformatversion' && value !== '0' && value !== '1') return null;
+  }
+  return { commonDir: gitDir, gitDir, top: cwd };
 }
 
 export function requireRepo(cwd = process.cwd()): Repo {
