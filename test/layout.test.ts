@@ -56,6 +56,23 @@ function setup(t: { after: (fn: () => void) => void }): { sb: GitSandbox; repo: 
   return { sb, repo, root, file, bytes, concept, layoutFile: path.join(root, 'layouts', concept.oid.slice(0, 2), concept.oid) };
 }
 
+test('a layout is written as the format says, offsets past 4 GiB included, and reads back the same', () => {
+  const oid = 'ab'.repeat(32);
+  const [p1, p2] = ['11'.repeat(32), '22'.repeat(32)];
+  const runs = [
+    { pack: p1, offset: 16, size: 100 },
+    { pack: p2, offset: 2 ** 32 + 16, size: 2 ** 32 - 1 },
+    { pack: p1, offset: 3 * 2 ** 32 + 0x01020304, size: 7 },
+  ];
+  const size = runs.reduce((n, r) => n + r.size, 0);
+  const raw = encodeLayout(oid, size, runs);
+  const at = 16 + 32 + 8 + 8 + 2 * 32; // magic, oid, size, counts, pack ids
+  assert.equal(raw.subarray(at + 16, at + 32).toString('hex'), '00000001' + '0000000100000010' + 'ffffffff', 'the second run: pack 1, offset and length big-endian');
+  assert.equal(raw.subarray(at + 32, at + 48).toString('hex'), '00000000' + '0000000301020304' + '00000007');
+  assert.deepEqual(decodeLayout(raw, oid, size), runs);
+  assert.equal(decodeLayout(raw, oid, size + 1), null, 'runs that do not cover the size');
+});
+
 test('a file of many atoms checked out again is read through its layout: no manifest or atom looked up, the same bytes', { timeout: 60_000 }, (t) => {
   const { sb, repo, root, file, bytes, concept, layoutFile } = setup(t);
   assert.equal(existsSync(layoutFile), false, 'cleaning records no layout');

@@ -12,7 +12,7 @@
  */
 import { MANIFEST_TYPES, type ContentRef } from '../atom.js';
 import { sha256Hex } from '../hash.js';
-import { getUint64, PACK_MAGIC, setUint64 } from './pack.js';
+import { bigEndianWords, getUint64, PACK_MAGIC, putBigEndianWords, setUint64 } from './pack.js';
 
 const MAGIC = Buffer.from('PANINI-LAYOUT 1\n', 'latin1');
 const HEADER = MAGIC.length + 32 + 8 + 8;
@@ -84,12 +84,17 @@ export function encodeLayout(oid: string, size: number, runs: readonly LayoutRun
   view.setUint32(MAGIC.length + 44, runs.length);
   let at = HEADER;
   for (const id of packs) at += out.write(id, at, 'hex');
-  for (const r of runs) {
-    view.setUint32(at, number.get(r.pack)!);
-    setUint64(view, at + 4, r.offset);
-    view.setUint32(at + 12, r.size);
-    at += RUN_BYTES;
+  // The runs as words (see decodeLayout), written out big-endian at once.
+  const words = new Uint32Array(runs.length * (RUN_BYTES / 4));
+  for (let k = 0, w = 0; k < runs.length; k++, w += RUN_BYTES / 4) {
+    const r = runs[k]!;
+    words[w] = number.get(r.pack)!;
+    words[w + 1] = Math.floor(r.offset / 2 ** 32);
+    words[w + 2] = r.offset % 2 ** 32;
+    words[w + 3] = r.size;
   }
+  putBigEndianWords(words, out, at);
+  at += words.byteLength;
   out.write(sha256Hex(out.subarray(0, at)), at, 'hex');
   return out;
 }
@@ -112,10 +117,12 @@ export function decodeLayout(raw: Buffer, oid: string, size: number): LayoutRun[
   for (let i = 0; i < packCount; i++) packs.push(raw.toString('hex', HEADER + i * 32, HEADER + (i + 1) * 32));
   const runs: LayoutRun[] = [];
   let covered = 0;
-  for (let at = HEADER + packCount * 32; at < body.length; at += RUN_BYTES) {
-    const pack = packs[view.getUint32(at)];
-    const offset = getUint64(view, at + 4);
-    const length = view.getUint32(at + 12);
+  // Each run as four words: its pack, its offset's high and low halves, its length.
+  const words = bigEndianWords(body.subarray(HEADER + packCount * 32), 4);
+  for (let w = 0; w < words.length; w += RUN_BYTES / 4) {
+    const pack = packs[words[w]!];
+    const offset = words[w + 1]! * 2 ** 32 + words[w + 2]!;
+    const length = words[w + 3]!;
     if (pack === undefined || offset < PACK_MAGIC.length || length === 0) return null;
     runs.push({ pack, offset, size: length });
     covered += length;
