@@ -16,7 +16,7 @@ import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
-import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type PackEntry } from '../store/pack.js';
+import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from '../store/pack.js';
 import { readAll, readObject, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { withRetries } from './retry.js';
@@ -376,8 +376,11 @@ export class RemotePacks {
     for (const [pack, entries] of byPack) {
       if (!mostOf(pack, entries)) continue;
       const packSize = statOrNull(pack.packPath)?.size;
-      if (packSize === undefined || withPackFile(pack.packPath, packSize, (fd) => entriesHeld(fd, entries))?.length !== entries.length) continue;
-      await this.uploadWith(entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
+      // Every atom of the pack sent (a first push): its own index goes with it, not one built again.
+      const all = entries.length === pack.count;
+      const held = packSize !== undefined && withPackFile(pack.packPath, packSize, (fd) => (all ? !atomsHeld(fd, pack).includes(0) : entriesHeld(fd, entries).length === entries.length));
+      if (!held) continue;
+      await this.uploadWith(all ? pack.encoded() : encodeIndex(entries), packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
       placed.push(...names);
       onPack(names, atomBytes(entries));
@@ -395,18 +398,18 @@ export class RemotePacks {
       entries.push({ hash, offset: end, size });
       end += size;
     }
-    await this.uploadWith(entries, end, (key) => backend.upload(key, packBody(this.t, entries, end)));
+    await this.uploadWith(encodeIndex(entries), end, (key) => backend.upload(key, packBody(this.t, entries, end)));
     return end;
   }
 
   /** Stores a pack through `put` (given its key), then its index, which this session then knows. */
-  private async uploadWith(entries: readonly PackEntry[], packSize: number, put: (key: string) => Promise<void>): Promise<void> {
+  private async uploadWith(encoded: EncodedIndex, packSize: number, put: (key: string) => Promise<void>): Promise<void> {
     const { backend, settings } = this.t;
-    const { id, bytes: idx } = encodeIndex(entries);
+    const { id, bytes: idx, parsed } = encoded;
     await withRetries(settings.attempts, () => put(packKey(id, 'pack')));
     await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
     this.cache(id, idx);
-    const index = PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
+    const index = parsed ? parsed.relocated(packKey(id, 'pack'), packKey(id, 'idx')) : PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
     this.listed?.push({ id, index, packSize, idxSize: idx.length, modifiedMs: Date.now() });
   }
 
