@@ -248,10 +248,6 @@ export class PackIndex {
   }
 }
 
-/**
- * A u64 big-endian as a number (offsets and sizes stay far below 2^53), through the engine's own
- * DataView accessors: fast in a cold process, unlike BigInt reads.
- */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
@@ -274,6 +270,10 @@ export function putBigEndianWords(words: Uint32Array, out: Buffer, at: number): 
   bytes.copy(out, at);
 }
 
+/**
+ * A u64 big-endian as a number (offsets and sizes stay far below 2^53), through the engine's own
+ * DataView accessors: fast in a cold process, unlike BigInt reads.
+ */
 export function getUint64(view: DataView, at: number): number {
   return view.getUint32(at) * 2 ** 32 + view.getUint32(at + 4);
 }
