@@ -320,10 +320,11 @@ export class LocalStore implements AtomReader, AtomWriter {
   }
 
   /** Records the layout; false if it could not be written (a read-only or full store: the file is rebuilt from its atoms next time too). */
-  recordLayout(oid: string, size: number, runs: readonly LayoutRun[]): boolean {
+  /** `encoded`: the runs' layout as decodeLayout accepted it already (a remote store's), written as it is. */
+  recordLayout(oid: string, size: number, runs: readonly LayoutRun[], encoded?: Buffer): boolean {
     const path = this.layoutPath(oid);
     try {
-      writeAtomically(this.ensureDir(path), path, encodeLayout(oid, size, runs));
+      writeAtomically(this.ensureDir(path), path, encoded ?? encodeLayout(oid, size, runs));
       return true;
     } catch {
       return false;

@@ -81,16 +81,16 @@ export async function fetchByLayouts(
   const candidates = s.backend.copyTo ? files.filter((f) => f.oid !== undefined && f.size !== undefined && mayHaveLayout(f.refs)) : [];
   if (candidates.length === 0) return { left: [...files], atoms: 0, bytes: 0 };
   // The layouts are read while the packs are listed (one round trip, not two).
-  const read = new Map<FileToFetch, LayoutRun[]>();
+  const read = new Map<FileToFetch, RemoteLayout>();
   const [packs] = await Promise.all([
     s.packs.list(),
     forEachConcurrently(candidates, s.settings.concurrency, async (f) => {
-      const runs = await readLayout(s, f.oid!, f.size!);
-      if (runs) read.set(f, runs);
+      const layout = await readLayout(s, f.oid!, f.size!);
+      if (layout) read.set(f, layout);
     }),
   ]);
   const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
-  const found = new Map([...read].filter(([, runs]) => runs.every((r) => listed.has(r.pack))));
+  const found = new Map([...read].filter(([, { runs }]) => runs.every((r) => listed.has(r.pack))).map(([f, { runs }]) => [f, runs]));
   if (found.size === 0) return { left: [...files], atoms: 0, bytes: 0 };
   const whole = [...packsMostlyNeeded([...found.values()], listed)];
   const heldBefore = new Set(whole.filter((id) => s.store.holdsPack(id)));
@@ -118,8 +118,10 @@ export async function fetchByLayouts(
   const left: FileToFetch[] = [];
   for (const f of files) {
     const runs = found.get(f);
-    const local = runs && localRuns(s, runs, taken, covered);
-    if (!local || !s.store.recordLayout(f.oid!, f.size!, local)) {
+    // All in packs taken whole: the store's layout is the remote one, byte for byte.
+    const same = runs?.every((r) => taken.has(r.pack)) === true;
+    const local = runs && (same ? runs : localRuns(s, runs, taken, covered));
+    if (!local || !s.store.recordLayout(f.oid!, f.size!, local, same ? read.get(f)!.raw : undefined)) {
       left.push(f);
       continue;
     }
@@ -146,11 +148,18 @@ export async function downloadLayout(t: Transfer, oid: string): Promise<Buffer |
   return readObject(t, key, MAX_LAYOUT_BYTES, `reading ${key} from ${t.backend.url}`);
 }
 
+/** A layout read from the store: its runs, and its bytes. */
+interface RemoteLayout {
+  runs: LayoutRun[];
+  raw: Buffer;
+}
+
 /** The file's layout in the store, if there is one that holds together; a failure to read it is no layout. */
-async function readLayout(s: Session, oid: string, size: number): Promise<LayoutRun[] | null> {
+async function readLayout(s: Session, oid: string, size: number): Promise<RemoteLayout | null> {
   try {
     const raw = await downloadLayout(s, oid);
-    return raw && decodeLayout(raw, oid, size);
+    const runs = raw && decodeLayout(raw, oid, size);
+    return runs && { runs, raw: raw! };
   } catch {
     return null;
   }

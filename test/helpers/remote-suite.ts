@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import type { ContentRef } from '../../src/atom.js';
@@ -15,7 +16,7 @@ import { componentLeaves } from '../../src/reconstruct/extract.js';
 import { PackWriter } from '../../src/store/pack-writer.js';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
-import { atomKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, type Backend } from '../../src/store/backend.js';
+import { atomKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, packOfKey, type Backend } from '../../src/store/backend.js';
 import { decodeLayout, encodeLayout } from '../../src/store/layout.js';
 import { LocalStore, type AtomLocation } from '../../src/store/local.js';
 import { missingAtoms, reconstruct } from '../../src/reconstruct/reconstruct.js';
@@ -331,6 +332,25 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
       assert.equal(sha256Hex(Buffer.concat(out)), f.concept.oid, `${f.name}: rebuilt through the layout, byte for byte`);
       assert.deepEqual([counting.lookups, counting.reads], [0, 0], `${f.name}: with no atom looked up and no manifest read`);
     }
+  });
+
+  test(`${name}: a file whose remote pack is taken whole keeps the remote layout as it is`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    if (!backend.copyTo) return; // no layouts where whole packs do not move
+    const here = storeContext(subdir(root, 'here'), settings);
+    const file = addBytes(here, 'random.bin', randomBytes(8 * 1024 * 1024)); // ~128 chunks and a manifest: one pack
+    await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
+    const pack = packOfKey((await listAll(backend, 'packs/')).map((o) => o.key).find((k) => k.endsWith('.pack'))!)!;
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [file.concept], { quiet: true });
+    assert.equal(there.store.holdsPack(pack.id), true, 'the pack was taken whole');
+    const oid = file.concept.oid;
+    const remoteLayout = await readObject({ backend, settings: { timeoutMs: 30_000 } }, layoutKey(oid), 1 << 24, 'reading the layout');
+    assert.ok(readFileSync(join(there.store.root, 'layouts', oid.slice(0, 2), oid)).equals(remoteLayout!), 'the same bytes');
+    assertRebuilds(there, file);
   });
 
   test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes costs its file nothing but a retry`, async (t) => {
