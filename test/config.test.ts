@@ -94,6 +94,10 @@ test('a plain repository is found without Git, as Git finds it; any other case i
   git(repo.dir, ['config', 'filter.panini.process', 'git-panini filter-process']);
   git(repo.dir, ['remote', 'add', 'origin', 'https://example.com/x.git']);
   assert.deepEqual(plainRepoAt(repo.dir), viaGit(repo.dir), 'with sections and subsections');
+  const link = `${repo.dir}-link`;
+  symlinkSync(repo.dir, link);
+  t.after(() => rmSync(link, { force: true }));
+  assert.deepEqual(plainRepoAt(link), viaGit(link), 'reached through a symlink: Git names its directories by their real path');
 
   // Left to Git: each of these, and findRepo still answers as Git does.
   const sub = path.join(repo.dir, 'sub');

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { PaniniError } from '../errors.js';
 import { readSimpleConfig } from './config.js';
@@ -38,8 +38,9 @@ const DISCOVERY_ENV = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_COMMON_DIR'];
 export function plainRepoAt(cwd: string): Repo | null {
   if (DISCOVERY_ENV.some((name) => process.env[name] !== undefined) || process.env.GIT_CONFIG_COUNT) return null;
   if (/core\.(worktree|bare)/i.test(process.env.GIT_CONFIG_PARAMETERS ?? '')) return null; // `git -c core.worktree=…`
-  const gitDir = join(cwd, '.git');
+  let gitDir: string;
   try {
+    gitDir = join(realpathSync(cwd), '.git'); // as Git names it: through no symlink
     const uid = process.getuid?.();
     const dir = lstatSync(gitDir);
     if (!dir.isDirectory() || dir.uid !== uid || statSync(cwd).uid !== uid) return null;
