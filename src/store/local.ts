@@ -319,8 +319,11 @@ export class LocalStore implements AtomReader, AtomWriter {
     return this.loadedPacks().has(id);
   }
 
-  /** Records the layout; false if it could not be written (a read-only or full store: the file is rebuilt from its atoms next time too). */
-  /** `encoded`: the runs' layout as decodeLayout accepted it already (a remote store's), written as it is. */
+  /**
+   * Records the layout; false if it could not be written (a read-only or full store: the file is
+   * rebuilt from its atoms next time too). `encoded`: the runs' layout as decodeLayout accepted it
+   * already (a remote store's), written as it is.
+   */
   recordLayout(oid: string, size: number, runs: readonly LayoutRun[], encoded?: Buffer): boolean {
     const path = this.layoutPath(oid);
     try {
@@ -582,8 +585,10 @@ export class LocalStore implements AtomReader, AtomWriter {
     return [...this.loadedPacks().values()];
   }
 
-  /** Makes a pack just named visible to this process, from the index bytes it was named with (not read back). */
-  /** Loads a pack just named; an index read already (that of a remote pack taken whole) is not read again. */
+  /**
+   * Makes a pack just named visible to this process, from the index it was named with (not read
+   * back); an index parsed already (that of a remote pack taken whole) is not parsed again.
+   */
   private addPack({ id, bytes, parsed }: EncodedIndex): void {
     const packPath = join(this.packsDir, `${id}.pack`);
     const idxPath = join(this.packsDir, `${id}.idx`);
