@@ -4,21 +4,18 @@
  * deterministic; parsing goes through gray-matter restricted to YAML (no engine that runs code),
  * except for front matter in our own rendering, read by a strict reader that yields the same.
  */
-import { createRequire } from 'node:module';
 import type matterType from 'gray-matter';
 import type yamlType from 'js-yaml';
 import { atomUri, isAtomHash, isAtomType, MANIFEST_TYPES, parseAtomUri, type AtomType, type ContentRef } from '../atom.js';
 import { PaniniError } from '../errors.js';
+import { lazily } from '../lazy.js';
 import type { FormatInfo } from '../decompose/index.js';
 import type { TrackKind } from '../decompose/types.js';
 import { parseCanonical } from './canonical.js';
 
-// Loaded on first use: a filter process that reads only our own concepts never needs them (~20 ms).
-const require = createRequire(import.meta.url);
-let matterModule: typeof matterType | undefined;
-let yamlModule: typeof yamlType | undefined;
-const matter = (): typeof matterType => (matterModule ??= require('gray-matter') as typeof matterType);
-export const yaml = (): typeof yamlType => (yamlModule ??= require('js-yaml') as typeof yamlType);
+// A filter process that reads only our own concepts never needs them.
+const matter = lazily<typeof matterType>('gray-matter');
+export const yaml = lazily<typeof yamlType>('js-yaml');
 
 export const CONCEPT_VERSION = 1;
 /** Refs kept inline in a concept; more go into manifest atoms. Keeps concepts under 8 KiB. */

@@ -1,6 +1,9 @@
-import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { PaniniError } from '../errors.js';
+import { lazily } from '../lazy.js';
+
+const childProcess = lazily<typeof ChildProcess>('node:child_process');
 
 export interface GitResult {
   status: number;
@@ -10,13 +13,13 @@ export interface GitResult {
 
 /** Runs git synchronously; never throws for a non-zero exit (the caller decides). */
 export function git(args: readonly string[], options: { cwd?: string; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): GitResult {
-  const spawnOptions: SpawnSyncOptions = {
+  const spawnOptions: ChildProcess.SpawnSyncOptions = {
     cwd: options.cwd,
     input: options.input,
     env: options.env,
     maxBuffer: 1024 * 1024 * 1024,
   };
-  const r = spawnSync('git', args, spawnOptions);
+  const r = childProcess().spawnSync('git', args, spawnOptions);
   if (r.error) throw new PaniniError(`could not run git: ${r.error.message}`, 'install Git and make sure `git` is on PATH');
   return { status: r.status ?? 1, stdout: r.stdout as Buffer, stderr: (r.stderr as Buffer).toString() };
 }
@@ -46,7 +49,7 @@ const MAX_STDERR = 64 * 1024;
  */
 export function gitStream(args: readonly string[], options: GitStreamOptions): Promise<{ status: number; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('git', args, { cwd: options.cwd, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const child = childProcess().spawn('git', args, { cwd: options.cwd, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let failure: unknown = null;
     child.stderr!.on('data', (chunk: Buffer) => {

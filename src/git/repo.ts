@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { PaniniError } from '../errors.js';
-import { readSimpleConfig } from './config.js';
+import { readConfigFile } from './config.js';
 import { git } from './exec.js';
 
 export interface Repo {
@@ -11,6 +11,8 @@ export interface Repo {
   commonDir: string;
   /** This worktree's own git dir (its index, its HEAD). */
   gitDir: string;
+  /** The variables of the repository's config file, when plainRepoAt read it (loadConfig then reads Git's other files too). */
+  ownConfig?: [string, string][];
 }
 
 /** Finds the repository around `cwd`; null when not inside one. */
@@ -24,23 +26,27 @@ export function findRepo(cwd = process.cwd()): Repo | null {
   return { commonDir: commonDir!, gitDir: gitDir!, top: inside === 'true' ? resolve(cwd, cdup ?? '') : null };
 }
 
-/** Variables with which Git finds a repository elsewhere than by looking for `.git`, or its work tree elsewhere. */
-const DISCOVERY_ENV = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_COMMON_DIR'];
+/** Variables with which Git finds its work tree elsewhere than at the top of a repository's directory. */
+const WORK_TREE_ENV = ['GIT_WORK_TREE', 'GIT_COMMON_DIR'];
 
 /**
  * The repository whose work tree's top is `cwd`, found without a `git rev-parse` process (~4 ms
  * at every start; Git runs its filters and hooks there), when it is plainly one: `.git` a
  * directory of this user's, as Git's safe.directory check wants, that Git takes for a repository
- * (HEAD, objects/, refs/), not a linked worktree's (commondir), with a plain config that neither
- * moves the work tree nor makes the repository bare, and no format extension; nothing in the
- * environment that changes where Git looks. Null for anything else: Git decides.
+ * (HEAD, objects/, refs/), not a linked worktree's (commondir), with a config that readConfigFile
+ * reads and that neither moves the work tree nor makes the repository bare, nor names a format
+ * extension; nothing in the environment that changes where Git looks, but a GIT_DIR naming that
+ * same `.git` (as Git sets it for what it runs in a clone: its work tree is then `cwd`, as
+ * found). Null for anything else: Git decides.
  */
 export function plainRepoAt(cwd: string): Repo | null {
-  if (DISCOVERY_ENV.some((name) => process.env[name] !== undefined) || process.env.GIT_CONFIG_COUNT) return null;
+  if (WORK_TREE_ENV.some((name) => process.env[name] !== undefined) || process.env.GIT_CONFIG_COUNT) return null;
   if (/core\.(worktree|bare)/i.test(process.env.GIT_CONFIG_PARAMETERS ?? '')) return null; // `git -c core.worktree=…`
   let gitDir: string;
   try {
     gitDir = join(realpathSync(cwd), '.git'); // as Git names it: through no symlink
+    const named = process.env.GIT_DIR;
+    if (named !== undefined && realpathSync(resolve(cwd, named)) !== gitDir) return null;
     const uid = process.getuid?.();
     const dir = lstatSync(gitDir);
     if (!dir.isDirectory() || dir.uid !== uid || statSync(cwd).uid !== uid) return null;
@@ -49,14 +55,14 @@ export function plainRepoAt(cwd: string): Repo | null {
   } catch {
     return null;
   }
-  const config = readSimpleConfig(join(gitDir, 'config'));
+  const config = readConfigFile(join(gitDir, 'config'));
   if (!config) return null;
   for (const [key, value] of config) {
     if (key === 'core.worktree' || key.startsWith('extensions.')) return null;
     if (key === 'core.bare' && value.toLowerCase() !== 'false') return null;
     if (key === 'core.repositoryformatversion' && value !== '0' && value !== '1') return null;
   }
-  return { commonDir: gitDir, gitDir, top: cwd };
+  return { commonDir: gitDir, gitDir, top: cwd, ownConfig: config };
 }
 
 export function requireRepo(cwd = process.cwd()): Repo {

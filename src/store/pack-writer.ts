@@ -9,7 +9,8 @@
  */
 import { closeSync, openSync, utimesSync, write, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type * as WorkerThreads from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import type { Hash } from 'node:crypto';
 import { newSha256, sha256Hex } from '../hash.js';
 import { PaniniError } from '../errors.js';
@@ -19,6 +20,10 @@ import { MERGE_ABOVE_PACKS, MERGE_BELOW_BYTES, PACK_MAGIC, readPackBytes, remove
 import { gearTable, type ChunkWindows } from '../decompose/cdc.js';
 import { PackJournal } from './journal.js';
 import { gearScanner } from '../decompose/gear-scan.js';
+import { lazily } from '../lazy.js';
+
+/** A checkout loads this module (FileHasher) and seldom starts the worker. */
+const workerThreads = lazily<typeof WorkerThreads>('node:worker_threads');
 
 /** New atoms go to the worker in batches of up to SLOT_BYTES, at most SLOTS of them queued. */
 const SLOT_BYTES = 4 * 1024 * 1024;
@@ -340,11 +345,11 @@ class BackgroundWrites {
   private exited = false;
 
   constructor() {
-    const channel = new MessageChannel();
+    const channel = new (workerThreads().MessageChannel)();
     this.names = channel.port1;
     this.names.unref(); // read synchronously, never listened to: it must not keep the process alive
     // Named from dist/src/<dir>/, so that the CLI bundle (dist/src/cli/git-panini.cjs) finds it too.
-    this.worker = new Worker(new URL('../store/pack-writer-worker.js', import.meta.url), {
+    this.worker = new (workerThreads().Worker)(new URL('../store/pack-writer-worker.js', import.meta.url), {
       workerData: { state: this.state.buffer, ring: this.ring, ringAt: RING_AT, slotBytes: SLOT_BYTES, errorCode: this.errorCode, digest: this.digest, names: channel.port2 },
       transferList: [channel.port2],
       // Not the parent's flags: under `node -e` or `--input-type` they would change how the worker starts.
@@ -524,6 +529,7 @@ class BackgroundWrites {
 
   /** Decides the fate of every piece the worker has named so far and posts their slots' writes. */
   private nameReadyPieces(): void {
+    const { receiveMessageOnPort } = workerThreads();
     for (let answer = receiveMessageOnPort(this.names); answer; answer = receiveMessageOnPort(this.names)) {
       const { slot, hashes } = answer.message as { slot: number; hashes: string[] };
       const pieces = this.unnamed.get(slot)!;
