@@ -106,52 +106,60 @@ export function readConfigFile(path: string, followSymlinks = false): [string, s
 }
 
 const isSpace = (c: string): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r';
-const isKeyChar = (c: string): boolean => /^[A-Za-z0-9-]$/.test(c);
+
+// Git's grammar in pieces matched where the parser is (sticky): whole tokens at once, as native
+// code, rather than a character at a time (a cold process parses a repository's config in ~0.3
+// instead of ~0.8 ms).
+/** Blanks and comments, up to what comes next. */
+const BLANK = /(?:[ \t\r\n]|[#;][^\n]*)*/y;
+/** A section header: a name, and a subsection in double quotes (with escapes), or none. */
+const SECTION_HEADER = /\[([A-Za-z0-9.-]+)(?:\]|[ \t]+"((?:[^"\\\n]|\\[^\n])*)"\])/y;
+/** A variable's name, and the blanks after it. */
+const NAME = /([A-Za-z][A-Za-z0-9-]*)[ \t]*/y;
+/** `= value` to the line's end, where the value has no quote or backslash (parseValue reads any). */
+const PLAIN_VALUE = /=[ \t\r]*([^"\\#;\n]*?)[ \t\r]*(?:[#;][^\n]*)?\n/y;
 
 /** Git's config grammar over `text`, as config.c parses it; null where Git would fail or include another file. */
 export function parseConfig(text: string): [string, string][] | null {
   // As Git reads a character: CRLF is a newline, and the end a last newline.
   const chars = text.replace(/^\uFEFF/, '').replace(/\r\n/g, '\n') + '\n';
   if (chars.includes('\0')) return null;
-  let at = 0;
   const variables: [string, string][] = [];
   let section: string | null = null;
-  let comment = false;
-  while (at < chars.length) {
-    const c = chars[at++]!;
-    if (c === '\n') {
-      comment = false;
-      continue;
-    }
-    if (comment || isSpace(c)) continue;
-    if (c === '#' || c === ';') {
-      comment = true;
-      continue;
-    }
-    if (c === '[') {
-      const header = /^([A-Za-z0-9.-]+)(?:\]|[ \t]+"((?:[^"\\\n]|\\[^\n])*)"\])/.exec(chars.slice(at, at + 1024));
+  for (let at = 0; ;) {
+    BLANK.lastIndex = at;
+    BLANK.exec(chars);
+    at = BLANK.lastIndex;
+    if (at === chars.length) return variables;
+    if (chars[at] === '[') {
+      SECTION_HEADER.lastIndex = at;
+      const header = SECTION_HEADER.exec(chars);
       if (!header) return null;
-      at += header[0].length;
+      at = SECTION_HEADER.lastIndex;
       const name = header[1]!.toLowerCase();
       if (name === 'include' || name === 'includeif') return null;
       section = header[2] === undefined ? name : `${name}.${header[2].replace(/\\(.)/g, '$1')}`;
       continue;
     }
-    if (!/^[A-Za-z]$/.test(c) || section === null) return null;
-    let key = c;
-    while (isKeyChar(chars[at]!)) key += chars[at++];
-    while (chars[at] === ' ' || chars[at] === '\t') at++;
+    NAME.lastIndex = at;
+    const key = NAME.exec(chars)?.[1];
+    if (key === undefined || section === null) return null;
+    at = NAME.lastIndex;
     let value = 'true';
-    if (chars[at] === '\n') at++;
-    else if (chars[at++] !== '=') return null;
-    else {
-      const parsed = parseValue(chars, at);
+    if (chars[at] === '\n') {
+      at++;
+    } else if (chars[at] !== '=') {
+      return null;
+    } else {
+      PLAIN_VALUE.lastIndex = at;
+      const plain = PLAIN_VALUE.exec(chars);
+      // Each blank inside a value is a space, as Git reads it.
+      const parsed = plain ? ([plain[1]!.replace(/[\t\r]/g, ' '), PLAIN_VALUE.lastIndex] as const) : parseValue(chars, at + 1);
       if (!parsed) return null;
       [value, at] = parsed;
     }
     variables.push([`${section}.${key}`.toLowerCase(), value]); // subsection too: Config looks keys up lowercased
   }
-  return variables;
 }
 
 /** A value from `at` to its line's end (config.c's parse_value): the value and where the next line starts, or null. */
