@@ -88,10 +88,10 @@ const MAX_CONFIG_FILE_BYTES = 64 * 1024;
  * The variables of a Git config file, read as Git reads it (git-config(1), "CONFIGURATION FILE"; the
  * parser in Git's config.c): sections, subsections (`[a "b"]`, and the old `[a.b]`), a key alone
  * meaning true, values with quotes, escapes, comments and continued lines, CRLF, a UTF-8 BOM; keys
- * lowercased. Read without a `git config` process (~5 ms at every
- * start). Undefined if there is no such file; null where Git must decide: a symlink (unless
- * `followSymlinks`), anything but a regular file, a file larger than MAX_CONFIG_FILE_BYTES or with
- * an include, and anything Git would reject.
+ * lowercased. Read without a `git config` process (~5 ms at every start). Undefined if there is no
+ * such file; null where Git must decide: a symlink (unless `followSymlinks`), anything but a
+ * regular file, a file larger than MAX_CONFIG_FILE_BYTES or with an include, and anything Git
+ * would reject.
  */
 export function readConfigFile(path: string, followSymlinks = false): [string, string][] | null | undefined {
   let text: string;
@@ -250,10 +250,14 @@ function systemConfigPath(env: NodeJS.ProcessEnv): string | null | undefined {
 
 /** The real path of the `git` a program started with this PATH runs, or null. */
 function gitOnPath(path: string | undefined): string | null {
-  for (const dir of (path ?? '').split(':')) {
-    const candidate = join(dir || '.', 'git');
-    const stat = statSync(candidate, { throwIfNoEntry: false });
-    if (stat?.isFile() && (stat.mode & 0o111) !== 0) return realpathSync(candidate);
+  try {
+    for (const dir of (path ?? '').split(':')) {
+      const candidate = join(dir || '.', 'git');
+      const stat = statSync(candidate, { throwIfNoEntry: false });
+      if (stat?.isFile() && (stat.mode & 0o111) !== 0) return realpathSync(candidate);
+    }
+  } catch {
+    // a directory that cannot be read, a file gone meanwhile: not known
   }
   return null;
 }
