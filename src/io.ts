@@ -1,6 +1,23 @@
 /** Synchronous descriptor I/O that tolerates non-blocking pipes (EAGAIN) without spinning hot (readFdPolling alone polls, briefly and on purpose). */
 import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import type * as Tty from 'node:tty';
+import { lazily } from './lazy.js';
 import { BufferSource, FileSource, type Source } from './source.js';
+
+const tty = lazily<typeof Tty>('node:tty');
+
+/**
+ * Whether `fd` is a terminal (where progress is drawn), found without making `process.stderr`:
+ * for a pipe, as Git's stderr often is, that stream loads Node's `net` modules (~4 ms in every
+ * clone's filter process). Only a character device can be a terminal.
+ */
+export function isTerminal(fd: number): boolean {
+  try {
+    return fstatSync(fd).isCharacterDevice() && tty().isatty(fd);
+  } catch {
+    return false;
+  }
+}
 
 /**
  * A monotonic clock in milliseconds. Not `performance.now()`: the first use of the global loads

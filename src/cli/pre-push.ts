@@ -4,7 +4,7 @@
  * arguments and one line per ref on stdin: `<local ref> <local sha> <remote ref> <remote sha>`.
  * A non-zero exit makes Git refuse the push.
  */
-import { readFd } from '../io.js';
+import { isTerminal, readFd } from '../io.js';
 import { formatBytes } from './stats.js';
 import { openContext } from './context.js';
 import { conceptsInCommits, isLocalCommit, ZERO_OID } from '../transfer/commits.js';
@@ -30,7 +30,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const result = await pushConcepts(ctx, concepts, { label: 'git-panini: uploading atoms' });
-  if (result.uploaded > 0 && process.stderr.isTTY) warn(`git-panini: uploaded ${result.uploaded} atoms (${formatBytes(result.bytes)}); ${result.needed - result.uploaded} were already in the remote store`);
+  if (result.uploaded > 0 && isTerminal(2)) warn(`git-panini: uploaded ${result.uploaded} atoms (${formatBytes(result.bytes)}); ${result.needed - result.uploaded} were already in the remote store`);
   return 0;
 }
 

@@ -3,6 +3,8 @@
  * redrawn at most five times a second, each finished phase left on its own line. Only on a
  * terminal, so scripts, hooks and --json output stay clean.
  */
+import { isTerminal } from '../io.js';
+
 const REDRAW_MS = 200;
 
 export class PhaseProgress {
@@ -13,7 +15,7 @@ export class PhaseProgress {
   constructor(private readonly visible: boolean) {}
 
   static onStderr(): PhaseProgress {
-    return new PhaseProgress(process.stderr.isTTY === true);
+    return new PhaseProgress(isTerminal(2));
   }
 
   update(phase: string, done: number, total?: number): void {

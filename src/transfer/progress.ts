@@ -3,6 +3,7 @@
  * and without --quiet, so hooks, scripts and logs stay clean.
  */
 import { formatBytes } from '../cli/stats.js';
+import { isTerminal } from '../io.js';
 
 const REDRAW_MS = 200;
 
@@ -19,7 +20,7 @@ export class Progress {
   constructor(private readonly label: string, private readonly visible: boolean, private readonly onAdvance?: (bytes: number) => void) {}
 
   static forCommand(label: string, quiet: boolean): Progress {
-    return new Progress(label, !quiet && process.stderr.isTTY === true);
+    return new Progress(label, !quiet && isTerminal(2));
   }
 
   addTotal(atoms: number, bytes: number): void {
