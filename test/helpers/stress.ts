@@ -159,9 +159,9 @@ export function dirBytes(dir: string): number {
   return total;
 }
 
-/** True for the filter process as the launcher runs it: node running the CLI with `filter-process`. */
+/** True for the filter process as the launcher runs it: node running the CLI with `filter-process` (not the launcher's shell before its exec). */
 export function isFilterProcess(argv: string[]): boolean {
-  return argv.some((a) => a.endsWith('/cli/git-panini.cjs')) && argv.includes('filter-process'); // Node, not the launcher's shell before its exec
+  return /(^|\/)node[^/]*$/.test(argv[0] ?? '') && argv.includes('filter-process');
 }
 
 export interface StoreCheck {
