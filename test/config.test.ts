@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import childProcess, { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Config, loadConfig, readConfigFile, type Setting } from '../src/git/config.js';
+import { Config, loadConfig, parseConfig, readConfigFile, type Setting } from '../src/git/config.js';
 import { findRepo, plainRepoAt, type Repo } from '../src/git/repo.js';
 import { git, tempDir, tempRepo } from './helpers/cli.js';
 
@@ -98,6 +98,66 @@ test('a config file reads as Git reads it; an include, or anything Git refuses, 
   symlinkSync(target, link);
   assert.equal(readConfigFile(link), null, 'a symlink is left to Git');
   assert.deepEqual(readConfigFile(link, true), listedByGit(target), 'or followed, where asked');
+});
+
+test('random config files read as Git reads them, or are left to Git (a seeded differential fuzz)', (t) => {
+  const { dir, dispose } = tempDir('panini-config-fuzz-');
+  t.after(dispose);
+  const file = path.join(dir, 'config');
+  let seed = 20261201;
+  const rnd = (n: number): number => {
+    seed = (seed + 0x6d2b79f5) | 0; // mulberry32
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) % n;
+  };
+  const pick = <T>(a: readonly T[]): T => a[rnd(a.length)]!;
+  const headers = ['[panini]', '[Panini "S3"]', '[a.b]', '[x "a\\"b"]', '[sec  "sub sp"]', '[s] k = v', '[include]', '[]'];
+  const values = ['a', 'b c', ' ', '\t', '"', '"q x"', '\\n', '\\t', '\\"', '\\\\', '#c', ';c', 'é', '\\\n', '\r', '=', '[', ']', "'", 'x#y', '" #"'];
+  const blanks = ['', ' ', '\t', '  ', ' \t '];
+  let read = 0;
+  for (let i = 0; i < 150; i++) {
+    let text = '[panini]\n';
+    for (let lines = 1 + rnd(6); lines > 0; lines--) {
+      const kind = rnd(10);
+      if (kind === 0) text += pick(headers);
+      else if (kind === 1) text += pick(blanks) + pick(['# comment', '; c', '']);
+      else {
+        text += pick(blanks) + pick(['url', 'Key', 'k-9', 'k']) + pick(blanks);
+        if (rnd(5) > 0) {
+          text += '=' + pick(blanks);
+          for (let n = rnd(5); n > 0; n--) text += pick(values);
+          text += pick(blanks);
+        }
+      }
+      text += pick(['\n', '\n', '\r\n']);
+    }
+    writeFileSync(file, text);
+    const ours = readConfigFile(file);
+    if (ours === null) continue; // left to Git
+    read++;
+    assert.deepEqual(ours, listedByGit(file), JSON.stringify(text));
+  }
+  assert.ok(read > 100, `most are read without Git (${read} of 150)`);
+});
+
+test('a hostile config file costs no more than its length to read', () => {
+  const long = 60_000;
+  const lines = [
+    `\turl = a${' '.repeat(long)}"`, // a value's blanks, then a quote: once read twice over for each blank
+    `\turl = ${'a '.repeat(long / 2)}"`,
+    `\turl = "${'\\\\'.repeat(long / 2)}`,
+    `[x "${'a'.repeat(long)}`,
+    `[x${' '.repeat(long)}`,
+    `${'#'.repeat(long)}`,
+    `\t${'k'.repeat(long)} x`,
+  ];
+  for (const line of lines) {
+    const started = process.hrtime.bigint();
+    parseConfig(`[panini]\n${line}\n`);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    assert.ok(ms < 500, `${JSON.stringify(line.slice(0, 24))}…: ${ms.toFixed(0)} ms`);
+  }
 });
 
 test("settings are read from Git's files and environment as Git reads them", (t) => {

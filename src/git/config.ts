@@ -116,8 +116,6 @@ const BLANK = /(?:[ \t\r\n]|[#;][^\n]*)*/y;
 const SECTION_HEADER = /\[([A-Za-z0-9.-]+)(?:\]|[ \t]+"((?:[^"\\\n]|\\[^\n])*)"\])/y;
 /** A variable's name, and the blanks after it. */
 const NAME = /([A-Za-z][A-Za-z0-9-]*)[ \t]*/y;
-/** `= value` to the line's end, where the value has no quote or backslash (parseValue reads any). */
-const PLAIN_VALUE = /=[ \t\r]*([^"\\#;\n]*?)[ \t\r]*(?:[#;][^\n]*)?\n/y;
 
 /** Git's config grammar over `text`, as config.c parses it; null where Git would fail or include another file. */
 export function parseConfig(text: string): [string, string][] | null {
@@ -151,15 +149,28 @@ export function parseConfig(text: string): [string, string][] | null {
     } else if (chars[at] !== '=') {
       return null;
     } else {
-      PLAIN_VALUE.lastIndex = at;
-      const plain = PLAIN_VALUE.exec(chars);
-      // Each blank inside a value is a space, as Git reads it.
-      const parsed = plain ? ([plain[1]!.replace(/[\t\r]/g, ' '), PLAIN_VALUE.lastIndex] as const) : parseValue(chars, at + 1);
+      const end = chars.indexOf('\n', at);
+      const rest = chars.slice(at + 1, end);
+      const parsed = /["\\]/.test(rest) ? parseValue(chars, at + 1) : ([plainValue(rest), end + 1] as const);
       if (!parsed) return null;
       [value, at] = parsed;
     }
     variables.push([`${section}.${key}`.toLowerCase(), value]); // subsection too: Config looks keys up lowercased
   }
+}
+
+/**
+ * A value with no quote or backslash, as parse_value reads it: up to a comment, without the blanks
+ * around it, each blank inside a space. In loops, not regular expressions, so that no line (a
+ * cloned .paniniconfig is anyone's) costs more than its length.
+ */
+function plainValue(rest: string): string {
+  let end = rest.search(/[#;]/);
+  if (end < 0) end = rest.length;
+  let start = 0;
+  while (start < end && isSpace(rest[start]!)) start++;
+  while (end > start && isSpace(rest[end - 1]!)) end--;
+  return rest.slice(start, end).replace(/[\t\r]/g, ' ');
 }
 
 /** A value from `at` to its line's end (config.c's parse_value): the value and where the next line starts, or null. */
