@@ -301,7 +301,7 @@ const MAX_COMMAND_LINE_SETTINGS = 1000;
  * GIT_CONFIG_COUNT's pairs, then GIT_CONFIG_PARAMETERS (shell-quoted, `'key'='value'` or the older
  * `'key=value'`). Null if Git would refuse them.
  */
-function commandLineConfig(env: NodeJS.ProcessEnv): [string, string][] | null {
+export function commandLineConfig(env: NodeJS.ProcessEnv): [string, string][] | null {
   const settings: [string, string][] = [];
   const count = env.GIT_CONFIG_COUNT;
   if (count !== undefined) {

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { PaniniError } from '../errors.js';
-import { readConfigFile } from './config.js';
+import { commandLineConfig, readConfigFile } from './config.js';
 import { git } from './exec.js';
 
 export interface Repo {
@@ -33,15 +33,16 @@ const WORK_TREE_ENV = ['GIT_WORK_TREE', 'GIT_COMMON_DIR'];
  * The repository whose work tree's top is `cwd`, found without a `git rev-parse` process (~4 ms
  * at every start; Git runs its filters and hooks there), when it is plainly one: `.git` a
  * directory of this user's, as Git's safe.directory check wants, that Git takes for a repository
- * (HEAD, objects/, refs/), not a linked worktree's (commondir), with a config that readConfigFile
- * reads and that neither moves the work tree nor makes the repository bare, nor names a format
- * extension; nothing in the environment that changes where Git looks, but a GIT_DIR naming that
+ * (HEAD, objects/, refs/), not a linked worktree's (commondir), with a config (its file, which
+ * readConfigFile reads, and `git -c`) that neither moves the work tree nor makes the repository
+ * bare, nor names a format extension; nothing in the environment that changes where Git looks, but a GIT_DIR naming that
  * same `.git` (as Git sets it for what it runs in a clone: its work tree is then `cwd`, as
  * found). Null for anything else: Git decides.
  */
 export function plainRepoAt(cwd: string): Repo | null {
   if (WORK_TREE_ENV.some((name) => process.env[name] !== undefined) || process.env.GIT_CONFIG_COUNT) return null;
-  if (/core\.(worktree|bare)/i.test(process.env.GIT_CONFIG_PARAMETERS ?? '')) return null; // `git -c core.worktree=…`
+  const commandLine = commandLineConfig(process.env); // `git -c …`, read by Git after the files
+  if (!commandLine) return null;
   let gitDir: string;
   try {
     gitDir = join(realpathSync(cwd), '.git'); // as Git names it: through no symlink
@@ -57,7 +58,7 @@ export function plainRepoAt(cwd: string): Repo | null {
   }
   const config = readConfigFile(join(gitDir, 'config'));
   if (!config) return null;
-  for (const [key, value] of config) {
+  for (const [key, value] of [...config, ...commandLine]) {
     if (key === 'core.worktree' || key.startsWith('extensions.')) return null;
     if (key === 'core.bare' && value.toLowerCase() !== 'false') return null;
     if (key === 'core.repositoryformatversion' && value !== '0' && value !== '1') return null;
