@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
-import { atomKey, bufferBody } from '../src/store/backend.js';
+import { atomKey, bufferBody, checkKey } from '../src/store/backend.js';
 import { FolderBackend } from '../src/store/folder.js';
 import { parseRemoteUrl } from '../src/store/remote.js';
 import { pushConcepts } from '../src/transfer/push.js';
@@ -75,4 +75,16 @@ test('folder: panini.url forms', () => {
   assert.throws(() => parseRemoteUrl('https://example.invalid/x'), /not a store git-panini can use/);
   assert.throws(() => parseRemoteUrl('s3://Bad_Bucket/x'), /not a valid bucket name/);
   assert.throws(() => parseRemoteUrl('s3://bucket/a/../b'), /not usable/);
+});
+
+test('folder: a key that could leave the store\'s root is refused before the file system is touched', async () => {
+  const dir = path.join(root, 'keys');
+  mkdirSync(dir);
+  const backend = new FolderBackend(dir);
+  for (const key of ['..', '../x', 'a/../../x', 'atoms/./x', 'atoms/../../x', '/etc/passwd', '.hidden', 'a//b', 'a/', 'A', 'a\\..\\b', '']) {
+    assert.throws(() => checkKey(key), /invalid remote key/, key);
+    await assert.rejects(backend.upload(key, bufferBody(Buffer.from('x'))), /invalid remote key/, key);
+  }
+  for (const key of ['gc-epoch', atomKey('a'.repeat(64)), 'packs/x.pack', 'a..b/c.d']) assert.equal(checkKey(key), key);
+  assert.deepEqual(readdirSync(dir), [], 'nothing written');
 });

@@ -142,9 +142,12 @@ export function packOfKey(key: string): { id: string; part: PackPart } | null {
   return m ? { id: m[1]!, part: m[2] as PackPart } : null;
 }
 
-/** Keys we write: lowercase, no `..`, no leading slash (so a key can never leave the store's root). */
+/**
+ * Keys we write: lowercase, no leading slash, and each name starting with a letter or digit (so
+ * no name is `.` or `..`, and a key can never leave the store's root).
+ */
 export function checkKey(key: string): string {
-  if (!/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/.test(key) || key.split('/').includes('..')) {
+  if (!/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/.test(key)) {
     throw new PaniniError(`invalid remote key ${JSON.stringify(key)}`, 'this is a bug in git-panini; please report it');
   }
   return key;

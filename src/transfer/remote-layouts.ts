@@ -56,8 +56,8 @@ function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null
   const builder = new LayoutBuilder();
   try {
     for (const leaf of expandRefs(file.refs, s.store)) {
-      const at = s.packs.find(leaf.hash);
-      builder.add(at && at.entry.size === leaf.size ? at.pack.id : null, at?.entry.offset ?? 0, leaf.size);
+      const at = s.packs.locate(leaf.hash);
+      builder.add(at && at.size === leaf.size ? at.pack : null, at?.offset ?? 0, leaf.size);
       if (!builder.complete) return null;
     }
   } catch {

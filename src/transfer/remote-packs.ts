@@ -15,6 +15,7 @@ import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
+import type { LayoutRun } from '../store/layout.js';
 import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
 import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from '../store/pack.js';
 import { readAll, readObject, remoteCachePath, type Transfer } from './atoms.js';
@@ -72,6 +73,8 @@ export class RemotePacks {
   private lastHit: PackIndex | null = null;
   /** The listing under way, shared by callers that ask for it meanwhile. */
   private listing: Promise<ListedPack[]> | null = null;
+  /** The atoms this session uploaded, where they lie in their packs. */
+  private readonly sent = new Map<string, LayoutRun>();
   private readonly cacheDir: string;
 
   constructor(private readonly t: Transfer) {
@@ -126,6 +129,18 @@ export class RemotePacks {
     const { pack, i } = found;
     this.lastHit = pack;
     return { pack, entry: { hash, offset: pack.offsetOf(i), size: pack.sizeOf(i) }, position: i };
+  }
+
+  /**
+   * Where the atom lies in the store's packs (its pack's id, its offset and size there), or null:
+   * those this session uploaded are known without a lookup (a push's layouts ask for every leaf of
+   * every file it sent).
+   */
+  locate(hash: string): LayoutRun | null {
+    const sent = this.sent.get(hash);
+    if (sent) return sent;
+    const at = this.find(hash);
+    return at && { pack: at.pack.id, offset: at.entry.offset, size: at.entry.size };
   }
 
   /** Forgets the listing: the next use lists again. */
@@ -380,7 +395,7 @@ export class RemotePacks {
       const all = entries.length === pack.count;
       const held = packSize !== undefined && withPackFile(pack.packPath, packSize, (fd) => (all ? !atomsHeld(fd, pack).includes(0) : entriesHeld(fd, entries).length === entries.length));
       if (!held) continue;
-      await this.uploadWith(all ? pack.encoded() : encodeIndex(entries), packSize, (key) => backend.copyFrom!(pack.packPath, key));
+      await this.uploadWith(all ? pack.encoded() : encodeIndex(entries), entries, packSize, (key) => backend.copyFrom!(pack.packPath, key));
       const names = entries.map((e) => e.hash);
       placed.push(...names);
       onPack(names, atomBytes(entries));
@@ -398,16 +413,17 @@ export class RemotePacks {
       entries.push({ hash, offset: end, size });
       end += size;
     }
-    await this.uploadWith(encodeIndex(entries), end, (key) => backend.upload(key, packBody(this.t, entries, end)));
+    await this.uploadWith(encodeIndex(entries), entries, end, (key) => backend.upload(key, packBody(this.t, entries, end)));
     return end;
   }
 
-  /** Stores a pack through `put` (given its key), then its index, which this session then knows. */
-  private async uploadWith(encoded: EncodedIndex, packSize: number, put: (key: string) => Promise<void>): Promise<void> {
+  /** Stores a pack of `entries` through `put` (given its key), then its index, which this session then knows. */
+  private async uploadWith(encoded: EncodedIndex, entries: readonly PackEntry[], packSize: number, put: (key: string) => Promise<void>): Promise<void> {
     const { backend, settings } = this.t;
     const { id, bytes: idx, parsed } = encoded;
     await withRetries(settings.attempts, () => put(packKey(id, 'pack')));
     await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
+    for (const e of entries) this.sent.set(e.hash, { pack: id, offset: e.offset, size: e.size });
     this.cache(id, idx);
     const index = parsed ? parsed.relocated(packKey(id, 'pack'), packKey(id, 'idx')) : PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
     this.listed?.push({ id, index, packSize, idxSize: idx.length, modifiedMs: Date.now() });

@@ -11,13 +11,13 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import type { ContentRef } from '../../src/atom.js';
 import type { Concept } from '../../src/concept/concept.js';
-import { buildManifestTree, buildTrackManifest, decodeTrackManifest, encodeTrackManifest, TRACK_MANIFEST_FANOUT } from '../../src/concept/manifest.js';
+import { buildManifestTree, buildTrackManifest, decodeTrackManifest, encodeTrackManifest, expandRefs, TRACK_MANIFEST_FANOUT } from '../../src/concept/manifest.js';
 import { componentLeaves } from '../../src/reconstruct/extract.js';
 import { PackWriter } from '../../src/store/pack-writer.js';
 import { PaniniError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/hash.js';
 import { atomKey, bufferBody, GC_EPOCH_KEY, LAYOUTS_PREFIX, layoutKey, packOfKey, type Backend } from '../../src/store/backend.js';
-import { decodeLayout, encodeLayout } from '../../src/store/layout.js';
+import { decodeLayout, encodeLayout, LayoutBuilder } from '../../src/store/layout.js';
 import { LocalStore, type AtomLocation } from '../../src/store/local.js';
 import { missingAtoms, reconstruct } from '../../src/reconstruct/reconstruct.js';
 import { openRemote } from '../../src/store/remote.js';
@@ -351,6 +351,35 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const remoteLayout = await readObject({ backend, settings: { timeoutMs: 30_000 } }, layoutKey(oid), 1 << 24, 'reading the layout');
     assert.ok(readFileSync(join(there.store.root, 'layouts', oid.slice(0, 2), oid)).equals(remoteLayout!), 'the same bytes');
     assertRebuilds(there, file);
+  });
+
+  test(`${name}: a later push's layout joins the runs it sent to those already in the store's packs, as a lookup in every pack finds them`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    if (!backend.copyTo) return; // no layouts where whole packs do not move
+    const here = storeContext(subdir(root, 'here'), settings);
+    const [first, retitled] = addFixtures(here, ['course-a.mp4', 'course-a-retitled.mp4']);
+    await pushConcepts(here, [{ concept: first!.concept, path: first!.name }], { quiet: true });
+    await pushConcepts(here, [{ concept: retitled!.concept, path: retitled!.name }], { quiet: true });
+    const { oid, size } = retitled!.concept;
+    const written = await readObject({ backend, settings: { timeoutMs: 30_000 } }, layoutKey(oid), 1 << 24, 'reading the layout');
+    const runs = decodeLayout(written!, oid, size)!;
+    assert.ok(new Set(runs.map((r) => r.pack)).size >= 2, 'runs in the first push\'s pack and in the one the second push sent');
+    // The same runs from a fresh session, every leaf looked up in the listed packs.
+    const packs = new RemotePacks({ backend, store: here.store, settings: { concurrency: 2, attempts: 1, timeoutMs: 30_000 } });
+    await packs.list();
+    const builder = new LayoutBuilder();
+    for (const leaf of expandRefs(retitled!.concept.refs, here.store)) {
+      const at = packs.find(leaf.hash)!;
+      builder.add(at.pack.id, at.entry.offset, leaf.size);
+    }
+    assert.ok(encodeLayout(oid, size, builder.runs).equals(written!), 'the layout a lookup of every leaf gives');
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [retitled!.concept], { quiet: true });
+    assert.ok(there.store.layoutOf(oid, size), 'the fetch kept it');
+    assertRebuilds(there, retitled!);
   });
 
   test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes costs its file nothing but a retry`, async (t) => {
