@@ -36,5 +36,5 @@ export async function fetchAndReport(ctx: Context, concepts: Concept[], quiet: b
   if (concepts.length === 0) return;
   const r = await fetchConcepts(ctx, concepts, { quiet });
   if (quiet) return;
-  process.stdout.write(r.downloaded > 0 ? `fetched ${r.downloaded} atoms (${formatBytes(r.bytes)}) for ${concepts.length} file version(s)\n` : `all ${r.needed} atoms of ${concepts.length} file version(s) are already local\n`);
+  process.stdout.write(r.downloaded > 0 ? `fetched ${r.downloaded} atoms (${formatBytes(r.bytes)}) for ${concepts.length} file version(s)\n` : `the atoms of all ${concepts.length} file version(s) are already local\n`);
 }

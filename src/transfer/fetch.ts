@@ -11,13 +11,11 @@ import { PackWriter } from '../store/pack-writer.js';
 import { AtomNotOnRemote, downloadAtom, type Transfer } from './atoms.js';
 import { collectAtoms } from './plan.js';
 import { forEachConcurrently } from './pool.js';
-import { fetchByLayouts, type FileToFetch } from './remote-layouts.js';
+import { fetchByLayouts, laidOutHere, type FileToFetch } from './remote-layouts.js';
 import type { Wanted } from './remote-packs.js';
 import { withSession, type Session, type TransferOptions } from './session.js';
 
 export interface FetchResult {
-  /** Atoms the concepts need. */
-  needed: number;
   downloaded: number;
   bytes: number;
 }
@@ -30,9 +28,10 @@ export async function fetchAtoms(ctx: Context, hashes: string[], options: Transf
 }
 
 /**
- * Makes every atom the concepts need local: from a folder store, the packs of the files' layouts
- * whole (remote-layouts.ts); then, for the others, manifests level by level, then the leaves they
- * list (one plan, one pool of downloads).
+ * Makes every atom the concepts need local: files the store already rebuilds through layouts of
+ * its own are not looked at again (remote-layouts.ts, laidOutHere); from a folder store, the packs
+ * of the files' layouts whole (fetchByLayouts); then, for the others, manifests level by level,
+ * then the leaves they list (one plan, one pool of downloads).
  */
 export async function fetchConcepts(ctx: Context, concepts: readonly FileToFetch[], options: TransferOptions = {}): Promise<FetchResult> {
   return withSession(ctx, { ...options, listPacks: true }, (s) => fetchConceptsWith(s, concepts));
@@ -41,7 +40,8 @@ export async function fetchConcepts(ctx: Context, concepts: readonly FileToFetch
 /** fetchConcepts in an open session (the Git LFS agent keeps one for all its objects). */
 export async function fetchConceptsWith(s: Session, concepts: readonly FileToFetch[]): Promise<FetchResult> {
   let own = { count: 0, bytes: 0 };
-  const byLayouts = await fetchByLayouts(s, concepts, async (atoms) => {
+  const here = laidOutHere(s, concepts);
+  const byLayouts = await fetchByLayouts(s, here.others, async (atoms) => {
     own = await downloadAll(s, absentFrom(s.store, atoms), { packed: true });
   });
   if (byLayouts.atoms > 0) {
@@ -50,14 +50,14 @@ export async function fetchConceptsWith(s: Session, concepts: readonly FileToFet
   }
   let downloaded = byLayouts.atoms + own.count;
   let bytes = byLayouts.bytes + own.bytes;
-  const set = await collectAtoms(byLayouts.left, s.store, async (manifests) => {
+  const set = await collectAtoms([...here.left, ...byLayouts.left], s.store, async (manifests) => {
     const r = await downloadAll(s, manifests.map((hash) => ({ hash })));
     downloaded += r.count;
     bytes += r.bytes;
   });
   if (set.unreadable.length > 0) throw notOnRemote(s, set.unreadable);
   const r = await downloadAll(s, absentFrom(s.store, Array.from(set.leaves, ([hash, size]) => ({ hash, size }))));
-  return { needed: byLayouts.atoms + own.count + set.leaves.size + set.manifests.length, downloaded: downloaded + r.count, bytes: bytes + r.bytes };
+  return { downloaded: downloaded + r.count, bytes: bytes + r.bytes };
 }
 
 /**

@@ -92,8 +92,11 @@ export async function fetchByLayouts(
   const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
   const found = new Map([...read].filter(([, { runs }]) => runs.every((r) => listed.has(r.pack))).map(([f, { runs }]) => [f, runs]));
   if (found.size === 0) return { left: [...files], atoms: 0, bytes: 0 };
-  const whole = [...packsMostlyNeeded([...found.values()], listed)];
-  const heldBefore = new Set(whole.filter((id) => s.store.holdsPack(id)));
+  // Packs the store holds already (a clone's, for `fetch --all` after it) serve their runs as they
+  // are, however little of them these files need.
+  const named = new Set([...found.values()].flatMap((runs) => runs.map((r) => r.pack)));
+  const heldBefore = new Set([...named].filter((id) => s.store.holdsPack(id)));
+  const whole = [...new Set([...packsMostlyNeeded([...found.values()], listed), ...heldBefore])];
   const taken = await s.packs.adoptWhole(whole);
   // The atoms the other runs cover, by their packs' indexes; a layout with a run that is not whole atoms is not used.
   const byOffset = new AtomsByOffset();
@@ -125,8 +128,8 @@ export async function fetchByLayouts(
       left.push(f);
       continue;
     }
-    const deeper = manifestsListed(f).some((hash) => s.store.has(hash) && listsManifests(s.store.get(hash), hash));
-    if (deeper || f.components?.length) left.push({ refs: deeper ? f.refs : [], components: f.components });
+    const rest = leftOnceLaidOut(s, f);
+    if (rest) left.push(rest);
   }
   let takenAtoms = 0;
   let takenBytes = 0;
@@ -137,6 +140,37 @@ export async function fetchByLayouts(
     takenBytes += index.atomBytes();
   }
   return { left, atoms: takenAtoms, bytes: takenBytes };
+}
+
+/**
+ * What a fetch still has to do for a file the store rebuilds through a layout of its own (with
+ * the manifests its concept lists, fetched unread): the manifests below those, where one lists
+ * manifests itself, and its components' track manifests; null if nothing.
+ */
+function leftOnceLaidOut(s: Session, f: FileToFetch): FileToFetch | null {
+  const deeper = manifestsListed(f).some((hash) => s.store.has(hash) && listsManifests(s.store.get(hash), hash));
+  return deeper || f.components?.length ? { refs: deeper ? f.refs : [], components: f.components } : null;
+}
+
+/**
+ * Files the store already rebuilds through a layout of its own, their concepts' manifests local (a
+ * file fetched or checked out before): a fetch leaves them as a fetch by layouts would (`left`:
+ * what is left of them, see leftOnceLaidOut), without reading the remote's layouts or looking at
+ * their atoms one by one. `fetch --all` after a clone, or a branch switch, asks again for files of
+ * thousands of atoms that are all here.
+ */
+export function laidOutHere(s: Session, files: readonly FileToFetch[]): { left: FileToFetch[]; others: FileToFetch[] } {
+  const left: FileToFetch[] = [];
+  const others: FileToFetch[] = [];
+  for (const f of files) {
+    if (f.oid === undefined || f.size === undefined || !mayHaveLayout(f.refs) || !manifestsListed(f).every((hash) => s.store.has(hash)) || !s.store.layoutOf(f.oid, f.size)) {
+      others.push(f);
+      continue;
+    }
+    const rest = leftOnceLaidOut(s, f);
+    if (rest) left.push(rest);
+  }
+  return { left, others };
 }
 
 /** The manifests a file's concept lists itself. */

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -380,6 +380,35 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     await fetchConcepts(there, [retitled!.concept], { quiet: true });
     assert.ok(there.store.layoutOf(oid, size), 'the fetch kept it');
     assertRebuilds(there, retitled!);
+  });
+
+  test(`${name}: a fetch leaves alone the files the store rebuilds through layouts of its own (their remote layouts unread), and fetches the others`, async (t) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    if (!backend.readWhole || !backend.copyTo) return; // layouts are read whole, where whole packs move
+    const here = storeContext(subdir(root, 'here'), settings);
+    const files = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4']);
+    const [a, b, c] = files as [BuiltFile, BuiltFile, BuiltFile];
+    await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const there = storeContext(subdir(root, 'there'), settings);
+    await fetchConcepts(there, [a.concept, b.concept], { quiet: true });
+    for (const f of [a, b]) assert.ok(there.store.layoutOf(f.concept.oid, f.concept.size), `${f.name}: laid out here after the fetch`);
+    rmSync(join(there.store.root, 'layouts', b.concept.oid.slice(0, 2), b.concept.oid)); // b: no layout here any more
+    const layoutsRead: string[] = [];
+    const readWhole = backend.constructor.prototype.readWhole as NonNullable<Backend['readWhole']>;
+    backend.constructor.prototype.readWhole = function (this: Backend, key: string, maxBytes: number) {
+      if (key.startsWith(LAYOUTS_PREFIX)) layoutsRead.push(key);
+      return readWhole.call(this, key, maxBytes);
+    };
+    t.after(() => (backend.constructor.prototype.readWhole = readWhole));
+    await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
+    assert.deepEqual(layoutsRead.sort(), [layoutKey(b.concept.oid), layoutKey(c.concept.oid)].sort(), 'a, laid out here, is left alone');
+    for (const f of files) {
+      assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every atom its concept names is local`);
+      assertRebuilds(there, f);
+    }
   });
 
   test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes costs its file nothing but a retry`, async (t) => {
