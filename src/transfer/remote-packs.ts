@@ -39,6 +39,8 @@ const RANGE_MAX_GAP = 4 * 1024;
  * bytes moves the whole pack file instead, where the store can (a folder: a hard link or a kernel copy).
  */
 export const WHOLE_PACK_SHARE = 0.75;
+/** Uploaded atoms whose place a session remembers (~150 bytes each); past them, `locate` looks up. */
+const MAX_SENT_REMEMBERED = 131_072;
 /** No index this program writes is larger (2.7 million atoms). */
 const MAX_REMOTE_IDX_BYTES = 128 * 1024 * 1024;
 
@@ -423,7 +425,7 @@ export class RemotePacks {
     const { id, bytes: idx, parsed } = encoded;
     await withRetries(settings.attempts, () => put(packKey(id, 'pack')));
     await withRetries(settings.attempts, () => backend.upload(packKey(id, 'idx'), bufferBody(idx)));
-    for (const e of entries) this.sent.set(e.hash, { pack: id, offset: e.offset, size: e.size });
+    for (const e of entries) if (this.sent.size < MAX_SENT_REMEMBERED) this.sent.set(e.hash, { pack: id, offset: e.offset, size: e.size });
     this.cache(id, idx);
     const index = parsed ? parsed.relocated(packKey(id, 'pack'), packKey(id, 'idx')) : PackIndex.parse(idx, id, packSize, packKey(id, 'pack'), packKey(id, 'idx'));
     this.listed?.push({ id, index, packSize, idxSize: idx.length, modifiedMs: Date.now() });
