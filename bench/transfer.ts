@@ -19,7 +19,9 @@
  * clone of the folder's repository whose filter only sends each file's bytes from the pushing
  * worktree (floor-filter.ts: the least a Node filter process takes). Then, in the last clone, the
  * files are removed and checked out again (as many times, in turn), and every version of every
- * file is fetched once per tool. Run:
+ * file is fetched once per tool. Last, in the pushing repository, one more commit is made and
+ * pushed (the corpus's `next`: an edit of a file already pushed, as a day's work brings), its
+ * bytes and time measured. Run:
  * `node dist/bench/transfer.js`.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -42,6 +44,8 @@ interface Corpus {
   dir: string;
   /** Commits in order: path in the repository → source file in `dir`. */
   commits: Record<string, string>[];
+  /** One more commit, pushed on its own at the end. */
+  next: Record<string, string>;
   /** What the table's reader should know about its clone. */
   note: string;
 }
@@ -54,6 +58,8 @@ function mixedCorpus(dir: string): Corpus {
   const edited = readFileSync(big);
   randomBytesStream(7)(edited.subarray(edited.length / 2, edited.length / 2 + 4096));
   writeFileSync(path.join(dir, 'big-v2.bin'), edited);
+  randomBytesStream(11)(edited.subarray(edited.length / 4, edited.length / 4 + 4096));
+  writeFileSync(path.join(dir, 'big-v3.bin'), edited);
   for (const name of readdirSync(FIXTURES)) if (name !== 'README.md') copyFileSync(path.join(FIXTURES, name), path.join(dir, name));
   return {
     name: 'mixed',
@@ -64,6 +70,7 @@ function mixedCorpus(dir: string): Corpus {
       { 'video/course.mp4': 'course-a-retitled.mp4', 'img/photo.png': 'photo-tagged.png', 'img/photo.jpg': 'photo-edited-exif.jpg', 'pack/bundle.zip': 'bundle-v2.zip', 'big/master.bin': 'big-v2.bin' },
       { 'video/course-fragmented.mp4': 'course-a-fragmented.mp4', 'video/course-moov-last.mp4': 'course-a-moov-last.mp4', 'img/deep.png': 'deep.png', 'img/progressive.jpg': 'progressive.jpg', 'data/random.bin': 'random.bin' },
     ],
+    next: { 'big/master.bin': 'big-v3.bin' },
     note: `A clone moves the newest commit's bytes, most of them the ${BIG_MB} MiB file no other file shares; fetching every version (\`git panini fetch --all\`, \`git lfs fetch --all\`) moves each atom once.`,
   };
 }
@@ -73,6 +80,8 @@ function coursesCorpus(dir: string): Corpus | null {
   if (!hasFfmpeg()) return null;
   mkdirSync(dir, { recursive: true });
   encodeCourses(dir);
+  // The next commit's file: the second lesson retitled (its title tag edited, every frame the same).
+  measure('ffmpeg', ['-v', 'error', '-y', '-i', 'long-b.mp4', '-map', '0', '-c', 'copy', '-metadata', 'title=Lecture 2, corrected', '-movflags', '+faststart', 'long-b-retitled.mp4'], { cwd: dir });
   return {
     name: 'courses',
     title: `two ${COURSE_SECONDS} s H.264/AAC lessons sharing an intro, one retitled and re-muxed twice`,
@@ -81,6 +90,7 @@ function coursesCorpus(dir: string): Corpus | null {
       { 'lessons/lesson-1.mp4': 'long-a.mp4', 'lessons/lesson-2.mp4': 'long-b.mp4' },
       { 'lessons/lesson-1.mp4': 'long-a-retitled.mp4', 'deliver/lesson-1-stream.mp4': 'long-a-fragmented.mp4', 'deliver/lesson-1-archive.mp4': 'long-a-moov-last.mp4' },
     ],
+    next: { 'lessons/lesson-2.mp4': 'long-b-retitled.mp4' },
     note: 'Every file is in the newest commit: a clone moves each shared intro, re-mux and retitled copy once with git-panini, whole with Git LFS.',
   };
 }
@@ -106,6 +116,8 @@ interface Outcome {
   checkoutMs: number[];
   /** In the last clone, every version of every file fetched (`git panini fetch --all`, `git lfs fetch --all`). */
   fetchAll(): Promise<{ ms: number; bytes: number }>;
+  /** In the pushing repository, the corpus's next commit made and pushed: the push's time and bytes. */
+  pushNext(): Promise<{ ms: number; bytes: number }>;
 }
 
 /** `git checkout -- .` in `clone` after removing the corpus's files from its worktree. */
@@ -118,18 +130,20 @@ function checkoutAgain(clone: string, corpus: Corpus, env: NodeJS.ProcessEnv): n
 const CLONE_ROUNDS = Number(process.env.PANINI_BENCH_ROUNDS ?? 5);
 
 
-/** Builds the history in `repo` (already set up for its tool) and returns nothing; files are copies. */
+/** Builds the history in `repo` (already set up for its tool); files are copies. */
 function commitHistory(repo: string, corpus: Corpus, env: NodeJS.ProcessEnv): void {
-  for (const [i, files] of corpus.commits.entries()) {
-    for (const [file, source] of Object.entries(files)) {
-      const target = path.join(repo, file);
-      mkdirSync(path.dirname(target), { recursive: true });
-      rmSync(target, { force: true });
-      copyFileSync(path.join(corpus.dir, source), target);
-    }
-    measure('git', ['add', '.'], { cwd: repo, env });
-    measure('git', ['commit', '-q', '-m', `version ${i + 1}`], { cwd: repo, env });
+  for (const [i, files] of corpus.commits.entries()) commitFiles(repo, corpus, files, `version ${i + 1}`, env);
+}
+
+function commitFiles(repo: string, corpus: Corpus, files: Record<string, string>, message: string, env: NodeJS.ProcessEnv): void {
+  for (const [file, source] of Object.entries(files)) {
+    const target = path.join(repo, file);
+    mkdirSync(path.dirname(target), { recursive: true });
+    rmSync(target, { force: true });
+    copyFileSync(path.join(corpus.dir, source), target);
   }
+  measure('git', ['add', '.'], { cwd: repo, env });
+  measure('git', ['commit', '-q', '-m', message], { cwd: repo, env });
 }
 
 function initRepo(dir: string, env: NodeJS.ProcessEnv): void {
@@ -195,6 +209,14 @@ async function benchPanini(root: string, corpus: Corpus, baseEnv: NodeJS.Process
       const moved = await store.traffic();
       return { ms, bytes: moved?.received ?? held() - before };
     },
+    async pushNext() {
+      commitFiles(repo, corpus, corpus.next, 'next version', env);
+      const before = await store.stored();
+      await store.traffic();
+      const { ms } = measure('git', ['push', '-q', 'origin', 'main'], { cwd: repo, env });
+      const moved = await store.traffic();
+      return { ms, bytes: moved?.sent ?? (await store.stored()) - before };
+    },
   };
 }
 
@@ -226,6 +248,12 @@ function benchLfs(root: string, corpus: Corpus, env: NodeJS.ProcessEnv): Outcome
       const before = held();
       const { ms } = measure('git', ['lfs', 'fetch', '--all'], { cwd: clone, env });
       return { ms, bytes: held() - before };
+    },
+    async pushNext() {
+      commitFiles(repo, corpus, corpus.next, 'next version', env);
+      const before = dirBytes(path.join(origin, 'lfs', 'objects'));
+      const { ms } = measure('git', ['push', '-q', 'origin', 'main'], { cwd: repo, env });
+      return { ms, bytes: dirBytes(path.join(origin, 'lfs', 'objects')) - before };
     },
   };
 }
@@ -276,6 +304,8 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
   const median = (runs: number[]): number => [...runs].sort((a, b) => a - b)[Math.floor((runs.length - 1) / 2)]!;
   const history = new Map<Outcome, { ms: number; bytes: number }>();
   for (const o of all) history.set(o, await o.fetchAll());
+  const next = new Map<Outcome, { ms: number; bytes: number }>();
+  for (const o of all) next.set(o, await o.pushNext());
 
   const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '-');
   const row = (name: string, pick: (o: Outcome) => number, fmt: (n: number) => string): string =>
@@ -294,6 +324,8 @@ async function benchCorpus(corpus: Corpus, work: string, s3: S3Fixture, lfsVersi
     row(`then its files checked out again: time, median of ${CLONE_ROUNDS}`, (o) => median(o.checkoutMs), formatMs),
     row('then every version fetched: bytes', (o) => history.get(o)!.bytes, formatBytes),
     row('then every version fetched: time', (o) => history.get(o)!.ms, formatMs),
+    row(`next commit pushed (${Object.values(corpus.next).join(', ')}): bytes sent`, (o) => next.get(o)!.bytes, formatBytes),
+    row('next commit pushed: time', (o) => next.get(o)!.ms, formatMs),
     '',
     'S3 bytes are measured on the wire (HTTP headers included) by a proxy in front of s3rver; S3 clones are timed without it (the push and the fetch of every version go through it). Folder and LFS bytes are what the stores hold.',
     corpus.note,
