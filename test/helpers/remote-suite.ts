@@ -64,6 +64,15 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.ok(backend);
     return backend;
   };
+  /** A fresh remote store that keeps layouts (one that hands over whole packs) and a local store `here`; null for a store that keeps none. */
+  const layoutStores = async (t: { after(fn: () => void): void }) => {
+    const root = scratch(t);
+    const settings = await remote.freshSettings();
+    const backend = await open(settings, root);
+    t.after(() => backend.close());
+    if (!backend.copyTo) return null;
+    return { root, settings, backend, here: storeContext(subdir(root, 'here'), settings) };
+  };
 
   test(`${name}: backend upload, exists, download, list, delete, stats`, async (t) => {
     const backend = await open(await remote.freshSettings(), subdir(scratch(t), 'local'));
@@ -335,12 +344,9 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a file whose remote pack is taken whole keeps the remote layout as it is`, async (t) => {
-    const root = scratch(t);
-    const settings = await remote.freshSettings();
-    const backend = await open(settings, root);
-    t.after(() => backend.close());
-    if (!backend.copyTo) return; // no layouts where whole packs do not move
-    const here = storeContext(subdir(root, 'here'), settings);
+    const stores = await layoutStores(t);
+    if (!stores) return; // no layouts where whole packs do not move
+    const { root, settings, backend, here } = stores;
     const file = addBytes(here, 'random.bin', randomBytes(8 * 1024 * 1024)); // ~128 chunks and a manifest: one pack
     await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
     const pack = packOfKey((await listAll(backend, 'packs/')).map((o) => o.key).find((k) => k.endsWith('.pack'))!)!;
@@ -354,12 +360,9 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a later push's layout joins the runs it sent to those already in the store's packs, as a lookup in every pack finds them`, async (t) => {
-    const root = scratch(t);
-    const settings = await remote.freshSettings();
-    const backend = await open(settings, root);
-    t.after(() => backend.close());
-    if (!backend.copyTo) return; // no layouts where whole packs do not move
-    const here = storeContext(subdir(root, 'here'), settings);
+    const stores = await layoutStores(t);
+    if (!stores) return; // no layouts where whole packs do not move
+    const { root, settings, backend, here } = stores;
     const [first, retitled] = addFixtures(here, ['course-a.mp4', 'course-a-retitled.mp4']);
     await pushConcepts(here, [{ concept: first!.concept, path: first!.name }], { quiet: true });
     await pushConcepts(here, [{ concept: retitled!.concept, path: retitled!.name }], { quiet: true });
@@ -383,12 +386,9 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a fetch leaves alone the files the store rebuilds through layouts of its own (their remote layouts unread), and fetches the others`, async (t) => {
-    const root = scratch(t);
-    const settings = await remote.freshSettings();
-    const backend = await open(settings, root);
-    t.after(() => backend.close());
-    if (!backend.readWhole || !backend.copyTo) return; // layouts are read whole, where whole packs move
-    const here = storeContext(subdir(root, 'here'), settings);
+    const stores = await layoutStores(t);
+    if (!stores?.backend.readWhole) return; // layouts, read whole, where whole packs move
+    const { root, settings, backend, here } = stores;
     const files = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4']);
     const [a, b, c] = files as [BuiltFile, BuiltFile, BuiltFile];
     await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
