@@ -285,6 +285,19 @@ test('folder: a push whose packed atom is damaged places nothing of that pack an
   assert.ok(!existsSync(packsDir) || readdirSync(packsDir).every((n) => statSync(path.join(packsDir, n)).ino !== statSync(pack.packPath).ino), 'the damaged pack file is not in the remote store');
 });
 
+test('folder: a small pack read into memory before it is sent refuses a damaged local atom the same way, and names it', async () => {
+  const remoteDir = subdir(root, 'small-bad-remote');
+  const settings = { 'panini.url': pathToFileURL(remoteDir).href };
+  const here = storeContext(subdir(root, 'small-bad-here'), settings);
+  const file = addBytes(here, 'clip.bin', randomBytes(4 * 1024 * 1024)); // ~64 loose chunks: one pack of 4 MiB to send
+  assert.equal(here.store.packIndexes().length, 0, 'loose atoms, sent as a pack built here');
+  const victim = storeAtoms(here).find((h) => statSync(here.store.atomPath(h)).size > 100)!;
+  flipByte(here.store.atomPath(victim), 50);
+  await assert.rejects(pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true }), (err: Error) => err.message.includes(victim));
+  assert.equal((await remoteAtoms(new FolderBackend(remoteDir))).size, 0, 'no pack of them in the remote store');
+  assert.deepEqual(interruptedWrites(remoteDir).tempFiles, [], 'no temp file left');
+});
+
 test('gc --remote deletes dead packs, rewrites mostly dead ones, keeps mostly live ones whole', { timeout: 120_000 }, async (t) => {
   const sb = new GitSandbox(t.after.bind(t));
   const remoteDir = sb.path('remote-store');

@@ -30,10 +30,12 @@ export interface BackendStats {
 export interface UploadBody {
   size: number;
   open(): Readable;
+  /** All of them, when they are in memory: a store may write them at once. */
+  bytes?: Buffer;
 }
 
 export function bufferBody(bytes: Buffer): UploadBody {
-  return { size: bytes.length, open: () => Readable.from([bytes], { objectMode: false }) };
+  return { size: bytes.length, open: () => Readable.from([bytes], { objectMode: false }), bytes };
 }
 
 export interface Backend {

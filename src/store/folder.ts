@@ -27,6 +27,7 @@ const rename = promisify(fs.rename);
 const stat = promisify(fs.stat);
 const unlink = promisify(fs.unlink);
 const utimes = promisify(fs.utimes);
+const writeFile = promisify(fs.writeFile);
 
 const TEMP_PREFIX = '.tmp-';
 /** Keys are at most a few levels deep (atoms/ab/cd/<hash>); deeper trees are not ours. */
@@ -59,7 +60,10 @@ export class FolderBackend implements Backend {
 
   async upload(key: string, body: UploadBody): Promise<void> {
     await this.writeAtomically(key, async (tmp) => {
-      await pipeline(body.open(), createWriteStream(tmp, { flags: 'wx', mode: 0o444 }));
+      // Bytes in memory (an index, a layout) are written at once: a stream costs Node's stream
+      // modules (~10 ms to load) in a push that otherwise moves whole pack files.
+      if (body.bytes) await writeFile(tmp, body.bytes, { flag: 'wx', mode: 0o444 });
+      else await pipeline(body.open(), createWriteStream(tmp, { flags: 'wx', mode: 0o444 }));
       const written = (await stat(tmp)).size;
       if (written !== body.size) throw new RemoteError(`upload of ${key} to ${this.url} wrote ${written} bytes instead of ${body.size}`, 'the local file changed while it was sent; run the command again', true);
     });

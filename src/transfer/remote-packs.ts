@@ -26,6 +26,8 @@ import { withRetries } from './retry.js';
 const PACK_MIN_BYTES = 16 * 1024 * 1024;
 /** ... and at most this many (a failed upload is retried whole). */
 const PACK_MAX_BYTES = 256 * 1024 * 1024;
+/** A pushed pack this small is read into memory and handed over whole (a folder writes it at once). */
+const PACK_IN_MEMORY_BYTES = 8 * 1024 * 1024;
 /** One ranged download covers at most this much (several run at once, each held whole). */
 const RANGE_MAX_BYTES = 8 * 1024 * 1024;
 /**
@@ -495,9 +497,12 @@ function withPackFile<T>(path: string, size: number, check: (fd: number) => T): 
   }
 }
 
-/** The pack's bytes, read atom by atom from the local store, each verified before it is sent. */
+/**
+ * The pack's bytes, read atom by atom from the local store, each verified before it is sent: as
+ * they are sent, or all first for a pack of at most PACK_IN_MEMORY_BYTES.
+ */
 function packBody(t: Transfer, entries: readonly PackEntry[], size: number): UploadBody {
-  async function* bytes(): AsyncGenerator<Buffer> {
+  function* bytes(): Generator<Buffer> {
     yield PACK_MAGIC;
     for (const e of entries) {
       const atom = t.store.get(e.hash); // verified: a damaged local atom fails the upload
@@ -505,5 +510,6 @@ function packBody(t: Transfer, entries: readonly PackEntry[], size: number): Upl
       yield atom;
     }
   }
+  if (size <= PACK_IN_MEMORY_BYTES) return bufferBody(Buffer.concat([...bytes()], size));
   return { size, open: () => Readable.from(bytes(), { objectMode: false }) };
 }
