@@ -43,32 +43,39 @@ export function pathsWithPaniniFilter(cwd: string, paths: readonly string[]): Se
   return result;
 }
 
+/** Objects at most this large can be concepts: `git rev-list --filter=blob:limit=` leaves out the others. */
+export const CONCEPT_BLOB_LIMIT = MAX_CONCEPT_BYTES + 1;
+
 /**
- * Parses the concepts among the given blobs. Blobs too large to be concepts are skipped without
- * being read; blobs that look like concepts but do not parse are reported in `invalid`.
+ * Parses the concepts among the given objects. Blobs too large to be concepts are skipped without
+ * being read (`small`: the caller listed none, e.g. with CONCEPT_BLOB_LIMIT, so their sizes are
+ * not asked first); objects that are not blobs are skipped; blobs that look like concepts but do
+ * not parse are reported in `invalid`.
  */
-export function readConceptBlobs(cwd: string, blobs: readonly string[]): { concepts: Map<string, Concept>; invalid: Map<string, string> } {
+export function readConceptBlobs(cwd: string, objects: readonly string[], { small = false } = {}): { concepts: Map<string, Concept>; invalid: Map<string, string> } {
   const concepts = new Map<string, Concept>();
   const invalid = new Map<string, string>();
-  const unique = [...new Set(blobs)];
-  if (unique.length === 0) return { concepts, invalid };
-  const check = git(['cat-file', '--batch-check'], { cwd, input: unique.join('\n') + '\n' });
-  const small: string[] = [];
-  for (const line of check.stdout.toString().split('\n')) {
-    const [oid, type, size] = line.split(' ');
-    if (type === 'blob' && Number(size) <= MAX_CONCEPT_BYTES) small.push(oid!);
+  let wanted = [...new Set(objects)];
+  if (!small && wanted.length > 0) {
+    const check = git(['cat-file', '--batch-check'], { cwd, input: wanted.join('\n') + '\n' });
+    wanted = [];
+    for (const line of check.stdout.toString().split('\n')) {
+      const [oid, type, size] = line.split(' ');
+      if (type === 'blob' && Number(size) <= MAX_CONCEPT_BYTES) wanted.push(oid!);
+    }
   }
-  if (small.length === 0) return { concepts, invalid };
-  const out = git(['cat-file', '--batch'], { cwd, input: small.join('\n') + '\n' }).stdout;
+  if (wanted.length === 0) return { concepts, invalid };
+  const out = git(['cat-file', '--batch'], { cwd, input: wanted.join('\n') + '\n' }).stdout;
   let pos = 0;
   while (pos < out.length) {
     const nl = out.indexOf(0x0a, pos);
     if (nl < 0) break;
-    const [oid, , sizeText] = out.toString('latin1', pos, nl).split(' ');
-    const size = Number(sizeText);
-    const body = out.subarray(nl + 1, nl + 1 + size);
-    pos = nl + 1 + size + 1;
-    const found = conceptOfBlob(body);
+    // "<oid> <type> <size>", then the object and a newline; "<oid> missing" alone.
+    const [oid, type, sizeText] = out.toString('latin1', pos, nl).split(' ');
+    const size = sizeText === undefined ? -1 : Number(sizeText);
+    pos = nl + 1 + (size >= 0 ? size + 1 : 0);
+    if (type !== 'blob' || size > MAX_CONCEPT_BYTES) continue;
+    const found = conceptOfBlob(out.subarray(nl + 1, nl + 1 + size));
     if (found && 'concept' in found) concepts.set(oid!, found.concept);
     else if (found) invalid.set(oid!, found.invalid);
   }
