@@ -78,14 +78,14 @@ function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null
 export async function fetchByLayouts(
   s: Session, files: readonly FileToFetch[], download: (atoms: Wanted[]) => Promise<void>,
 ): Promise<{ left: FileToFetch[]; atoms: number; bytes: number }> {
-  const candidates = s.backend.copyTo ? files.filter((f) => f.oid !== undefined && f.size !== undefined && mayHaveLayout(f.refs)) : [];
+  const candidates = s.backend.copyTo ? files.filter(mayBeLaidOut) : [];
   if (candidates.length === 0) return { left: [...files], atoms: 0, bytes: 0 };
   // The layouts are read while the packs are listed (one round trip, not two).
   const read = new Map<FileToFetch, RemoteLayout>();
   const [packs] = await Promise.all([
     s.packs.list(),
     forEachConcurrently(candidates, s.settings.concurrency, async (f) => {
-      const layout = await readLayout(s, f.oid!, f.size!);
+      const layout = await readLayout(s, f.oid, f.size);
       if (layout) read.set(f, layout);
     }),
   ]);
@@ -163,7 +163,7 @@ export function laidOutHere(s: Session, files: readonly FileToFetch[]): { left: 
   const left: FileToFetch[] = [];
   const others: FileToFetch[] = [];
   for (const f of files) {
-    if (f.oid === undefined || f.size === undefined || !mayHaveLayout(f.refs) || !manifestsListed(f).every((hash) => s.store.has(hash)) || !s.store.layoutOf(f.oid, f.size)) {
+    if (!mayBeLaidOut(f) || !manifestsListed(f).every((hash) => s.store.has(hash)) || !s.store.layoutOf(f.oid, f.size)) {
       others.push(f);
       continue;
     }
@@ -172,6 +172,9 @@ export function laidOutHere(s: Session, files: readonly FileToFetch[]): { left: 
   }
   return { left, others };
 }
+
+/** Whether a file may have a layout: its oid and size known, and enough atoms. */
+const mayBeLaidOut = (f: FileToFetch): f is FileToFetch & Required<Pick<Concept, 'oid' | 'size'>> => f.oid !== undefined && f.size !== undefined && mayHaveLayout(f.refs);
 
 /** The manifests a file's concept lists itself. */
 const manifestsListed = (f: FileToFetch): string[] => f.refs.filter((r) => MANIFEST_TYPES.has(r.type)).map((r) => r.hash);
