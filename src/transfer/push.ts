@@ -56,7 +56,7 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
   let failed = 0;
   // A store that gets layouts (remote-layouts.ts) gets a file's new atoms packed, however few: a
   // layout names packs only (a retitled video is a few new atoms among thousands already there).
-  if (toUpload.length >= PACK_MIN_ATOMS || (toUpload.length > 0 && s.backend.copyTo && items.some((i) => mayHaveLayout(i.concept.refs)))) {
+  if (toUpload.length >= PACK_MIN_ATOMS || (toUpload.length > 0 && items.some((i) => mayHaveLayout(i.concept.refs)))) {
     // Many atoms: a few pack objects instead of one object each (docs/remote-stores.md, "Packs").
     const r = await s.packs.upload(toUpload, sent);
     if (r.error !== undefined) {

@@ -2,26 +2,20 @@
  * Layouts in the remote store (docs/remote-stores.md, "Layouts"): where a pushed file's bytes lie
  * in the store's packs, as runs, in the local store's layout format (store/layout.ts). A push
  * writes one for each file of at least MIN_LAYOUT_ATOMS leaves that all lie in the store's packs.
- * A fetch reads it instead of the file's manifests: the pack's index names the atoms each run
- * covers, so no manifest is decoded and no leaf looked up one by one. From a folder, the packs a
- * fetch needs most of are taken whole under their ids, where the runs stay right as they are; the
- * atoms of other runs are downloaded into one new pack and their runs moved there. The fetch then
- * keeps the file's layout as its own, and the checkout reads the runs (checked by the local store
- * as any of its own: else the file is rebuilt from its manifests, fetched too). The file's SHA-256
- * still checks every byte it is rebuilt from. A layout that does not hold together, or whose runs
- * do not cover whole atoms of listed packs, is ignored, and its file fetched as any other.
- *
- * Only a store that hands over whole pack files (a folder: backend.copyTo) has them. From S3, where
- * every atom comes by ranges into a pack of the clone's own, a clone of the courses corpus took as
- * long with layouts as without (366 vs 355 ms, BENCHMARKS.md): the lookups that move every run
- * cost what decoding the manifests saves, and the layouts cost a request per file each way.
+ * A fetch reads it instead of the file's manifests, so no manifest is decoded and no leaf looked
+ * up one by one. From a folder, the packs a fetch needs most of are taken whole under their ids,
+ * where the runs stay right as they are; the other runs (from S3, all) move by their offsets into
+ * one new pack (RemotePacks.moveRuns), every atom they cover verified. The fetch then keeps the
+ * file's layout as its own, and the checkout reads the runs (checked by the local store as any of
+ * its own: else the file is rebuilt from its manifests, fetched too). The file's SHA-256 still
+ * checks every byte it is rebuilt from. A layout that does not hold together, or whose runs do not
+ * lie in atoms of listed packs, is ignored, and its file fetched as any other.
  */
 import { MANIFEST_TYPES } from '../atom.js';
 import type { Concept } from '../concept/concept.js';
 import { expandRefs, listsManifests } from '../concept/manifest.js';
 import { bufferBody, layoutKey } from '../store/backend.js';
 import { decodeLayout, encodeLayout, LayoutBuilder, MAX_LAYOUT_BYTES, mayHaveLayout, type LayoutRun } from '../store/layout.js';
-import type { PackEntry, PackIndex } from '../store/pack.js';
 import { readObject, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
 import { WHOLE_PACK_SHARE, type ListedPack, type Wanted } from './remote-packs.js';
@@ -37,7 +31,7 @@ export type FileToFetch = Pick<Concept, 'refs'> & Partial<Pick<Concept, 'compone
  * costs its file's clones the manifests and lookups: the failure is not reported.
  */
 export async function uploadLayouts(s: Session, files: readonly Pick<Concept, 'oid' | 'size' | 'refs'>[]): Promise<void> {
-  const candidates = s.backend.copyTo ? files.filter((f) => mayHaveLayout(f.refs)) : [];
+  const candidates = files.filter((f) => mayHaveLayout(f.refs));
   if (candidates.length === 0) return;
   await s.packs.list(); // with the packs just uploaded
   const layouts = new Map<string, Buffer>();
@@ -68,17 +62,17 @@ function remoteRuns(s: Session, file: Pick<Concept, 'refs'>): LayoutRun[] | null
 
 /**
  * Before a fetch: the files whose layouts the store has get their atoms (packs taken whole, the
- * rest through `download`, into one pack, with the manifests they list) and keep their layouts,
- * moved to the local packs. The manifests come unread, so that as after any fetch the store has
+ * other runs moved into one new pack) and keep their layouts, moved to the local packs; the
+ * manifests they list come through `download`, unread, so that as after any fetch the store has
  * every atom the files' concepts name; unless one lists manifests itself (a tree of more levels:
  * files of more than 32,768 atoms). Returns what is left to fetch as usual: the other files, the
  * manifests of such deeper trees, and the track manifests of the files done (a fetch asked for
- * their components); and the atoms and bytes of the packs it took whole.
+ * their components); and the atoms and bytes of the packs it took whole and of the runs it moved.
  */
 export async function fetchByLayouts(
   s: Session, files: readonly FileToFetch[], download: (atoms: Wanted[]) => Promise<void>,
 ): Promise<{ left: FileToFetch[]; atoms: number; bytes: number }> {
-  const candidates = s.backend.copyTo ? files.filter(mayBeLaidOut) : [];
+  const candidates = files.filter(mayBeLaidOut);
   if (candidates.length === 0) return { left: [...files], atoms: 0, bytes: 0 };
   // The layouts are read while the packs are listed (one round trip, not two).
   const read = new Map<FileToFetch, RemoteLayout>();
@@ -96,34 +90,20 @@ export async function fetchByLayouts(
   // are, however little of them these files need.
   const named = new Set([...found.values()].flatMap((runs) => runs.map((r) => r.pack)));
   const heldBefore = new Set([...named].filter((id) => s.store.holdsPack(id)));
-  const whole = [...new Set([...packsMostlyNeeded([...found.values()], listed), ...heldBefore])];
+  const mostlyNeeded = s.backend.copyTo ? packsMostlyNeeded([...found.values()], listed) : [];
+  const whole = [...new Set([...mostlyNeeded, ...heldBefore])];
   const taken = await s.packs.adoptWhole(whole);
-  // The atoms the other runs cover, by their packs' indexes; a layout with a run that is not whole atoms is not used.
-  const byOffset = new AtomsByOffset();
-  const covered = new Map<LayoutRun, PackEntry[]>();
-  const wanted = new Map<string, number>();
-  for (const [f, runs] of found) {
-    for (const run of runs) {
-      if (taken.has(run.pack)) continue;
-      const entries = byOffset.covering(listed.get(run.pack)!.index!, run);
-      if (!entries) {
-        found.delete(f);
-        break;
-      }
-      covered.set(run, entries);
-      for (const e of entries) wanted.set(e.hash, e.size);
-    }
-  }
-  // With them, in the same downloads, the manifests the files list (fetched unread: see fetchConceptsWith).
+  // The other runs move by their offsets into one new pack; with them, in a download of their own,
+  // the manifests the files list (fetched unread: see fetchConceptsWith).
+  const { moved, atoms: movedAtoms, bytes: movedBytes } = await s.packs.moveRuns([...found.values()].flatMap((runs) => runs.filter((r) => !taken.has(r.pack))));
   const manifests = new Set([...found.keys()].flatMap(manifestsListed));
-  const atoms: Wanted[] = [...Array.from(wanted, ([hash, size]) => ({ hash, size })), ...[...manifests].map((hash) => ({ hash }))];
-  if (atoms.length > 0) await download(atoms);
+  if (manifests.size > 0) await download([...manifests].map((hash) => ({ hash })));
   const left: FileToFetch[] = [];
   for (const f of files) {
     const runs = found.get(f);
     // All in packs taken whole: the store's layout is the remote one, byte for byte.
     const same = runs?.every((r) => taken.has(r.pack)) === true;
-    const local = runs && (same ? runs : localRuns(s, runs, taken, covered));
+    const local = runs && (same ? runs : localRuns(runs, taken, moved));
     if (!local || !s.store.recordLayout(f.oid!, f.size!, local, same ? read.get(f)!.raw : undefined)) {
       left.push(f);
       continue;
@@ -131,8 +111,8 @@ export async function fetchByLayouts(
     const rest = leftOnceLaidOut(s, f);
     if (rest) left.push(rest);
   }
-  let takenAtoms = 0;
-  let takenBytes = 0;
+  let takenAtoms = movedAtoms;
+  let takenBytes = movedBytes;
   for (const id of taken) {
     if (heldBefore.has(id)) continue;
     const index = listed.get(id)!.index!;
@@ -202,48 +182,15 @@ async function readLayout(s: Session, oid: string, size: number): Promise<Remote
   }
 }
 
-/** The file's runs in the local store's packs: as they are in packs taken whole, else where their atoms now lie; null if an atom is not packed here. */
-function localRuns(s: Session, runs: readonly LayoutRun[], taken: ReadonlySet<string>, covered: ReadonlyMap<LayoutRun, PackEntry[]>): LayoutRun[] | null {
+/** The file's runs in the local store's packs: as they are in packs taken whole, else where they moved; null if one did not. */
+function localRuns(runs: readonly LayoutRun[], taken: ReadonlySet<string>, moved: ReadonlyMap<LayoutRun, LayoutRun>): LayoutRun[] | null {
   const builder = new LayoutBuilder();
   for (const run of runs) {
-    if (taken.has(run.pack)) {
-      builder.add(run.pack, run.offset, run.size);
-      continue;
-    }
-    for (const e of covered.get(run)!) {
-      const at = s.store.packedAt(e.hash);
-      builder.add(at?.pack && at.size === e.size ? at.pack.id : null, at?.offset ?? 0, e.size);
-    }
-    if (!builder.complete) return null;
+    const at = taken.has(run.pack) ? run : moved.get(run);
+    if (!at) return null;
+    builder.add(at.pack, at.offset, at.size);
   }
   return builder.complete ? builder.runs : null;
-}
-
-/** The entries of remote packs in the order of their offsets, made once per pack. */
-class AtomsByOffset {
-  private readonly orders = new Map<PackIndex, Uint32Array>();
-
-  /** The entries that fill `run` exactly, one after another; null if its bytes are not whole atoms of the pack. */
-  covering(index: PackIndex, run: LayoutRun): PackEntry[] | null {
-    let order = this.orders.get(index);
-    if (!order) this.orders.set(index, (order = index.positionsByOffset()));
-    let lo = 0;
-    let hi = order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (index.offsetOf(order[mid]!) < run.offset) lo = mid + 1;
-      else hi = mid;
-    }
-    const entries: PackEntry[] = [];
-    const end = run.offset + run.size;
-    for (let at = run.offset, k = lo; at < end; k++) {
-      const i = order[k];
-      if (i === undefined || index.offsetOf(i) !== at || index.sizeOf(i) === 0) return null;
-      entries.push(index.entry(i));
-      at += index.sizeOf(i);
-    }
-    return entries.length > 0 && entries.reduce((n, e) => n + e.size, 0) === run.size ? entries : null;
-  }
 }
 
 /** The packs of which the layouts need at least WHOLE_PACK_SHARE of the atom bytes (overlapping runs counted once). */

@@ -9,7 +9,7 @@
  * checksum), else downloaded and checked. Every atom read from a pack is hashed before it is stored,
  * as for loose atoms, so a forged index or pack costs a failed download, never a wrong byte.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
@@ -70,6 +70,78 @@ export interface Wanted {
 
 /** The pack is gone from the remote store (a remote gc rewrote or deleted it since it was listed). */
 class PackGone extends Error {}
+
+/** Bytes a pack served for an atom that are not that atom (nothing of them is stored). */
+function badAtom(t: Transfer, pack: string, hash: string, size: number, actual: string): RemoteError {
+  return new RemoteError(
+    `the remote store ${t.backend.url} served ${size} bytes for atom ${hash} that hash to ${actual}; they were not stored`,
+    `if this repeats, the remote copy in ${packKey(pack, 'pack')} is damaged: delete ${packKey(pack, 'idx')} from the remote store and push again from a clone that has the files`,
+    true,
+  );
+}
+
+/**
+ * Runs of one remote pack fetched as one stretch of its bytes, [start, end): the atoms at
+ * `order[first]` to `order[last - 1]` (positions in its index, by offset) fill it exactly, one after
+ * the other, so that every byte fetched is checked; `broken` if no atom holds the first run's first
+ * byte. A run needs no atom boundary of its own: it moves by its offset. `local`: where the span
+ * starts in the new pack.
+ */
+class Span {
+  readonly start: number;
+  end: number;
+  readonly first: number;
+  last: number;
+  local = 0;
+  readonly broken: boolean;
+  readonly runs: LayoutRun[] = [];
+
+  constructor(readonly index: PackIndex, readonly order: Uint32Array, run: LayoutRun) {
+    let lo = 0;
+    let hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (index.offsetOf(order[mid]!) <= run.offset) lo = mid + 1;
+      else hi = mid;
+    }
+    // The atom that holds the run's first byte (the last one starting at or before it).
+    this.first = this.last = Math.max(0, lo - 1);
+    this.start = this.end = lo > 0 ? index.offsetOf(order[lo - 1]!) : 0;
+    this.broken = lo === 0 || !this.take(run);
+  }
+
+  /** Takes in the run, with the atoms that follow up to its end; false (the run left out) if they stop short of it. */
+  take(run: LayoutRun): boolean {
+    const to = run.offset + run.size;
+    while (this.end < to) {
+      const i = this.order[this.last];
+      if (i === undefined || this.index.offsetOf(i) !== this.end) return false;
+      this.end += this.index.sizeOf(i);
+      this.last++;
+    }
+    this.runs.push(run);
+    return true;
+  }
+
+  /** The span cut at atom boundaries into downloads of at most RANGE_MAX_BYTES (an atom larger than that alone). */
+  pieces(): { span: Span; start: number; end: number; first: number; last: number }[] {
+    const pieces = [];
+    let first = this.first;
+    let start = this.start;
+    let at = this.start;
+    for (let k = this.first; k < this.last; k++) {
+      const size = this.index.sizeOf(this.order[k]!);
+      if (at > start && at + size - start > RANGE_MAX_BYTES) {
+        pieces.push({ span: this as Span, start, end: at, first, last: k });
+        first = k;
+        start = at;
+      }
+      at += size;
+    }
+    pieces.push({ span: this as Span, start, end: at, first, last: this.last });
+    return pieces;
+  }
+}
 
 export class RemotePacks {
   private listed: ListedPack[] | null = null;
@@ -283,11 +355,10 @@ export class RemotePacks {
    */
   async adoptWhole(ids: readonly string[]): Promise<Set<string>> {
     const held = new Set<string>();
-    if (!this.t.backend.copyTo) return held;
     const listed = await this.list();
     for (const id of ids) {
       const index = listed.find((p) => p.id === id)?.index;
-      if (this.t.store.holdsPack(id) || (index && (await this.adopt(index, [])) === 'whole')) held.add(id);
+      if (this.t.store.holdsPack(id) || (this.t.backend.copyTo && index && (await this.adopt(index, [])) === 'whole')) held.add(id);
     }
     return held;
   }
@@ -316,6 +387,106 @@ export class RemotePacks {
     const all = held.every((flag) => flag === 1);
     store.namePack(tmp, all ? pack.encoded() : [...pack.entries()].filter((_, i) => held[i] === 1)); // the store's own index if every atom holds
     return all ? 'whole' : 'part';
+  }
+
+  /**
+   * Downloads byte runs of remote packs (a layout's) into one new local pack, their bytes back to
+   * back, every atom in them hashed to its name and listed in the pack's index; returns where each
+   * run now lies, and the atoms and bytes moved. Runs a few KiB apart are fetched as one range
+   * (RANGE_MAX_GAP), the atoms between them kept too. A run is left out (absent from the result)
+   * if its pack is not listed or gone, or if the pack's index does not cut its bytes into whole
+   * atoms. The runs move by their offsets, a run at a time: no atom is looked up by its name.
+   */
+  async moveRuns(runs: readonly LayoutRun[]): Promise<{ moved: Map<LayoutRun, LayoutRun>; atoms: number; bytes: number }> {
+    const listed = new Map((await this.list()).filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p.index!]));
+    const spans: Span[] = [];
+    const byPack = new Map<string, LayoutRun[]>();
+    for (const run of runs) {
+      if (!listed.has(run.pack)) continue;
+      const of = byPack.get(run.pack);
+      if (of) of.push(run);
+      else byPack.set(run.pack, [run]);
+    }
+    for (const [id, packRuns] of byPack) {
+      const index = listed.get(id)!;
+      packRuns.sort((a, b) => a.offset - b.offset);
+      let order: Uint32Array | null = null;
+      for (const run of packRuns) {
+        const last = spans[spans.length - 1];
+        if (last?.index === index && !last.broken && run.offset <= last.end + RANGE_MAX_GAP) {
+          last.take(run); // a run whose bytes are not all atoms of the index is left out
+          continue;
+        }
+        order ??= index.positionsByOffset();
+        spans.push(new Span(index, order, run));
+      }
+    }
+    // The spans kept lie in the new pack back to back, in order.
+    const kept = spans.filter((span) => !span.broken);
+    let end = PACK_MAGIC.length;
+    for (const span of kept) {
+      span.local = end;
+      end += span.end - span.start;
+    }
+    const moved = new Map<LayoutRun, LayoutRun>();
+    if (kept.length === 0) return { moved, atoms: 0, bytes: 0 };
+    const store = this.t.store;
+    const tmp = tempName(store.ensurePacksDir(), '.pack');
+    const fd = openSync(tmp, 'wx', 0o444);
+    const entries = new Map<string, PackEntry>();
+    let id: string;
+    let gone: Set<Span>;
+    try {
+      writeSync(fd, PACK_MAGIC, 0, PACK_MAGIC.length, 0);
+      gone = new Set<Span>();
+      const failures = await forEachConcurrently(kept.flatMap((span) => span.pieces()), this.t.settings.concurrency, async (piece) => {
+        const key = packKey(piece.span.index.id, 'pack');
+        const what = `downloading bytes ${piece.start}–${piece.end - 1} of ${key} from ${this.t.backend.url}`;
+        await withRetries(this.t.settings.attempts, async () => {
+          const bytes = await this.readRange(key, piece.start, piece.end - piece.start, what);
+          if (!bytes) {
+            gone.add(piece.span);
+            return;
+          }
+          if (bytes.length !== piece.end - piece.start) throw new RemoteError(`${what}: ${bytes.length} bytes arrived`, 'run the command again', true);
+          const { index, order } = piece.span;
+          for (let k = piece.first; k < piece.last; k++) {
+            const i = order[k]!;
+            const at = index.offsetOf(i) - piece.start;
+            const hash = index.hashAt(i);
+            const actual = sha256Hex(bytes.subarray(at, at + index.sizeOf(i)));
+            if (actual !== hash) throw badAtom(this.t, index.id, hash, index.sizeOf(i), actual);
+          }
+          writeSync(fd, bytes, 0, bytes.length, piece.span.local + piece.start - piece.span.start);
+        });
+      });
+      if (failures.length > 0) throw failures[0]!.error;
+      for (const span of kept) {
+        if (gone.has(span)) continue;
+        for (let k = span.first; k < span.last; k++) {
+          const i = span.order[k]!;
+          const hash = span.index.hashAt(i);
+          if (!entries.has(hash)) entries.set(hash, { hash, offset: span.local + span.index.offsetOf(i) - span.start, size: span.index.sizeOf(i) });
+        }
+      }
+      closeSync(fd);
+      if (entries.size === 0) {
+        removeQuietly(tmp);
+        return { moved, atoms: 0, bytes: 0 };
+      }
+      id = store.namePack(tmp, [...entries.values()]);
+    } catch (err) {
+      try { closeSync(fd); } catch { /* closed already */ }
+      removeQuietly(tmp);
+      throw err;
+    }
+    let bytes = 0;
+    for (const span of kept) {
+      if (gone.has(span)) continue;
+      for (const run of span.runs) moved.set(run, { pack: id, offset: span.local + run.offset - span.start, size: run.size });
+      bytes += span.end - span.start;
+    }
+    return { moved, atoms: entries.size, bytes };
   }
 
   /** Downloads the ranges; returns the atoms of packs that are gone. */
@@ -355,13 +526,7 @@ export class RemotePacks {
       item.done = true;
       stored(hash, size);
     }
-    if (bad) {
-      throw new RemoteError(
-        `the remote store ${backend.url} served ${bad.size} bytes for atom ${bad.hash} that hash to ${bad.actual}; they were not stored`,
-        `if this repeats, the remote copy in ${key} is damaged: delete ${packKey(range.pack.id, 'idx')} from the remote store and push again from a clone that has the files`,
-        true,
-      );
-    }
+    if (bad) throw badAtom(this.t, range.pack.id, bad.hash, bad.size, bad.actual);
   }
 
   private async readRange(key: string, start: number, length: number, what: string): Promise<Buffer | null> {

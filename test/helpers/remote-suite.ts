@@ -64,13 +64,12 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     assert.ok(backend);
     return backend;
   };
-  /** A fresh remote store that keeps layouts (one that hands over whole packs) and a local store `here`; null for a store that keeps none. */
+  /** A fresh remote store and a local store `here`. */
   const layoutStores = async (t: { after(fn: () => void): void }) => {
     const root = scratch(t);
     const settings = await remote.freshSettings();
     const backend = await open(settings, root);
     t.after(() => backend.close());
-    if (!backend.copyTo) return null;
     return { root, settings, backend, here: storeContext(subdir(root, 'here'), settings) };
   };
 
@@ -324,7 +323,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const many = files.filter((f) => f.concept.refs.some((r) => r.type === 'Manifest'));
     assert.equal(many.length, 2, 'the two videos are hundreds of atoms, the picture eleven');
     const written = (await listAll(backend, LAYOUTS_PREFIX)).map((o) => o.key).sort();
-    assert.deepEqual(written, backend.copyTo ? many.map((f) => layoutKey(f.concept.oid)).sort() : [], 'a layout per file of many atoms, in a store that hands over whole packs');
+    assert.deepEqual(written, many.map((f) => layoutKey(f.concept.oid)).sort(), 'a layout per file of many atoms');
 
     const there = storeContext(subdir(root, 'there'), settings);
     await fetchConcepts(there, files.map((f) => f.concept), { quiet: true });
@@ -333,7 +332,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
       assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every leaf and manifest its concept names is local`);
       assertRebuilds(there, f);
       const layout = there.store.layoutOf(f.concept.oid, f.concept.size);
-      assert.equal(layout !== null, backend.copyTo !== undefined && many.includes(f), `${f.name}: the fetch kept the remote layout as its own`);
+      assert.equal(layout !== null, many.includes(f), `${f.name}: the fetch kept the remote layout as its own (moved to its packs)`);
       if (!layout) continue;
       const counting = new CountingStore(there.store.root);
       const out: Buffer[] = [];
@@ -344,9 +343,8 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a file whose remote pack is taken whole keeps the remote layout as it is`, async (t) => {
-    const stores = await layoutStores(t);
-    if (!stores) return; // no layouts where whole packs do not move
-    const { root, settings, backend, here } = stores;
+    const { root, settings, backend, here } = await layoutStores(t);
+    if (!backend.copyTo) return; // whole packs move from a folder only
     const file = addBytes(here, 'random.bin', randomBytes(8 * 1024 * 1024)); // ~128 chunks and a manifest: one pack
     await pushConcepts(here, [{ concept: file.concept, path: file.name }], { quiet: true });
     const pack = packOfKey((await listAll(backend, 'packs/')).map((o) => o.key).find((k) => k.endsWith('.pack'))!)!;
@@ -360,9 +358,7 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a later push's layout joins the runs it sent to those already in the store's packs, as a lookup in every pack finds them`, async (t) => {
-    const stores = await layoutStores(t);
-    if (!stores) return; // no layouts where whole packs do not move
-    const { root, settings, backend, here } = stores;
+    const { root, settings, backend, here } = await layoutStores(t);
     const [first, retitled] = addFixtures(here, ['course-a.mp4', 'course-a-retitled.mp4']);
     await pushConcepts(here, [{ concept: first!.concept, path: first!.name }], { quiet: true });
     await pushConcepts(here, [{ concept: retitled!.concept, path: retitled!.name }], { quiet: true });
@@ -386,9 +382,8 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
   });
 
   test(`${name}: a fetch leaves alone the files the store rebuilds through layouts of its own (their remote layouts unread), and fetches the others`, async (t) => {
-    const stores = await layoutStores(t);
-    if (!stores?.backend.readWhole) return; // layouts, read whole, where whole packs move
-    const { root, settings, backend, here } = stores;
+    const { root, settings, backend, here } = await layoutStores(t);
+    if (!backend.readWhole) return; // where layouts are read whole (a folder), to count the reads
     const files = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4']);
     const [a, b, c] = files as [BuiltFile, BuiltFile, BuiltFile];
     await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
@@ -411,15 +406,34 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     }
   });
 
-  test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes costs its file nothing but a retry`, async (t) => {
+  test(`${name}: a damaged atom in a pack a layout reads from is refused, named, and not stored`, async (t) => {
+    const { root, settings, backend, here } = await layoutStores(t);
+    const [file] = addFixtures(here, ['course-a.mp4']);
+    await pushConcepts(here, [{ concept: file!.concept, path: file!.name }], { quiet: true });
+    const packs = new RemotePacks({ backend, store: here.store, settings: { concurrency: 2, attempts: 1, timeoutMs: 30_000 } });
+    const [pack] = (await packs.list()).filter((p) => p.index);
+    const entries = [...pack!.index!.entries()].sort((x, y) => x.offset - y.offset);
+    const bad = entries[entries.length >> 1]!;
+    const key = `packs/${pack!.id}.pack`;
+    const bytes = await readAllOf(await backend.download(key));
+    bytes[bad.offset + (bad.size >> 1)]! ^= 0x20;
+    await backend.upload(key, bufferBody(bytes));
+    const there = storeContext(subdir(root, 'there'), { ...settings, 'panini.retries': '0' });
+    await assert.rejects(fetchConcepts(there, [file!.concept], { quiet: true }), (err: Error) => {
+      assert.match(err.message, new RegExp(`bytes for atom ${bad.hash} that hash to`));
+      return true;
+    });
+    assert.equal(there.store.has(bad.hash), false, 'the damaged atom is not stored');
+  });
+
+  test(`${name}: a remote layout that is damaged, names a pack the store lacks, or lies about the bytes (its runs reordered, or shifted off the atoms) costs its file nothing but a retry`, async (t) => {
     const root = scratch(t);
     const settings = await remote.freshSettings();
     const here = storeContext(subdir(root, 'here'), settings);
-    const [a, b, c] = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4']);
-    await pushConcepts(here, [a!, b!, c!].map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const [a, b, c, d] = addFixtures(here, ['course-a.mp4', 'course-b.mp4', 'course-a-retitled.mp4', 'course-a-fragmented.mp4']);
+    await pushConcepts(here, [a!, b!, c!, d!].map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
     const backend = await open(settings, root);
     t.after(() => backend.close());
-    if (!backend.copyTo) return; // no layouts there (the test above)
     const read = async (f: BuiltFile): Promise<Buffer> => readAllOf(await backend.download(layoutKey(f.concept.oid)));
     // a: one byte flipped; b: a pack id that is not in the store (checksum made right);
     // c: its runs in the opposite order (checksum right, same bytes in all: only the file's hash can tell).
@@ -431,22 +445,29 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     const runsC = decodeLayout(await read(c!), c!.concept.oid, c!.concept.size)!;
     assert.ok(runsC.length > 1, 'runs to reorder');
     await backend.upload(layoutKey(c!.concept.oid), bufferBody(encodeLayout(c!.concept.oid, c!.concept.size, [...runsC].reverse())));
+    // d: its first run one byte later (checksum right): its bytes no longer start on an atom.
+    const runsD = decodeLayout(await read(d!), d!.concept.oid, d!.concept.size)!;
+    await backend.upload(layoutKey(d!.concept.oid), bufferBody(encodeLayout(d!.concept.oid, d!.concept.size, [{ ...runsD[0]!, offset: runsD[0]!.offset + 1 }, ...runsD.slice(1)])));
 
     const there = storeContext(subdir(root, 'there'), settings);
-    await fetchConcepts(there, [a!, b!, c!].map((f) => f.concept), { quiet: true });
-    for (const f of [a!, b!, c!]) assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every atom local`);
+    await fetchConcepts(there, [a!, b!, c!, d!].map((f) => f.concept), { quiet: true });
+    for (const f of [a!, b!, c!, d!]) assert.deepEqual(missingAtoms(f.concept, there.store), [], `${f.name}: every atom local`);
+
     assert.equal(there.store.layoutOf(a!.concept.oid, a!.concept.size), null, 'the damaged layout is ignored');
     assert.equal(there.store.layoutOf(b!.concept.oid, b!.concept.size), null, 'the layout naming a missing pack is ignored');
     for (const f of [a!, b!]) assertRebuilds(there, f);
-    // The reordered one holds together, so it is kept; the file's hash refuses it, which drops it.
-    const rebuild = (): Buffer => {
-      const out: Buffer[] = [];
-      reconstruct(c!.concept, there.store, (bytes) => out.push(Buffer.from(bytes)), { discardedOnError: true, release: () => undefined });
-      return Buffer.concat(out);
-    };
-    assert.throws(rebuild, /reconstructed bytes do not match the concept/);
-    assert.equal(there.store.layoutOf(c!.concept.oid, c!.concept.size), null, 'a layout that failed is dropped');
-    assert.equal(sha256Hex(rebuild()), c!.concept.oid, 'the next rebuild reads the atoms, byte for byte');
+    // The reordered one and the shifted one hold together, so they are kept; the file's hash refuses
+    // them, which drops them.
+    for (const f of [c!, d!]) {
+      const rebuild = (): Buffer => {
+        const out: Buffer[] = [];
+        reconstruct(f.concept, there.store, (bytes) => out.push(Buffer.from(bytes)), { discardedOnError: true, release: () => undefined });
+        return Buffer.concat(out);
+      };
+      assert.throws(rebuild, /reconstructed bytes do not match the concept/, `${f.name}: refused`);
+      assert.equal(there.store.layoutOf(f.concept.oid, f.concept.size), null, `${f.name}: a layout that failed is dropped`);
+      assert.equal(sha256Hex(rebuild()), f.concept.oid, `${f.name}: the next rebuild reads the atoms, byte for byte`);
+    }
   });
 }
 
