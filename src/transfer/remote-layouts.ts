@@ -183,12 +183,12 @@ async function readLayout(s: Session, oid: string, size: number): Promise<Remote
 }
 
 /** The file's runs in the local store's packs: as they are in packs taken whole, else where they moved; null if one did not. */
-function localRuns(runs: readonly LayoutRun[], taken: ReadonlySet<string>, moved: ReadonlyMap<LayoutRun, LayoutRun>): LayoutRun[] | null {
+function localRuns(runs: readonly LayoutRun[], taken: ReadonlySet<string>, moved: ReadonlyMap<LayoutRun, LayoutRun[]>): LayoutRun[] | null {
   const builder = new LayoutBuilder();
   for (const run of runs) {
-    const at = taken.has(run.pack) ? run : moved.get(run);
+    const at = taken.has(run.pack) ? [run] : moved.get(run);
     if (!at) return null;
-    builder.add(at.pack, at.offset, at.size);
+    for (const r of at) builder.add(r.pack, r.offset, r.size);
   }
   return builder.complete ? builder.runs : null;
 }

@@ -15,8 +15,8 @@ import { Readable } from 'node:stream';
 import { AtomError, PaniniError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { bufferBody, packKey, packOfKey, PACKS_PREFIX, RemoteError, type UploadBody } from '../store/backend.js';
-import type { LayoutRun } from '../store/layout.js';
-import { statOrNull, tempName, type AtomWriter } from '../store/local.js';
+import { LayoutBuilder, type LayoutRun } from '../store/layout.js';
+import { statOrNull, tempName, type AtomWriter, type LocalStore } from '../store/local.js';
 import { atomsHeld, encodeIndex, entriesHeld, findInPacks, PACK_MAGIC, PackIndex, readPackBytes, removeQuietly, type EncodedIndex, type PackEntry } from '../store/pack.js';
 import { readAll, readObject, remoteCachePath, type Transfer } from './atoms.js';
 import { forEachConcurrently } from './pool.js';
@@ -80,30 +80,37 @@ function badAtom(t: Transfer, pack: string, hash: string, size: number, actual: 
   );
 }
 
+/** Atoms of a span to download in one range: order[first] to order[last - 1], bytes [start, end), at `local` in the new pack. */
+interface Piece {
+  span: Span;
+  start: number;
+  end: number;
+  first: number;
+  last: number;
+  local: number;
+}
+
 /**
- * Runs of one remote pack fetched as one stretch of its bytes, [start, end): the atoms at
+ * Runs of one remote pack taken as one stretch of its bytes, [start, end): the atoms at
  * `order[first]` to `order[last - 1]` (positions in its index, by offset) fill it exactly, one after
- * the other, so that every byte fetched is checked; `broken` if no atom holds the first run's first
- * byte. A run needs no atom boundary of its own: it moves by its offset. `local`: where the span
- * starts in the new pack.
+ * the other, so that every byte downloaded is checked; `broken` if no atom holds the first run's
+ * first byte. A run needs no atom boundary of its own where the whole span is downloaded: it
+ * moves by its offset.
  */
 class Span {
   readonly start: number;
   end: number;
   readonly first: number;
   last: number;
-  local = 0;
   readonly broken: boolean;
   readonly runs: LayoutRun[] = [];
+  /** Where the span starts in the new pack, when all of it is downloaded. */
+  private local = -1;
+  /** Otherwise, for each atom (from `first`): its place in the store's packs, or in the new pack. */
+  private places: { pack: string | null; offset: number }[] | null = null;
 
   constructor(readonly index: PackIndex, readonly order: Uint32Array, run: LayoutRun) {
-    let lo = 0;
-    let hi = order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (index.offsetOf(order[mid]!) <= run.offset) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = this.atomAfter(run.offset, 0);
     // The atom that holds the run's first byte (the last one starting at or before it).
     this.first = this.last = Math.max(0, lo - 1);
     this.start = this.end = lo > 0 ? index.offsetOf(order[lo - 1]!) : 0;
@@ -123,23 +130,66 @@ class Span {
     return true;
   }
 
-  /** The span cut at atom boundaries into downloads of at most RANGE_MAX_BYTES (an atom larger than that alone). */
-  pieces(): { span: Span; start: number; end: number; first: number; last: number }[] {
-    const pieces = [];
-    let first = this.first;
-    let start = this.start;
-    let at = this.start;
+  /**
+   * Decides what to download: the atoms `store`'s packs lack (all of them without a store to ask),
+   * in pieces of at most RANGE_MAX_BYTES placed in the new pack from `at` on; returns where the
+   * next span's bytes go.
+   */
+  plan(store: LocalStore | null, at: number, pieces: Piece[]): number {
+    const { index, order } = this;
+    if (store) this.places = [];
+    const firstPiece = pieces.length;
+    let piece: Piece | null = null;
     for (let k = this.first; k < this.last; k++) {
-      const size = this.index.sizeOf(this.order[k]!);
-      if (at > start && at + size - start > RANGE_MAX_BYTES) {
-        pieces.push({ span: this as Span, start, end: at, first, last: k });
-        first = k;
-        start = at;
+      const i = order[k]!;
+      const size = index.sizeOf(i);
+      const held = store?.packedAt(index.hashAt(i));
+      if (held?.pack && held.size === size) {
+        this.places!.push({ pack: held.pack.id, offset: held.offset });
+        piece = null;
+        continue;
       }
+      const offset = index.offsetOf(i);
+      if (!piece || offset + size - piece.start > RANGE_MAX_BYTES) {
+        piece = { span: this, start: offset, end: offset, first: k, last: k, local: at };
+        pieces.push(piece);
+      }
+      this.places?.push({ pack: null, offset: at });
+      piece.end = offset + size;
+      piece.last = k + 1;
       at += size;
     }
-    pieces.push({ span: this as Span, start, end: at, first, last: this.last });
-    return pieces;
+    if (!store) this.local = pieces[firstPiece]?.local ?? -1;
+    return at;
+  }
+
+  /** The run's bytes as local runs, with `id` the new pack's; null if it cannot be told (a run that cuts an atom, among atoms kept where they were). */
+  localRuns(run: LayoutRun, id: string): LayoutRun[] | null {
+    if (!this.places) return [{ pack: id, offset: this.local + run.offset - this.start, size: run.size }];
+    const builder = new LayoutBuilder();
+    let k = this.atomAfter(run.offset, this.first) - 1;
+    if (k < this.first || this.index.offsetOf(this.order[k]!) !== run.offset) return null;
+    for (let at = run.offset; at < run.offset + run.size; k++) {
+      if (k >= this.last) return null;
+      const size = this.index.sizeOf(this.order[k]!);
+      const place = this.places[k - this.first]!;
+      builder.add(place.pack ?? id, place.offset, size);
+      at += size;
+      if (at > run.offset + run.size) return null;
+    }
+    return builder.complete ? builder.runs : null;
+  }
+
+  /** The first position from `from` on whose atom starts after `offset`. */
+  private atomAfter(offset: number, from: number): number {
+    let lo = from;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.index.offsetOf(this.order[mid]!) <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 }
 
@@ -390,14 +440,15 @@ export class RemotePacks {
   }
 
   /**
-   * Downloads byte runs of remote packs (a layout's) into one new local pack, their bytes back to
-   * back, every atom in them hashed to its name and listed in the pack's index; returns where each
-   * run now lies, and the atoms and bytes moved. Runs a few KiB apart are fetched as one range
-   * (RANGE_MAX_GAP), the atoms between them kept too. A run is left out (absent from the result)
-   * if its pack is not listed or gone, or if the pack's index does not cut its bytes into whole
-   * atoms. The runs move by their offsets, a run at a time: no atom is looked up by its name.
+   * Moves byte runs of remote packs (a layout's) into the local store: the atoms they cover that
+   * the store's packs lack are downloaded, every one hashed to its name, and written back to back
+   * into one new pack that lists them; returns where each run now lies (as local runs), and the
+   * atoms and bytes downloaded. Runs a few KiB apart are fetched as one range (RANGE_MAX_GAP), the
+   * atoms between them kept too. A run is left out (absent from the result) if its pack is not
+   * listed or gone, or if the pack's index does not cover its bytes with atoms. In a store without
+   * packs (a clone's), a run moves by its offset: no atom is looked up by its name.
    */
-  async moveRuns(runs: readonly LayoutRun[]): Promise<{ moved: Map<LayoutRun, LayoutRun>; atoms: number; bytes: number }> {
+  async moveRuns(runs: readonly LayoutRun[]): Promise<{ moved: Map<LayoutRun, LayoutRun[]>; atoms: number; bytes: number }> {
     const listed = new Map((await this.list()).filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p.index!]));
     const spans: Span[] = [];
     const byPack = new Map<string, LayoutRun[]>();
@@ -421,72 +472,75 @@ export class RemotePacks {
         spans.push(new Span(index, order, run));
       }
     }
-    // The spans kept lie in the new pack back to back, in order.
-    const kept = spans.filter((span) => !span.broken);
-    let end = PACK_MAGIC.length;
-    for (const span of kept) {
-      span.local = end;
-      end += span.end - span.start;
-    }
-    const moved = new Map<LayoutRun, LayoutRun>();
-    if (kept.length === 0) return { moved, atoms: 0, bytes: 0 };
     const store = this.t.store;
-    const tmp = tempName(store.ensurePacksDir(), '.pack');
-    const fd = openSync(tmp, 'wx', 0o444);
-    const entries = new Map<string, PackEntry>();
-    let id: string;
-    let gone: Set<Span>;
-    try {
-      writeSync(fd, PACK_MAGIC, 0, PACK_MAGIC.length, 0);
-      gone = new Set<Span>();
-      const failures = await forEachConcurrently(kept.flatMap((span) => span.pieces()), this.t.settings.concurrency, async (piece) => {
-        const key = packKey(piece.span.index.id, 'pack');
-        const what = `downloading bytes ${piece.start}–${piece.end - 1} of ${key} from ${this.t.backend.url}`;
-        await withRetries(this.t.settings.attempts, async () => {
-          const bytes = await this.readRange(key, piece.start, piece.end - piece.start, what);
-          if (!bytes) {
-            gone.add(piece.span);
-            return;
-          }
-          if (bytes.length !== piece.end - piece.start) throw new RemoteError(`${what}: ${bytes.length} bytes arrived`, 'run the command again', true);
+    const kept = spans.filter((span) => !span.broken);
+    // Atoms already in the store's packs stay there (`fetch --all` after a clone asks for older
+    // versions that share most of them); the others lie in the new pack back to back, in order.
+    const lookUp = store.packIndexes().length > 0;
+    const pieces: Piece[] = [];
+    let end = PACK_MAGIC.length;
+    for (const span of kept) end = span.plan(lookUp ? store : null, end, pieces);
+    const moved = new Map<LayoutRun, LayoutRun[]>();
+    let id = '';
+    const gone = new Set<Span>();
+    let atoms = 0;
+    let bytes = 0;
+    if (pieces.length > 0) {
+      const tmp = tempName(store.ensurePacksDir(), '.pack');
+      const fd = openSync(tmp, 'wx', 0o444);
+      try {
+        writeSync(fd, PACK_MAGIC, 0, PACK_MAGIC.length, 0);
+        const failures = await forEachConcurrently(pieces, this.t.settings.concurrency, async (piece) => {
+          const key = packKey(piece.span.index.id, 'pack');
+          const what = `downloading bytes ${piece.start}–${piece.end - 1} of ${key} from ${this.t.backend.url}`;
+          await withRetries(this.t.settings.attempts, async () => {
+            const got = await this.readRange(key, piece.start, piece.end - piece.start, what);
+            if (!got) {
+              gone.add(piece.span);
+              return;
+            }
+            if (got.length !== piece.end - piece.start) throw new RemoteError(`${what}: ${got.length} bytes arrived`, 'run the command again', true);
+            const { index, order } = piece.span;
+            for (let k = piece.first; k < piece.last; k++) {
+              const i = order[k]!;
+              const at = index.offsetOf(i) - piece.start;
+              const hash = index.hashAt(i);
+              const actual = sha256Hex(got.subarray(at, at + index.sizeOf(i)));
+              if (actual !== hash) throw badAtom(this.t, index.id, hash, index.sizeOf(i), actual);
+            }
+            writeSync(fd, got, 0, got.length, piece.local);
+          });
+        });
+        if (failures.length > 0) throw failures[0]!.error;
+        closeSync(fd);
+        const entries = new Map<string, PackEntry>();
+        for (const piece of pieces) {
+          if (gone.has(piece.span)) continue;
           const { index, order } = piece.span;
           for (let k = piece.first; k < piece.last; k++) {
             const i = order[k]!;
-            const at = index.offsetOf(i) - piece.start;
             const hash = index.hashAt(i);
-            const actual = sha256Hex(bytes.subarray(at, at + index.sizeOf(i)));
-            if (actual !== hash) throw badAtom(this.t, index.id, hash, index.sizeOf(i), actual);
+            if (!entries.has(hash)) entries.set(hash, { hash, offset: piece.local + index.offsetOf(i) - piece.start, size: index.sizeOf(i) });
           }
-          writeSync(fd, bytes, 0, bytes.length, piece.span.local + piece.start - piece.span.start);
-        });
-      });
-      if (failures.length > 0) throw failures[0]!.error;
-      for (const span of kept) {
-        if (gone.has(span)) continue;
-        for (let k = span.first; k < span.last; k++) {
-          const i = span.order[k]!;
-          const hash = span.index.hashAt(i);
-          if (!entries.has(hash)) entries.set(hash, { hash, offset: span.local + span.index.offsetOf(i) - span.start, size: span.index.sizeOf(i) });
+          bytes += piece.end - piece.start;
         }
-      }
-      closeSync(fd);
-      if (entries.size === 0) {
+        if (entries.size > 0) id = store.namePack(tmp, [...entries.values()]);
+        else removeQuietly(tmp);
+        atoms = entries.size;
+      } catch (err) {
+        try { closeSync(fd); } catch { /* closed already */ }
         removeQuietly(tmp);
-        return { moved, atoms: 0, bytes: 0 };
+        throw err;
       }
-      id = store.namePack(tmp, [...entries.values()]);
-    } catch (err) {
-      try { closeSync(fd); } catch { /* closed already */ }
-      removeQuietly(tmp);
-      throw err;
     }
-    let bytes = 0;
     for (const span of kept) {
       if (gone.has(span)) continue;
-      for (const run of span.runs) moved.set(run, { pack: id, offset: span.local + run.offset - span.start, size: run.size });
-      bytes += span.end - span.start;
+      for (const run of span.runs) {
+        const local = span.localRuns(run, id);
+        if (local) moved.set(run, local);
+      }
     }
-    return { moved, atoms: entries.size, bytes };
+    return { moved, atoms, bytes };
   }
 
   /** Downloads the ranges; returns the atoms of packs that are gone. */

@@ -406,6 +406,25 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     }
   });
 
+  test(`${name}: a fetch by layouts downloads only the atoms the store lacks, and lays the file out across its packs`, async (t) => {
+    const { root, settings, here } = await layoutStores(t);
+    const [first, retitled] = addFixtures(here, ['course-a.mp4', 'course-a-retitled.mp4']);
+    await pushConcepts(here, [first!, retitled!].map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const thereRoot = subdir(root, 'there');
+    const there = storeContext(thereRoot, settings);
+    await fetchConcepts(there, [first!.concept], { quiet: true });
+    const second = await fetchConcepts(there, [retitled!.concept], { quiet: true });
+    // Its new atoms and its manifests (in this small fixture, half the size of its frames).
+    assert.ok(second.bytes < retitled!.bytes.length * 0.6, `the retitled copy shares all but its title with the first: ${second.bytes} bytes moved`);
+    const { oid, size } = retitled!.concept;
+    assert.ok(there.store.layoutOf(oid, size), 'its layout kept, moved to the local packs');
+    const counting = new CountingStore(thereRoot);
+    const out: Buffer[] = [];
+    reconstruct(retitled!.concept, counting, (b) => out.push(Buffer.from(b)), { discardedOnError: true, release: () => undefined });
+    assert.equal(sha256Hex(Buffer.concat(out)), oid, 'rebuilt through the layout, byte for byte');
+    assert.deepEqual([counting.lookups, counting.reads], [0, 0], 'with no atom looked up and no manifest read');
+  });
+
   test(`${name}: a damaged atom in a pack a layout reads from is refused, named, and not stored`, async (t) => {
     const { root, settings, backend, here } = await layoutStores(t);
     const [file] = addFixtures(here, ['course-a.mp4']);
