@@ -93,11 +93,16 @@ export async function fetchByLayouts(
   const mostlyNeeded = s.backend.copyTo ? packsMostlyNeeded([...found.values()], listed) : [];
   const whole = [...new Set([...mostlyNeeded, ...heldBefore])];
   const taken = await s.packs.adoptWhole(whole);
-  // The other runs move by their offsets into one new pack; with them, in a download of their own,
-  // the manifests the files list (fetched unread: see fetchConceptsWith).
-  const { moved, atoms: movedAtoms, bytes: movedBytes } = await s.packs.moveRuns([...found.values()].flatMap((runs) => runs.filter((r) => !taken.has(r.pack))));
+  // The other runs move by their offsets into one new pack while the manifests the files list come
+  // in a download of their own (fetched unread: see fetchConceptsWith).
   const manifests = new Set([...found.keys()].flatMap(manifestsListed));
-  if (manifests.size > 0) await download([...manifests].map((hash) => ({ hash })));
+  const [runsMoved, manifestsFetched] = await Promise.allSettled([
+    s.packs.moveRuns([...found.values()].flatMap((runs) => runs.filter((r) => !taken.has(r.pack)))),
+    manifests.size > 0 ? download([...manifests].map((hash) => ({ hash }))) : undefined,
+  ]); // both settled before either failure is thrown: nothing runs on once the fetch has ended
+  if (runsMoved.status === 'rejected') throw runsMoved.reason;
+  if (manifestsFetched.status === 'rejected') throw manifestsFetched.reason;
+  const { moved, atoms: movedAtoms, bytes: movedBytes } = runsMoved.value;
   const left: FileToFetch[] = [];
   for (const f of files) {
     const runs = found.get(f);
