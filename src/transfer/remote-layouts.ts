@@ -92,12 +92,13 @@ export async function fetchByLayouts(
   const heldBefore = new Set([...named].filter((id) => s.store.holdsPack(id)));
   const mostlyNeeded = s.backend.copyTo ? packsMostlyNeeded([...found.values()], listed) : [];
   const whole = [...new Set([...mostlyNeeded, ...heldBefore])];
+  const hadPacks = s.store.packIndexes().length > 0;
   const taken = await s.packs.adoptWhole(whole);
   // The other runs move by their offsets into one new pack while the manifests the files list come
   // in a download of their own (fetched unread: see fetchConceptsWith).
   const manifests = new Set([...found.keys()].flatMap(manifestsListed));
   const [runsMoved, manifestsFetched] = await Promise.allSettled([
-    s.packs.moveRuns([...found.values()].flatMap((runs) => runs.filter((r) => !taken.has(r.pack)))),
+    s.packs.moveRuns([...found.values()].flatMap((runs) => runs.filter((r) => !taken.has(r.pack))), hadPacks),
     manifests.size > 0 ? download([...manifests].map((hash) => ({ hash }))) : undefined,
   ]); // both settled before either failure is thrown: nothing runs on once the fetch has ended
   if (runsMoved.status === 'rejected') throw runsMoved.reason;

@@ -445,10 +445,11 @@ export class RemotePacks {
    * into one new pack that lists them; returns where each run now lies (as local runs), and the
    * atoms and bytes downloaded. Runs a few KiB apart are fetched as one range (RANGE_MAX_GAP), the
    * atoms between them kept too. A run is left out (absent from the result) if its pack is not
-   * listed or gone, or if the pack's index does not cover its bytes with atoms. In a store without
-   * packs (a clone's), a run moves by its offset: no atom is looked up by its name.
+   * listed or gone, or if the pack's index does not cover its bytes with atoms. With `lookUp`
+   * false (a store that had no packs: a clone's, whatever packs it took whole since, as no atom
+   * lies in two of the remote's), a run moves by its offset: no atom is looked up by its name.
    */
-  async moveRuns(runs: readonly LayoutRun[]): Promise<{ moved: Map<LayoutRun, LayoutRun[]>; atoms: number; bytes: number }> {
+  async moveRuns(runs: readonly LayoutRun[], lookUp: boolean): Promise<{ moved: Map<LayoutRun, LayoutRun[]>; atoms: number; bytes: number }> {
     const listed = new Map((await this.list()).filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p.index!]));
     const spans: Span[] = [];
     const byPack = new Map<string, LayoutRun[]>();
@@ -476,7 +477,6 @@ export class RemotePacks {
     const kept = spans.filter((span) => !span.broken);
     // Atoms already in the store's packs stay there (`fetch --all` after a clone asks for older
     // versions that share most of them); the others lie in the new pack back to back, in order.
-    const lookUp = store.packIndexes().length > 0;
     const pieces: Piece[] = [];
     let end = PACK_MAGIC.length;
     for (const span of kept) end = span.plan(lookUp ? store : null, end, pieces);
