@@ -137,17 +137,24 @@ test('s3 requests: S3\'s XML is read with its entities', () => {
 });
 
 test('s3 requests: a bucket in another region is named, with the setting that fixes it', async (t) => {
-  // What S3 answers a request signed for the wrong region: a redirect naming the bucket's region.
+  // What S3 answers a request for a bucket in another region: a redirect naming the bucket's region
+  // in a header, or (signed for the wrong region) an error naming it in its body.
+  let requests = 0;
   const server = createServer((req, res) => {
     req.resume();
-    res.writeHead(301, { 'x-amz-bucket-region': 'eu-north-1', 'content-type': 'application/xml' });
-    res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>');
+    if (requests++ % 2 === 0) {
+      res.writeHead(301, { 'x-amz-bucket-region': 'eu-north-1', 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>');
+    } else {
+      res.writeHead(400, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>the region \'us-east-1\' is wrong; expecting \'eu-north-1\'</Message><Region>eu-north-1</Region></Error>');
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
   const backend = new S3Backend({ bucket: 'media', prefix: '', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forcePathStyle: true, timeoutMs: 5000 });
   try {
-    for (const attempt of [() => backend.exists('gc-epoch'), () => backend.download('gc-epoch'), async () => backend.list('packs/').next()]) {
+    for (const attempt of [() => backend.download('gc-epoch'), () => backend.download('gc-epoch'), async () => backend.list('packs/').next(), async () => backend.list('packs/').next(), () => backend.exists('gc-epoch')]) {
       await assert.rejects(attempt(), (err: Error & { hint?: string; retryable?: boolean }) => {
         assert.match(err.message, /bucket media is in region eu-north-1/);
         assert.match(String(err.hint), /panini\.s3\.region to eu-north-1/);

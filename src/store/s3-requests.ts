@@ -30,7 +30,7 @@ export interface S3Failure {
   name: string;
   message: string;
   $metadata: { httpStatusCode: number };
-  /** The region S3 says the bucket is in (x-amz-bucket-region), when it says. */
+  /** The region S3 says the bucket is in (x-amz-bucket-region, or the error's Region), when it says. */
   bucketRegion?: string;
 }
 
@@ -114,7 +114,7 @@ export class S3Requests {
       name: xmlField(text, 'Code') ?? (status === 404 ? 'NotFound' : `HTTP${status}`),
       message: xmlField(text, 'Message') ?? res.statusMessage ?? '',
       $metadata: { httpStatusCode: status },
-      bucketRegion: typeof region === 'string' ? region : undefined,
+      bucketRegion: typeof region === 'string' ? region : xmlField(text, 'Region'),
     };
   }
 

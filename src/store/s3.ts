@@ -202,7 +202,8 @@ export class S3Backend implements Backend {
     }
     if (name === 'NoSuchBucket') return new RemoteError(`${what}: bucket ${this.options.bucket} does not exist`, 'create the bucket, or correct panini.url', false);
     if (/region is missing/i.test(e.message ?? '')) return new RemoteError(`${what}: no AWS region set`, 'set panini.s3.region (or AWS_REGION)', false);
-    if (e.bucketRegion && status !== undefined && status >= 300 && status < 400) {
+    // A redirect, or a signature for the wrong region (AuthorizationHeaderMalformed), naming the bucket's.
+    if (e.bucketRegion && status !== undefined && ((status >= 300 && status < 400) || name === 'AuthorizationHeaderMalformed')) {
       return new RemoteError(`${what}: bucket ${this.options.bucket} is in region ${e.bucketRegion}`, `set panini.s3.region to ${e.bucketRegion}`, false);
     }
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
