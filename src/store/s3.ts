@@ -68,7 +68,7 @@ export class S3Backend implements Backend {
     } catch (err) {
       throw this.error(err, `uploading ${key}`);
     }
-    if (res.statusCode !== 200) throw this.error(await this.requests.failure(res), `uploading ${key}`);
+    if (!succeeded(res)) throw this.error(await this.requests.failure(res), `uploading ${key}`);
     res.resume();
   }
 
@@ -117,15 +117,14 @@ export class S3Backend implements Backend {
 
   async exists(key: string): Promise<boolean> {
     const res = await this.answer('HEAD', key, `looking for ${key}`);
+    if (res.statusCode !== 200 && res.statusCode !== 404) throw this.error(await this.requests.failure(res), `looking for ${key}`);
     res.resume();
-    if (res.statusCode === 404) return false;
-    if (res.statusCode === 200) return true;
-    throw this.error(await this.requests.failure(res), `looking for ${key}`);
+    return res.statusCode === 200;
   }
 
   async delete(key: string): Promise<void> {
     const res = await this.answer('DELETE', key, `deleting ${key}`);
-    if (res.statusCode !== 204 && res.statusCode !== 200 && res.statusCode !== 404) throw this.error(await this.requests.failure(res), `deleting ${key}`);
+    if (!succeeded(res) && res.statusCode !== 404) throw this.error(await this.requests.failure(res), `deleting ${key}`);
     res.resume();
   }
 
@@ -238,6 +237,9 @@ function httpsTrust(): { ca: string[] } | undefined {
     return undefined;
   }
 }
+
+/** A 2xx answer (S3 answers a PUT with 200, a DELETE with 204; some services with others of the class). */
+const succeeded = (res: IncomingMessage): boolean => res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300;
 
 /** An upload's bytes (at most one part: S3_PART_SIZE) read into memory, to be signed and sent in one PUT. */
 async function readBody(body: UploadBody): Promise<Buffer> {
