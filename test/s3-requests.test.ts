@@ -2,7 +2,8 @@
  * S3 requests without the SDK's client (src/store/s3-requests.ts): they go where the SDK's client
  * sends them, for every way of naming a bucket's endpoint; keys and prefixes that need escaping
  * travel, are signed and are listed back exact against a real S3-protocol server (s3rver); S3's XML
- * is read with its entities; and a bucket in another region is named in the error.
+ * is read with its entities; and a bucket in another region, a clock the service refuses and a
+ * refusal without a body are named in the error.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -162,6 +163,33 @@ test('s3 requests: a bucket in another region is named, with the setting that fi
         return true;
       });
     }
+  } finally {
+    backend.close();
+  }
+});
+
+test('s3 requests: a clock the service refuses and a bodiless refusal are named', async (t) => {
+  // What S3 answers a request signed more than 15 minutes off its clock, and a HEAD it refuses.
+  const server = createServer((req, res) => {
+    req.resume();
+    if (req.method === 'HEAD') {
+      res.writeHead(403);
+      res.end();
+      return;
+    }
+    res.writeHead(403, { 'content-type': 'application/xml' });
+    res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const backend = new S3Backend({ bucket: 'media', prefix: '', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forcePathStyle: true, timeoutMs: 5000 });
+  try {
+    await assert.rejects(backend.download('gc-epoch'), (err: Error & { hint?: string }) => {
+      assert.match(err.message, /clock differs from the service's/);
+      assert.match(String(err.hint), /NTP/);
+      return true;
+    });
+    await assert.rejects(backend.exists('gc-epoch'), /access denied \(Forbidden\)/);
   } finally {
     backend.close();
   }

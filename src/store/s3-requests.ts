@@ -9,7 +9,7 @@
  * and Git starts a process for every checkout, fetch and push.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
 import type * as AwsParts from './aws-parts.js';
@@ -111,7 +111,8 @@ export class S3Requests {
     }
     const region = res.headers['x-amz-bucket-region'];
     return {
-      name: xmlField(text, 'Code') ?? (status === 404 ? 'NotFound' : `HTTP${status}`),
+      // A HEAD's failure has no body: named by its status, as the SDK names it (403 Forbidden, 404 NotFound).
+      name: xmlField(text, 'Code') ?? (STATUS_CODES[status] ?? `HTTP${status}`).replace(/ /g, ''),
       message: xmlField(text, 'Message') ?? res.statusMessage ?? '',
       $metadata: { httpStatusCode: status },
       bucketRegion: typeof region === 'string' ? region : xmlField(text, 'Region'),

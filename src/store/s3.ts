@@ -205,6 +205,9 @@ export class S3Backend implements Backend {
     if (e.bucketRegion && status !== undefined && ((status >= 300 && status < 400) || name === 'AuthorizationHeaderMalformed')) {
       return new RemoteError(`${what}: bucket ${this.options.bucket} is in region ${e.bucketRegion}`, `set panini.s3.region to ${e.bucketRegion}`, false);
     }
+    if (name === 'RequestTimeTooSkewed') {
+      return new RemoteError(`${what}: this machine's clock differs from the service's by more than 15 minutes`, 'set the clock right (NTP), then run the command again', false);
+    }
     if (status === 403 || name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
       return new RemoteError(`${what}: access denied (${name})`, 'check the credentials in your AWS environment and the bucket\'s policy', false);
     }
