@@ -79,7 +79,7 @@ const PACK_MIN_ATOMS = 64;
  * failure stops new downloads and is thrown.
  */
 export async function downloadAll(s: Session, atoms: Wanted[], { packed = false } = {}): Promise<{ count: number; bytes: number }> {
-  const { progress, inventory } = s;
+  const { progress } = s;
   progress.addTotal(atoms.length, atoms.reduce((n, a) => n + (a.size ?? 0), 0));
   let count = 0;
   let bytes = 0;
@@ -114,7 +114,8 @@ export async function downloadAll(s: Session, atoms: Wanted[], { packed = false 
     pack?.finish();
   } finally {
     pack?.abort();
-    inventory.record(loose);
+    // Best effort, as the inventory is: without the gc epoch it can be neither trusted nor written.
+    if (loose.length > 0) await s.inventory.then((inventory) => inventory.record(loose), () => undefined);
   }
   if (packedFailure) {
     if (packedFailure instanceof PaniniError) throw packedFailure;

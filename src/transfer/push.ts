@@ -41,7 +41,8 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
     await downloadAll(s, manifests.map((hash) => ({ hash }))).catch(() => undefined);
   }, { walkTracks: true });
   const all = [...set.leaves.keys(), ...set.manifests];
-  const toUpload = await s.inventory.missing(all);
+  const inventory = await s.inventory;
+  const toUpload = await inventory.missing(all);
   const lost = [...set.unreadable, ...toUpload.filter((h) => !s.store.has(h))];
   if (lost.length > 0) throw await unrecoverable(s, items, new Set(lost));
   s.progress.addTotal(toUpload.length, toUpload.reduce((n, h) => n + s.store.sizeOf(h), 0));
@@ -69,7 +70,7 @@ export async function pushConceptsWith(s: Session, items: readonly ConceptToPush
     failure = failures[0] && { item: `atom ${failures[0].item}`, error: failures[0].error };
     failed = failures.length;
   }
-  s.inventory.record(uploaded);
+  inventory.record(uploaded);
   if (!failure) await uploadLayouts(s, items.map((i) => i.concept));
   if (failure) {
     const more = failed > 1 ? ` (${failed} atoms not uploaded; first failure shown)` : '';

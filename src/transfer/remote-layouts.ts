@@ -74,15 +74,19 @@ export async function fetchByLayouts(
 ): Promise<{ left: FileToFetch[]; atoms: number; bytes: number }> {
   const candidates = files.filter(mayBeLaidOut);
   if (candidates.length === 0) return { left: [...files], atoms: 0, bytes: 0 };
-  // The layouts are read while the packs are listed (one round trip, not two).
+  // The layouts are read while the packs are listed; from a store that hands over no whole packs
+  // (S3), into a store without packs (a clone's), their runs are asked for while the packs'
+  // indexes load: the listing, the indexes and the ranges take two round trips, not three.
+  const hadPacks = s.store.packIndexes().length > 0;
   const read = new Map<FileToFetch, RemoteLayout>();
-  const [packs] = await Promise.all([
-    s.packs.list(),
-    forEachConcurrently(candidates, s.settings.concurrency, async (f) => {
-      const layout = await readLayout(s, f.oid, f.size);
-      if (layout) read.set(f, layout);
-    }),
-  ]);
+  const listing = s.packs.list();
+  listing.catch(() => undefined); // awaited below
+  await forEachConcurrently(candidates, s.settings.concurrency, async (f) => {
+    const layout = await readLayout(s, f.oid, f.size);
+    if (layout) read.set(f, layout);
+  });
+  if (!s.backend.copyTo && !hadPacks) s.packs.prefetchRuns([...read.values()].flatMap((l) => l.runs));
+  const packs = await listing;
   const listed = new Map(packs.filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p]));
   const found = new Map([...read].filter(([, { runs }]) => runs.every((r) => listed.has(r.pack))).map(([f, { runs }]) => [f, runs]));
   if (found.size === 0) return { left: [...files], atoms: 0, bytes: 0 };
@@ -92,7 +96,6 @@ export async function fetchByLayouts(
   const heldBefore = new Set([...named].filter((id) => s.store.holdsPack(id)));
   const mostlyNeeded = s.backend.copyTo ? packsMostlyNeeded([...found.values()], listed) : [];
   const whole = [...new Set([...mostlyNeeded, ...heldBefore])];
-  const hadPacks = s.store.packIndexes().length > 0;
   const taken = await s.packs.adoptWhole(whole);
   // The other runs move by their offsets into one new pack while the manifests the files list come
   // in a download of their own (fetched unread: see fetchConceptsWith).

@@ -41,6 +41,8 @@ const RANGE_MAX_GAP = 4 * 1024;
  * bytes moves the whole pack file instead, where the store can (a folder: a hard link or a kernel copy).
  */
 export const WHOLE_PACK_SHARE = 0.75;
+/** At most this many bytes of a layout's runs are downloaded before the indexes that check them (prefetchRuns). */
+const PREFETCH_MAX_BYTES = 64 * 1024 * 1024;
 /** Uploaded atoms whose place a session remembers (~150 bytes each); past them, `locate` looks up. */
 const MAX_SENT_REMEMBERED = 131_072;
 /** No index this program writes is larger (2.7 million atoms). */
@@ -71,6 +73,8 @@ export interface Wanted {
 /** The pack is gone from the remote store (a remote gc rewrote or deleted it since it was listed). */
 class PackGone extends Error {}
 
+const aheadKey = (key: string, start: number, length: number): string => `${key} ${start} ${length}`;
+
 /** Bytes a pack served for an atom that are not that atom (nothing of them is stored). */
 function badAtom(t: Transfer, pack: string, hash: string, size: number, actual: string): RemoteError {
   return new RemoteError(
@@ -78,6 +82,36 @@ function badAtom(t: Transfer, pack: string, hash: string, size: number, actual: 
     `if this repeats, the remote copy in ${packKey(pack, 'pack')} is damaged: delete ${packKey(pack, 'idx')} from the remote store and push again from a clone that has the files`,
     true,
   );
+}
+
+/** Runs of one pack to download as one range: [start, end). */
+interface Stretch {
+  pack: string;
+  start: number;
+  end: number;
+  runs: LayoutRun[];
+}
+
+/**
+ * A layout's runs joined into stretches, per pack and by offset: a run within RANGE_MAX_GAP of the
+ * stretch so far joins it, unless the stretch would grow past RANGE_MAX_BYTES. From the runs alone,
+ * so that their bytes can be asked for before the packs' indexes arrive (RemotePacks.prefetchRuns)
+ * in the very ranges moveRuns asks for once they have.
+ */
+function stretchesOf(runs: readonly LayoutRun[]): Stretch[] {
+  const sorted = [...runs].sort((a, b) => (a.pack < b.pack ? -1 : a.pack > b.pack ? 1 : a.offset - b.offset));
+  const stretches: Stretch[] = [];
+  for (const run of sorted) {
+    const end = run.offset + run.size;
+    const last = stretches[stretches.length - 1];
+    if (last?.pack === run.pack && run.offset <= last.end + RANGE_MAX_GAP && Math.max(last.end, end) - last.start <= RANGE_MAX_BYTES) {
+      last.end = Math.max(last.end, end);
+      last.runs.push(run);
+    } else {
+      stretches.push({ pack: run.pack, start: run.offset, end, runs: [run] });
+    }
+  }
+  return stretches;
 }
 
 /** Atoms of a span to download in one range: order[first] to order[last - 1], bytes [start, end), at `local` in the new pack. */
@@ -201,6 +235,10 @@ export class RemotePacks {
   private listing: Promise<ListedPack[]> | null = null;
   /** The atoms this session uploaded, where they lie in their packs. */
   private readonly sent = new Map<string, LayoutRun>();
+  /** Ranges asked for ahead (prefetchRuns), by key, start and length, until moveRuns takes them. */
+  private readonly ahead = new Map<string, Promise<Buffer | null>>();
+  /** The downloads ahead, while under way. */
+  private prefetching: Promise<unknown> | null = null;
   private readonly cacheDir: string;
 
   constructor(private readonly t: Transfer) {
@@ -219,6 +257,32 @@ export class RemotePacks {
   /** Waits for a listing under way (as a session starts one), so that none outlives its session. */
   async settled(): Promise<void> {
     await this.listing?.catch(() => undefined);
+    await this.prefetching;
+  }
+
+  /**
+   * Starts downloading the stretches of a layout's runs (stretchesOf) before the packs' indexes
+   * are there to check them: they arrive with the indexes instead of a round trip after. moveRuns
+   * takes a range from here where it asks for the very same one, and checks every atom in it as
+   * ever; a range never asked for is dropped with the session. At most PREFETCH_MAX_BYTES in all.
+   */
+  prefetchRuns(runs: readonly LayoutRun[]): void {
+    const jobs: (() => Promise<void>)[] = [];
+    let total = 0;
+    for (const stretch of stretchesOf(runs)) {
+      const length = stretch.end - stretch.start;
+      if (total + length > PREFETCH_MAX_BYTES) break;
+      total += length;
+      const key = packKey(stretch.pack, 'pack');
+      let start = (): Promise<void> => Promise.resolve();
+      const bytes = new Promise<Buffer | null>((resolve, reject) => {
+        start = () => this.fetchBytes(key, stretch.start, length, `downloading bytes ${stretch.start}–${stretch.end - 1} of ${key} from ${this.t.backend.url}`).then(resolve, reject);
+      });
+      bytes.catch(() => undefined); // a failure is met again, and retried, by moveRuns
+      this.ahead.set(aheadKey(key, stretch.start, length), bytes);
+      jobs.push(start);
+    }
+    if (jobs.length > 0) this.prefetching = forEachConcurrently(jobs, this.t.settings.concurrency, (start) => start());
   }
 
   private async listAndLoad(): Promise<ListedPack[]> {
@@ -452,26 +516,16 @@ export class RemotePacks {
   async moveRuns(runs: readonly LayoutRun[], lookUp: boolean): Promise<{ moved: Map<LayoutRun, LayoutRun[]>; atoms: number; bytes: number }> {
     const listed = new Map((await this.list()).filter((p) => p.index && p.packSize !== null).map((p) => [p.id, p.index!]));
     const spans: Span[] = [];
-    const byPack = new Map<string, LayoutRun[]>();
-    for (const run of runs) {
-      if (!listed.has(run.pack)) continue;
-      const of = byPack.get(run.pack);
-      if (of) of.push(run);
-      else byPack.set(run.pack, [run]);
-    }
-    for (const [id, packRuns] of byPack) {
-      const index = listed.get(id)!;
-      packRuns.sort((a, b) => a.offset - b.offset);
-      let order: Uint32Array | null = null;
-      for (const run of packRuns) {
-        const last = spans[spans.length - 1];
-        if (last?.index === index && !last.broken && run.offset <= last.end + RANGE_MAX_GAP) {
-          last.take(run); // a run whose bytes are not all atoms of the index is left out
-          continue;
-        }
-        order ??= index.positionsByOffset();
-        spans.push(new Span(index, order, run));
-      }
+    const orders = new Map<PackIndex, Uint32Array>();
+    for (const stretch of stretchesOf(runs.filter((r) => listed.has(r.pack)))) {
+      const index = listed.get(stretch.pack)!;
+      let order = orders.get(index);
+      if (!order) orders.set(index, (order = index.positionsByOffset()));
+      const [first, ...rest] = stretch.runs;
+      const span = new Span(index, order, first!);
+      if (span.broken) continue;
+      for (const run of rest) span.take(run); // a run whose bytes are not all atoms of the index is left out
+      spans.push(span);
     }
     const store = this.t.store;
     const kept = spans.filter((span) => !span.broken);
@@ -584,6 +638,15 @@ export class RemotePacks {
   }
 
   private async readRange(key: string, start: number, length: number, what: string): Promise<Buffer | null> {
+    const ahead = this.ahead.get(aheadKey(key, start, length));
+    if (ahead) {
+      this.ahead.delete(aheadKey(key, start, length));
+      return ahead;
+    }
+    return this.fetchBytes(key, start, length, what);
+  }
+
+  private async fetchBytes(key: string, start: number, length: number, what: string): Promise<Buffer | null> {
     const { backend, settings } = this.t;
     if (length === 0) return Buffer.alloc(0); // zero-length atoms need no bytes (and no range is empty)
     if (backend.readRange) return backend.readRange(key, { start, length });

@@ -16,28 +16,30 @@ export interface TransferOptions {
 
 export interface Session extends Transfer {
   progress: Progress;
-  inventory: RemoteInventory;
+  /**
+   * Opened with the session, awaited by what needs it (a push; a fetch that stores loose atoms):
+   * a fetch's first requests do not wait for the gc epoch's round trip.
+   */
+  inventory: Promise<RemoteInventory>;
   packs: RemotePacks;
 }
 
 /** Opens the configured remote store; the caller closes the session (closeSession). */
 export async function openSession(ctx: Context, progress: Progress, options: Pick<TransferOptions, 'listPacks'> = {}): Promise<Session> {
   const backend = await requireRemote(ctx);
-  try {
-    const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
-    const packs = new RemotePacks(t);
-    // One round trip instead of two; a failed listing is reported by the download that needs it.
-    if (options.listPacks) packs.list().catch(() => undefined);
-    return { ...t, progress, packs, inventory: await RemoteInventory.open(t, packs) };
-  } catch (err) {
-    backend.close();
-    throw err;
-  }
+  const t: Transfer = { backend, store: ctx.store, settings: transferSettings(ctx.config) };
+  const packs = new RemotePacks(t);
+  // Both under way at once; a failure is reported by what needs them.
+  if (options.listPacks) packs.list().catch(() => undefined);
+  const inventory = RemoteInventory.open(t, packs);
+  inventory.catch(() => undefined);
+  return { ...t, progress, packs, inventory };
 }
 
-/** Ends the session once nothing started for it is still running (a pack listing writes the index cache). */
+/** Ends the session once nothing started for it is still running (a pack listing writes the index cache; the inventory reads the gc epoch). */
 export async function closeSession(s: Session): Promise<void> {
   await s.packs.settled();
+  await s.inventory.catch(() => undefined);
   s.progress.finish();
   s.backend.close();
 }

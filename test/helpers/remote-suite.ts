@@ -24,6 +24,7 @@ import { openRemote } from '../../src/store/remote.js';
 import { RemoteInventory } from '../../src/transfer/inventory.js';
 import { RemotePacks } from '../../src/transfer/remote-packs.js';
 import { readObject } from '../../src/transfer/atoms.js';
+import { downloadLayout } from '../../src/transfer/remote-layouts.js';
 import { fetchAtoms, fetchConcepts } from '../../src/transfer/fetch.js';
 import { pushConcepts } from '../../src/transfer/push.js';
 import { tempDir } from './cli.js';
@@ -423,6 +424,36 @@ export function defineRemoteSuite(name: string, remote: RemoteUnderTest): void {
     reconstruct(retitled!.concept, counting, (b) => out.push(Buffer.from(b)), { discardedOnError: true, release: () => undefined });
     assert.equal(sha256Hex(Buffer.concat(out)), oid, 'rebuilt through the layout, byte for byte');
     assert.deepEqual([counting.lookups, counting.reads], [0, 0], 'with no atom looked up and no manifest read');
+  });
+
+  test(`${name}: a layout's runs asked for ahead, before the packs' indexes, are the very ranges the move then takes`, async (t) => {
+    const { root, settings, backend, here } = await layoutStores(t);
+    const files = addFixtures(here, ['course-a.mp4', 'course-b.mp4']);
+    await pushConcepts(here, files.map((f) => ({ concept: f.concept, path: f.name })), { quiet: true });
+    const there = storeContext(subdir(root, 'there'), settings);
+    const asked: string[] = [];
+    const count = (key: string, range?: { start: number; length: number }): void => {
+      if (key.startsWith('packs/')) asked.push(range ? `${key} ${range.start}+${range.length}` : key);
+    };
+    const download = backend.download.bind(backend);
+    backend.download = (key, range) => (count(key, range), download(key, range));
+    const readRange = backend.readRange?.bind(backend);
+    if (readRange) backend.readRange = (key, range) => (count(key, range), readRange(key, range));
+    const transfer = { backend, store: there.store, settings: { concurrency: 4, attempts: 1, timeoutMs: 30_000 } };
+    const runs = [];
+    for (const f of files) {
+      const raw = await downloadLayout(transfer, f.concept.oid);
+      if (raw) runs.push(...decodeLayout(raw, f.concept.oid, f.concept.size)!);
+    }
+    assert.ok(runs.length > 0, 'the videos have layouts');
+    const packs = new RemotePacks(transfer);
+    packs.prefetchRuns(runs);
+    await packs.settled();
+    const ahead = [...asked];
+    assert.ok(ahead.length > 0 && ahead.every((a) => a.endsWith('.pack') === false && a.includes('.pack ')), `ranges of packs only, no index: ${ahead.join(', ')}`);
+    const { moved } = await packs.moveRuns(runs, false);
+    assert.equal(moved.size, runs.length, 'every run moved');
+    assert.deepEqual(asked.filter((a) => a.includes('.pack ')), ahead, 'no range asked for again: the move took those asked for ahead');
   });
 
   test(`${name}: a damaged atom in a pack a layout reads from is refused, named, and not stored`, async (t) => {
