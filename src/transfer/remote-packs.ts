@@ -264,13 +264,16 @@ export class RemotePacks {
    * Starts downloading the stretches of a layout's runs (stretchesOf) before the packs' indexes
    * are there to check them: they arrive with the indexes instead of a round trip after. moveRuns
    * takes a range from here where it asks for the very same one, and checks every atom in it as
-   * ever; a range never asked for is dropped with the session. At most PREFETCH_MAX_BYTES in all.
+   * ever; a range never asked for is dropped with the session. Stretches of one range at most
+   * (RANGE_MAX_BYTES), up to PREFETCH_MAX_BYTES in all.
    */
   prefetchRuns(runs: readonly LayoutRun[]): void {
     const jobs: (() => Promise<void>)[] = [];
     let total = 0;
     for (const stretch of stretchesOf(runs)) {
       const length = stretch.end - stretch.start;
+      // A run longer than one range is cut by its atoms, which only the index tells.
+      if (length > RANGE_MAX_BYTES) continue;
       if (total + length > PREFETCH_MAX_BYTES) break;
       total += length;
       const key = packKey(stretch.pack, 'pack');
