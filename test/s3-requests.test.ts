@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { S3Client, HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -137,12 +137,29 @@ test('s3 requests: S3\'s XML is read with its entities', () => {
   assert.equal(xmlField('<Key>&#x110000;</Key>', 'Key'), '&#x110000;');
 });
 
+/**
+ * An S3 backend facing a local HTTP server that answers as S3 does in `answer` (a failure S3 gives
+ * that s3rver cannot be made to give); both closed after the test.
+ */
+async function facing(t: { after(fn: () => void): void }, answer: (req: IncomingMessage, res: ServerResponse) => void): Promise<S3Backend> {
+  const server = createServer((req, res) => {
+    req.resume();
+    answer(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const backend = new S3Backend({ bucket: 'media', prefix: '', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forcePathStyle: true, timeoutMs: 5000 });
+  t.after(() => {
+    backend.close();
+    server.close();
+  });
+  return backend;
+}
+
 test('s3 requests: a bucket in another region is named, with the setting that fixes it', async (t) => {
   // What S3 answers a request for a bucket in another region: a redirect naming the bucket's region
   // in a header, or (signed for the wrong region) an error naming it in its body.
   let requests = 0;
-  const server = createServer((req, res) => {
-    req.resume();
+  const backend = await facing(t, (_req, res) => {
     if (requests++ % 2 === 0) {
       res.writeHead(301, { 'x-amz-bucket-region': 'eu-north-1', 'content-type': 'application/xml' });
       res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>');
@@ -151,46 +168,27 @@ test('s3 requests: a bucket in another region is named, with the setting that fi
       res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>the region \'us-east-1\' is wrong; expecting \'eu-north-1\'</Message><Region>eu-north-1</Region></Error>');
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => server.close());
-  const backend = new S3Backend({ bucket: 'media', prefix: '', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forcePathStyle: true, timeoutMs: 5000 });
-  try {
-    for (const attempt of [() => backend.download('gc-epoch'), () => backend.download('gc-epoch'), async () => backend.list('packs/').next(), async () => backend.list('packs/').next(), () => backend.exists('gc-epoch')]) {
-      await assert.rejects(attempt(), (err: Error & { hint?: string; retryable?: boolean }) => {
-        assert.match(err.message, /bucket media is in region eu-north-1/);
-        assert.match(String(err.hint), /panini\.s3\.region to eu-north-1/);
-        assert.equal(err.retryable, false);
-        return true;
-      });
-    }
-  } finally {
-    backend.close();
+  for (const attempt of [() => backend.download('gc-epoch'), () => backend.download('gc-epoch'), async () => backend.list('packs/').next(), async () => backend.list('packs/').next(), () => backend.exists('gc-epoch')]) {
+    await assert.rejects(attempt(), (err: Error & { hint?: string; retryable?: boolean }) => {
+      assert.match(err.message, /bucket media is in region eu-north-1/);
+      assert.match(String(err.hint), /panini\.s3\.region to eu-north-1/);
+      assert.equal(err.retryable, false);
+      return true;
+    });
   }
 });
 
 test('s3 requests: a clock the service refuses and a bodiless refusal are named', async (t) => {
   // What S3 answers a request signed more than 15 minutes off its clock, and a HEAD it refuses.
-  const server = createServer((req, res) => {
-    req.resume();
-    if (req.method === 'HEAD') {
-      res.writeHead(403);
-      res.end();
-      return;
-    }
+  const backend = await facing(t, (req, res) => {
     res.writeHead(403, { 'content-type': 'application/xml' });
-    res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>');
+    if (req.method === 'HEAD') res.end();
+    else res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => server.close());
-  const backend = new S3Backend({ bucket: 'media', prefix: '', endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forcePathStyle: true, timeoutMs: 5000 });
-  try {
-    await assert.rejects(backend.download('gc-epoch'), (err: Error & { hint?: string }) => {
-      assert.match(err.message, /clock differs from the service's/);
-      assert.match(String(err.hint), /NTP/);
-      return true;
-    });
-    await assert.rejects(backend.exists('gc-epoch'), /access denied \(Forbidden\)/);
-  } finally {
-    backend.close();
-  }
+  await assert.rejects(backend.download('gc-epoch'), (err: Error & { hint?: string }) => {
+    assert.match(err.message, /clock differs from the service's/);
+    assert.match(String(err.hint), /NTP/);
+    return true;
+  });
+  await assert.rejects(backend.exists('gc-epoch'), /access denied \(Forbidden\)/);
 });
