@@ -63,13 +63,13 @@ export class S3Requests {
   async send(method: 'GET' | 'HEAD' | 'PUT' | 'DELETE', key: string | null, options: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer } = {}): Promise<IncomingMessage> {
     const { base, signer, headers } = await (this.target ??= this.resolve());
     const body = options.body;
-    const path = base.pathname.replace(/\/$/, '') + (key === null ? '' : '/' + key.split('/').map(escapeUri).join('/'));
+    const path = base.pathname.replace(/\/$/, '') + (key === null ? '' : '/' + key.split('/').map(escapeUri).join('/')) || '/';
     const signed = await signer.sign({
       method,
       protocol: base.protocol,
       hostname: base.hostname,
       port: base.port ? Number(base.port) : undefined,
-      path: path || '/',
+      path,
       query: options.query ?? {},
       headers: {
         ...headers,
@@ -87,7 +87,7 @@ export class S3Requests {
         method,
         host: base.hostname,
         port: base.port || undefined,
-        path: (path || '/') + (query ? `?${query}` : ''),
+        path: path + (query ? `?${query}` : ''),
         headers: signed.headers,
       }, resolve);
       req.setTimeout(this.location.timeoutMs, () => {

@@ -29,9 +29,10 @@ export async function fetchAtoms(ctx: Context, hashes: string[], options: Transf
 
 /**
  * Makes every atom the concepts need local: files the store already rebuilds through layouts of
- * its own are not looked at again (remote-layouts.ts, laidOutHere); from a folder store, the packs
- * of the files' layouts whole (fetchByLayouts); then, for the others, manifests level by level,
- * then the leaves they list (one plan, one pool of downloads).
+ * its own are not looked at again (remote-layouts.ts, laidOutHere); files with layouts in the
+ * remote store get their runs (fetchByLayouts: packs taken whole from a folder, runs moved by
+ * their offsets otherwise); then, for the others, manifests level by level, then the leaves they
+ * list (one plan, one pool of downloads).
  */
 export async function fetchConcepts(ctx: Context, concepts: readonly FileToFetch[], options: TransferOptions = {}): Promise<FetchResult> {
   return withSession(ctx, { ...options, listPacks: true }, (s) => fetchConceptsWith(s, concepts));

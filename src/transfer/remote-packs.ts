@@ -122,6 +122,8 @@ interface Piece {
   first: number;
   last: number;
   local: number;
+  /** Its atoms where they lie in the new pack, once downloaded and checked. */
+  entries?: PackEntry[];
 }
 
 /**
@@ -558,14 +560,18 @@ export class RemotePacks {
             }
             if (got.length !== piece.end - piece.start) throw new RemoteError(`${what}: ${got.length} bytes arrived`, 'run the command again', true);
             const { index, order } = piece.span;
+            const entries: PackEntry[] = [];
             for (let k = piece.first; k < piece.last; k++) {
               const i = order[k]!;
               const at = index.offsetOf(i) - piece.start;
               const hash = index.hashAt(i);
-              const actual = sha256Hex(got.subarray(at, at + index.sizeOf(i)));
-              if (actual !== hash) throw badAtom(this.t, index.id, hash, index.sizeOf(i), actual);
+              const size = index.sizeOf(i);
+              const actual = sha256Hex(got.subarray(at, at + size));
+              if (actual !== hash) throw badAtom(this.t, index.id, hash, size, actual);
+              entries.push({ hash, offset: piece.local + at, size });
             }
             writeSync(fd, got, 0, got.length, piece.local);
+            piece.entries = entries;
           });
         });
         if (failures.length > 0) throw failures[0]!.error;
@@ -573,12 +579,7 @@ export class RemotePacks {
         const entries = new Map<string, PackEntry>();
         for (const piece of pieces) {
           if (gone.has(piece.span)) continue;
-          const { index, order } = piece.span;
-          for (let k = piece.first; k < piece.last; k++) {
-            const i = order[k]!;
-            const hash = index.hashAt(i);
-            if (!entries.has(hash)) entries.set(hash, { hash, offset: piece.local + index.offsetOf(i) - piece.start, size: index.sizeOf(i) });
-          }
+          for (const e of piece.entries!) if (!entries.has(e.hash)) entries.set(e.hash, e);
           bytes += piece.end - piece.start;
         }
         if (entries.size > 0) id = store.namePack(tmp, [...entries.values()]);
