@@ -119,7 +119,9 @@ describe('git panini gc --remote', () => {
     git(['config', 'panini.gc.exclusiveRemote', 'true']);
     const versions: Buffer[] = [];
     for (let i = 0; i < 18; i++) {
-      const bytes = randomBytes(1_500_000); // ~20 atoms: each push uploads one pack
+      // At least 17 content-defined chunks (each at most 256 KiB): more than the 16 a push packs, so
+      // each push uploads one pack (1.5 MB gave fewer now and then: a push of loose atoms).
+      const bytes = randomBytes(4_300_000);
       versions.push(bytes);
       writeFileSync(path.join(work, `f${i}.bin`), bytes);
       git(['add', `f${i}.bin`]);
